@@ -1,0 +1,79 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Type aliases and the core contracts shared by the engine and algorithms.
+
+Vocabulary (borrowed from DrJAX):
+  * *placed* values carry a leading client axis ``C`` (one row per silo of a
+    group); *unplaced* values are the same for every silo.
+  * a *group* is a set of silos that share one architecture and one padded data
+    shape, so they can be stacked and mapped over together. FedHelp has two
+    groups (``large`` and ``small``); FedAvg on one model has one or more.
+
+Data layout of one group (a plain dict, so it is a pytree)::
+
+  {
+    'x':      [C, N, ...]   float32  training inputs, padded to the group max N
+    'y':      [C, N, ...]   int32    labels ([C, N]) or masks ([C, N, H, W])
+    'n':      [C]           int32    real number of training examples per silo
+    'test_x': [C, Nt, ...]  float32  held-out inputs of each silo
+    'test_y': [C, Nt, ...]  int32
+    'test_n': [C]           int32
+    # optional algorithm-specific extras, e.g. FedHelp's
+    'public_x': [C, P, ...], 'public_q': [C, P, K]   (FM knowledge, on-client)
+  }
+"""
+
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+import jax
+
+PyTree = Any
+PRNGKey = jax.Array
+Params = PyTree
+Variables = Mapping[str, PyTree]  # Flax collections: 'params', 'batch_stats'.
+HParams = Mapping[str, jax.Array]  # Scalars (or [K] in a sweep); never floats.
+Metrics = Mapping[str, jax.Array]
+GroupData = Mapping[str, jax.Array]
+FederatedData = Mapping[str, GroupData]  # group name -> GroupData.
+
+
+class Download(NamedTuple):
+  """What the server sends at the start of a round.
+
+  Attributes:
+    broadcast: unplaced pytree sent to every silo (e.g. global params).
+    personal: group name -> placed pytree (leaves ``[C_g, ...]``) with one
+      slice per silo (e.g. pFedNet's personalized block), or None.
+  """
+  broadcast: PyTree
+  personal: Optional[Mapping[str, PyTree]] = None
+
+
+class FederatedAlgorithm(NamedTuple):
+  """A federated algorithm as pure functions (optax's pair idea, per round).
+
+  Algorithms describe ONE silo and ONE server step. They never call jit, vmap,
+  scan over rounds or device_put: ``engine.py`` adds all of that.
+
+  Attributes:
+    name: lower-case algorithm name.
+    init: ``(rng, spec) -> (server_state, client_states)`` where
+      ``client_states`` maps group name -> placed (stacked) client state.
+    download: ``(server_state) -> Download``.
+    local_update: ``(group, client_state, broadcast, personal, data, hparams,
+      rng) -> (client_state, upload, metrics)`` for ONE silo of ``group`` (a
+      static string). ``data`` is one silo's slice of the group's data.
+    server_update: ``(server_state, uploads, weights, hparams) ->
+      server_state`` where uploads and weights map group -> placed values
+      (weights ``[C_g]``, zero for padded dummy silos).
+    eval_variables: ``(group, client_state, broadcast, personal) ->
+      variables``: the model variables ONE silo is evaluated with
+      (``personal`` is that silo's slice, or None).
+    eval_model: ``group -> flax module`` used to predict with those variables.
+  """
+  name: str
+  init: Callable[..., Any]
+  download: Callable[..., Download]
+  local_update: Callable[..., Any]
+  server_update: Callable[..., Any]
+  eval_variables: Callable[..., Any]
+  eval_model: Callable[[str], Any]
