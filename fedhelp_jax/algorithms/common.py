@@ -1,0 +1,150 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Pieces shared by algorithms: local configs, optimizers, supervised steps."""
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedhelp_jax import engine
+from fedhelp_jax import models
+from fedhelp_jax import tasks
+from fedhelp_jax import types
+
+OPTIMIZERS = ('sgd', 'adam')
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalConfig:
+  """Static (shape- and program-changing) settings of local training.
+
+  Attributes:
+    batch_size: examples per local step.
+    local_steps: fixed number of local steps per round for every silo, or
+    local_epochs: epochs over each silo's own data (small silos take fewer,
+      masked, steps). Exactly one of the two is set.
+    optimizer: 'sgd' (momentum from ``hparams['momentum']``) or 'adam'.
+      The client optimizer state is reset every round, as in FedAvg.
+  """
+  batch_size: int = 32
+  local_steps: Optional[int] = 10
+  local_epochs: Optional[float] = None
+  optimizer: str = 'sgd'
+
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise ValueError(f'batch_size must be >= 1, got {self.batch_size}.')
+    if (self.local_steps is None) == (self.local_epochs is None):
+      raise ValueError('LocalConfig: set exactly one of local_steps and '
+                       'local_epochs.')
+    if self.local_steps is not None and self.local_steps < 1:
+      raise ValueError(f'local_steps must be >= 1, got {self.local_steps}.')
+    if self.local_epochs is not None and self.local_epochs <= 0:
+      raise ValueError(f'local_epochs must be > 0, got {self.local_epochs}.')
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f'Unknown optimizer {self.optimizer!r}; expected one '
+                       f'of {OPTIMIZERS}.')
+
+  def schedule(self, rng, data):
+    """``(idx [T, B], active [T])`` for one silo's ``data``."""
+    return engine.local_schedule(
+        rng, data['n'], data['x'].shape[0], batch_size=self.batch_size,
+        local_steps=self.local_steps, local_epochs=self.local_epochs)
+
+
+def make_optimizer(name: str, hparams: types.HParams,
+                   lr_key: str = 'lr') -> optax.GradientTransformation:
+  """An optax optimizer whose hyperparameters are (traced) arrays."""
+  lr = hparams[lr_key]
+  if name == 'sgd':
+    return optax.sgd(lr, momentum=hparams.get('momentum', 0.0))
+  if name == 'adam':
+    return optax.adam(lr)
+  raise ValueError(f'Unknown optimizer {name!r}.')
+
+
+def model_variables(params, model_state):
+  return {'params': params, **model_state}
+
+
+def split_variables(variables):
+  """``(params, model_state)`` from Flax variables."""
+  return variables['params'], {k: v for k, v in variables.items()
+                               if k != 'params'}
+
+
+def init_model(module, rng, sample_x):
+  """``(params, model_state)`` of a freshly initialised module."""
+  return split_variables(models.init_variables(module, rng, sample_x))
+
+
+def stack(tree, num: int):
+  """Replicates an unplaced pytree ``num`` times along a new client axis."""
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (num,) + x.shape), tree)
+
+
+def tree_sq_norm(tree) -> jax.Array:
+  return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+
+
+def supervised_train(module, task: tasks.Task, local: LocalConfig,
+                     params, model_state, data, hparams, rng, *,
+                     extra_loss: Optional[Callable[[Any], jax.Array]] = None,
+                     head: str = 'main'):
+  """Local SGD on the task loss for ONE silo: a scan over local steps.
+
+  Args:
+    module: the Flax module.
+    task: the task (loss).
+    local: local-training config.
+    params: starting params.
+    model_state: non-param collections (e.g. 'batch_stats'), updated.
+    data: the silo's data dict ('x', 'y', 'n', ...).
+    hparams: hyperparameter arrays ('lr', 'momentum', ...).
+    rng: the silo's key for this round.
+    extra_loss: optional ``params -> scalar`` added to the batch loss (e.g.
+      FedProx's proximal term).
+    head: model head to train.
+
+  Returns:
+    ``(params, model_state, metrics)`` with ``metrics['train_loss']`` the mean
+    task loss over active steps.
+  """
+  order_key, step_key = jax.random.split(rng)
+  idx, active = local.schedule(order_key, data)
+  tx = make_optimizer(local.optimizer, hparams)
+
+  def loss_fn(p, ms, xb, yb):
+    out, new_vars = models.apply_model(
+        module, model_variables(p, ms), xb, train=True, head=head)
+    task_loss = jnp.mean(task.loss(out, yb))
+    total = task_loss if extra_loss is None else task_loss + extra_loss(p)
+    return total, (task_loss, split_variables(new_vars)[1])
+
+  def step(carry, batch_idx, key):
+    del key  # The models here are deterministic (no dropout).
+    p, ms, opt = carry
+    grads, (task_loss, ms) = jax.grad(loss_fn, has_aux=True)(
+        p, ms, data['x'][batch_idx], data['y'][batch_idx])
+    updates, opt = tx.update(grads, opt, p)
+    return (optax.apply_updates(p, updates), ms, opt), task_loss
+
+  (params, model_state, _), step_losses = engine.scan_local_steps(
+      step, (params, model_state, tx.init(params)), idx, active, step_key)
+  return params, model_state, {
+      'train_loss': engine.mean_over_active(step_losses, active)}
+
+
+def predict_probs(task: tasks.Task, head: str = 'main'):
+  """``(module, variables, x) -> probabilities`` for evaluation."""
+  def apply_fn(module, variables, x):
+    out, _ = models.apply_model(module, variables, x, train=False, head=head)
+    return task.predict(out)
+  return apply_fn
+
+
+def sample_x(data: Mapping[str, Any]):
+  """One example of a group's inputs, for model init: ``[1, ...]``."""
+  return data['x'][0, :1]

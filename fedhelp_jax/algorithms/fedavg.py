@@ -1,0 +1,135 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""FedAvg, FedProx and Local-only on the compiled engine.
+
+* FedAvg: McMahan et al. 2017, "Communication-Efficient Learning of Deep
+  Networks from Decentralized Data", https://arxiv.org/abs/1602.05629.
+* FedProx: Li et al. 2020, "Federated Optimization in Heterogeneous
+  Networks", https://arxiv.org/abs/1812.06127. It adds the proximal term
+  ``mu/2 ||w - w_global||^2`` to every local step.
+* Local-only: every silo trains its own model; nothing is communicated.
+
+Silos upload the model delta ``w_global - w_local``; the server applies the
+weighted mean delta with a server learning rate (``server_lr = 1`` is plain
+FedAvg). BatchNorm statistics, when the model has them, stay on the silo
+(they are client state, FedBN-style), only 'params' are averaged.
+"""
+
+from typing import Any
+
+import jax
+
+from fedhelp_jax import engine
+from fedhelp_jax import tasks
+from fedhelp_jax import types
+from fedhelp_jax.algorithms import common
+
+
+def _init(module, groups):
+  def init_fn(rng, data):
+    first = groups[0]
+    params, model_state = common.init_model(
+        module, rng, common.sample_x(data[first]))
+    clients = {}
+    for g in groups:
+      num = data[g]['x'].shape[0]
+      clients[g] = {'params': common.stack(params, num),
+                    'model_state': common.stack(model_state, num)}
+    return {'params': params}, clients
+  return init_fn
+
+
+def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
+           *, proximal: bool = False) -> types.FederatedAlgorithm:
+  """FedAvg (or FedProx with ``proximal=True``) over one shared model.
+
+  Hyperparameters (arrays in ``hparams``): ``lr``, ``momentum`` (sgd),
+  ``server_lr`` and, for FedProx, ``mu``.
+
+  Args:
+    module: the Flax model every silo trains.
+    task: the task.
+    local: local-training config.
+    groups: silo group names (all share ``module``).
+    proximal: add FedProx's proximal term.
+  """
+  groups = tuple(groups)
+
+  def download(server):
+    return types.Download(broadcast=server['params'])
+
+  def local_update(group, client, broadcast, personal, data, hparams, rng):
+    del group, personal
+    extra = None
+    if proximal:
+      def extra(p):
+        diff = jax.tree.map(lambda a, b: a - b, p, broadcast)
+        return 0.5 * hparams['mu'] * common.tree_sq_norm(diff)
+    params, model_state, metrics = common.supervised_train(
+        module, task, local, broadcast, client['model_state'], data, hparams,
+        rng, extra_loss=extra)
+    delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
+    return {'params': params, 'model_state': model_state}, delta, metrics
+
+  def server_update(server, uploads, weights, hparams):
+    delta = engine.weighted_mean_groups(uploads, weights)
+    params = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d,
+                          server['params'], delta)
+    return {'params': params}
+
+  def eval_variables(group, client, broadcast, personal):
+    del group, personal
+    return common.model_variables(broadcast, client['model_state'])
+
+  return types.FederatedAlgorithm(
+      name='fedprox' if proximal else 'fedavg', init=_init(module, groups),
+      download=download, local_update=local_update,
+      server_update=server_update, eval_variables=eval_variables,
+      eval_model=lambda group: module)
+
+
+def fedprox(module, task, local, groups) -> types.FederatedAlgorithm:
+  """FedProx: FedAvg with a proximal term of strength ``hparams['mu']``."""
+  return fedavg(module, task, local, groups, proximal=True)
+
+
+def local_only(module, task: tasks.Task, local: common.LocalConfig,
+               groups) -> types.FederatedAlgorithm:
+  """Every silo trains its own model; nothing is uploaded or aggregated."""
+  groups = tuple(groups)
+
+  def download(server):
+    del server
+    return types.Download(broadcast={})
+
+  def local_update(group, client, broadcast, personal, data, hparams, rng):
+    del group, broadcast, personal
+    params, model_state, metrics = common.supervised_train(
+        module, task, local, client['params'], client['model_state'], data,
+        hparams, rng)
+    return {'params': params, 'model_state': model_state}, {}, metrics
+
+  def server_update(server, uploads, weights, hparams):
+    del uploads, weights, hparams
+    return server
+
+  def eval_variables(group, client, broadcast, personal):
+    del group, broadcast, personal
+    return common.model_variables(client['params'], client['model_state'])
+
+  def init_fn(rng, data):
+    _, clients = _init(module, groups)(rng, data)
+    return {}, clients
+
+  return types.FederatedAlgorithm(
+      name='local', init=init_fn, download=download,
+      local_update=local_update, server_update=server_update,
+      eval_variables=eval_variables, eval_model=lambda group: module)
+
+
+def default_hparams(name: str) -> dict[str, Any]:
+  """Default hyperparameter values (floats; convert with ``hparams.as_arrays``).
+  """
+  base = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0}
+  if name == 'fedprox':
+    base['mu'] = 0.01
+  return base

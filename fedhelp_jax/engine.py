@@ -1,0 +1,495 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""The compiled federated round.
+
+This is the ONLY module that applies ``jax.jit``, ``jax.vmap``, ``lax.map``,
+``lax.scan`` (over local steps and over rounds) and sharding. Algorithms are
+plain functions of one silo (``local_update``) and one server step
+(``server_update``); this module turns them into
+
+  round_fn(state, data, weights, hparams) -> (state, metrics)
+
+where every group of silos is mapped with the chosen client-parallel strategy
+and all groups run inside the same program, and into ``run_rounds(n)``, a
+``lax.scan`` of ``n`` rounds with no host synchronisation in between.
+
+Client-parallel strategies:
+  * ``vmap``: the whole group at once. Per-silo conv weights turn into a
+    grouped convolution, which is fast on GPUs/TPUs and slow on CPUs.
+  * ``chunked``: ``lax.map(..., batch_size=k)``: ``k`` silos at a time, a
+    sequential loop over chunks inside the compiled program (k=1 is a plain
+    in-program loop over silos, which is what CPUs like).
+  * ``loop``: a Python loop of jitted single-silo updates (FedJAX's default).
+    It is the reference for tests and the baseline for benchmarks only.
+  * ``auto``: picks per backend (see ``resolve_strategy``) and says why.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+import chex
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from fedhelp_jax import types
+
+STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
+
+# Measured in benchmarks/round_throughput.py (see README): on CPU, a sequential
+# in-program map over silos beats vmap (grouped convolutions) and the Python
+# loop; on accelerators vmap wins.
+_AUTO = {
+    'cpu': ('chunked', 1,
+            'CPU: vmap over per-silo conv weights lowers to slow grouped '
+            'convolutions; a sequential in-program map (chunk 1) was fastest '
+            'in benchmarks/round_throughput.py'),
+    'gpu': ('vmap', None, 'GPU: vmap runs all silos of a group as one '
+            'batched program'),
+    'tpu': ('vmap', None, 'TPU: vmap runs all silos of a group as one '
+            'batched program'),
+}
+
+
+class FederatedState(NamedTuple):
+  """Everything a run needs to continue bit-exactly.
+
+  Attributes:
+    server: the algorithm's server state (unplaced).
+    clients: group name -> placed client state (leaves ``[C_g, ...]``).
+    rng: base PRNG key; per-round, per-group, per-silo streams are derived
+      from it with ``fold_in`` so no key is ever carried or consumed.
+    round: int32 scalar, number of completed rounds.
+  """
+  server: types.PyTree
+  clients: Mapping[str, types.PyTree]
+  rng: jax.Array
+  round: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """A resolved client-parallel strategy."""
+  name: str
+  chunk_size: Optional[int] = None
+  reason: str = ''
+
+  def describe(self) -> str:
+    chunk = f' (chunk_size={self.chunk_size})' if self.name == 'chunked' else ''
+    return f'{self.name}{chunk}: {self.reason}'
+
+
+def resolve_strategy(strategy: str = 'auto', *, chunk_size: Optional[int] = None,
+                     backend: Optional[str] = None) -> Strategy:
+  """Resolves ``strategy`` (possibly 'auto') for a backend.
+
+  Args:
+    strategy: one of ``STRATEGIES``.
+    chunk_size: silos per ``lax.map`` step for 'chunked' (default 1 on CPU,
+      4 elsewhere).
+    backend: 'cpu', 'gpu' or 'tpu'; defaults to ``jax.default_backend()``.
+
+  Returns:
+    The resolved ``Strategy`` with a human-readable reason.
+  """
+  if strategy not in STRATEGIES:
+    raise ValueError(
+        f'Unknown client-parallel strategy {strategy!r}; expected one of '
+        f'{STRATEGIES}.')
+  backend = backend or jax.default_backend()
+  if chunk_size is not None and chunk_size < 1:
+    raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
+  if strategy == 'auto':
+    name, default_chunk, reason = _AUTO.get(backend, _AUTO['gpu'])
+    return Strategy(name, chunk_size or default_chunk, f'auto on {backend}: '
+                    + reason)
+  if strategy == 'chunked':
+    return Strategy('chunked', chunk_size or (1 if backend == 'cpu' else 4),
+                    'requested')
+  return Strategy(strategy, None, 'requested')
+
+
+# ---------------------------------------------------------------------------
+# Local steps: schedules and the scan over steps.
+# ---------------------------------------------------------------------------
+
+
+def num_local_steps(max_examples: int, *, batch_size: int,
+                    local_steps: Optional[int] = None,
+                    local_epochs: Optional[float] = None) -> int:
+  """Static number of scan steps for a group (its largest silo).
+
+  Exactly one of ``local_steps`` (a fixed number of steps for every silo) and
+  ``local_epochs`` (epochs over each silo's own data; silos with fewer
+  examples take fewer, masked, steps) must be given.
+  """
+  if (local_steps is None) == (local_epochs is None):
+    raise ValueError('Give exactly one of local_steps and local_epochs.')
+  if local_steps is not None:
+    return int(local_steps)
+  return max(1, math.ceil(local_epochs * max_examples / batch_size))
+
+
+def local_schedule(rng: jax.Array, n: jax.Array, max_examples: int, *,
+                   batch_size: int, local_steps: Optional[int] = None,
+                   local_epochs: Optional[float] = None):
+  """Batch indices and the active-step mask for ONE silo.
+
+  Valid examples (index < n) are shuffled once and then read cyclically, so
+  each epoch sees every example once before any is repeated.
+
+  Args:
+    rng: the silo's data-order key.
+    n: int32 scalar, the silo's real number of examples.
+    max_examples: static padded size N of the group.
+    batch_size: static batch size.
+    local_steps: fixed number of steps (every silo).
+    local_epochs: epochs over each silo's own data (masked steps).
+
+  Returns:
+    ``(idx [T, B] int32, active [T] bool)``.
+  """
+  steps = num_local_steps(max_examples, batch_size=batch_size,
+                          local_steps=local_steps, local_epochs=local_epochs)
+  valid = jnp.arange(max_examples) < n
+  # Padded rows sort last, so perm[:n] is a uniform permutation of the valid
+  # rows.
+  keys = jnp.where(valid, jax.random.uniform(rng, (max_examples,)), 2.0)
+  perm = jnp.argsort(keys)
+  flat = jnp.arange(steps * batch_size) % jnp.maximum(n, 1)
+  idx = perm[flat].reshape(steps, batch_size).astype(jnp.int32)
+  if local_epochs is None:
+    active = jnp.ones((steps,), bool)
+  else:
+    wanted = jnp.ceil(local_epochs * n / batch_size).astype(jnp.int32)
+    active = jnp.arange(steps) < wanted
+  return idx, active
+
+
+def scan_local_steps(step_fn: Callable[..., Any], carry: Any, idx: jax.Array,
+                     active: jax.Array, rng: jax.Array):
+  """Runs ``step_fn(carry, batch_idx, rng) -> (carry, metrics)`` over steps.
+
+  Inactive steps (beyond a small silo's epochs) leave the carry untouched.
+
+  Returns:
+    ``(carry, metrics)`` with metrics stacked over steps, ``[T, ...]``.
+  """
+  keys = jax.random.split(rng, idx.shape[0])
+
+  def body(c, xs):
+    batch_idx, is_active, key = xs
+    new_c, metrics = step_fn(c, batch_idx, key)
+    new_c = jax.tree.map(lambda a, b: jnp.where(is_active, a, b), new_c, c)
+    return new_c, metrics
+
+  return lax.scan(body, carry, (idx, active, keys))
+
+
+def mean_over_active(values: jax.Array, active: jax.Array) -> jax.Array:
+  """Mean of a ``[T]`` per-step metric over active steps."""
+  w = active.astype(values.dtype)
+  return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Client mapping and reductions (DrJAX vocabulary).
+# ---------------------------------------------------------------------------
+
+
+def map_clients(fn: Callable[..., Any], placed: Sequence[Any],
+                unplaced: Sequence[Any], strategy: Strategy):
+  """Maps ``fn(*placed_slices, *unplaced)`` over the leading client axis.
+
+  Args:
+    fn: a function of ONE silo.
+    placed: arguments whose leaves have a leading ``[C]`` axis (None allowed).
+    unplaced: arguments shared by every silo.
+    strategy: a resolved 'vmap' or 'chunked' strategy.
+
+  Returns:
+    ``fn``'s outputs stacked over the client axis.
+  """
+  placed, unplaced = tuple(placed), tuple(unplaced)
+  if strategy.name == 'vmap':
+    return jax.vmap(lambda *p: fn(*p, *unplaced))(*placed)
+  if strategy.name == 'chunked':
+    return lax.map(lambda p: fn(*p, *unplaced), placed,
+                   batch_size=strategy.chunk_size)
+  raise ValueError(f'map_clients cannot run strategy {strategy.name!r}.')
+
+
+def weighted_mean(placed: types.PyTree, weights: jax.Array) -> types.PyTree:
+  """Weighted mean over the client axis: ``sum_c w_c x_c / sum_c w_c``.
+
+  Under a sharded client axis this becomes an all-reduce.
+  """
+  total = jnp.maximum(jnp.sum(weights), 1e-12)
+  return jax.tree.map(
+      lambda x: jnp.tensordot(weights, x, axes=1) / total, placed)
+
+
+def weighted_mean_groups(uploads: Mapping[str, types.PyTree],
+                         weights: Mapping[str, jax.Array]) -> types.PyTree:
+  """Weighted mean over the silos of several groups with the same structure."""
+  groups = sorted(uploads)
+  total = jnp.maximum(sum(jnp.sum(weights[g]) for g in groups), 1e-12)
+  sums = [jax.tree.map(lambda x, g=g: jnp.tensordot(weights[g], x, axes=1),
+                       uploads[g]) for g in groups]
+  return jax.tree.map(lambda *xs: sum(xs) / total, *sums)
+
+
+def client_keys(base: jax.Array, round_index: jax.Array, group_index: int,
+                num_clients: int) -> jax.Array:
+  """Per-silo keys ``fold_in(fold_in(fold_in(base, round), group), silo)``.
+
+  Keys depend only on (seed, round, group, silo), so a resumed run, a
+  different strategy or a different device count sees the same randomness.
+  """
+  key = jax.random.fold_in(jax.random.fold_in(base, round_index), group_index)
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(
+      jnp.arange(num_clients))
+
+
+def _all_finite(tree: types.PyTree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+# ---------------------------------------------------------------------------
+# The round.
+# ---------------------------------------------------------------------------
+
+
+def init_state(alg: types.FederatedAlgorithm, data: types.FederatedData,
+               seed: int) -> FederatedState:
+  """Initialises server and client states from ``seed``."""
+  base = jax.random.PRNGKey(seed)
+  server, clients = alg.init(jax.random.fold_in(base, 0), data)
+  return FederatedState(server=server, clients=dict(clients),
+                        rng=jax.random.fold_in(base, 1),
+                        round=jnp.zeros((), jnp.int32))
+
+
+def _local_with_checks(alg, group, nonfinite):
+  """Wraps ``alg.local_update`` for one silo with the non-finite guard.
+
+  A silo whose loss or upload is not finite raises the ``nonfinite`` flag in
+  the round metrics; with ``nonfinite='skip'`` its update is also dropped
+  (weight 0 and its state unchanged), so one bad silo cannot poison the
+  server.
+  """
+  def fn(client, personal, data, weight, key, broadcast, hparams):
+    new_client, upload, metrics = alg.local_update(
+        group, client, broadcast, personal, data, hparams, key)
+    finite = _all_finite(upload) & _all_finite(metrics)
+    metrics = dict(metrics)
+    metrics['nonfinite'] = ~finite
+    if nonfinite == 'skip':
+      new_client = jax.tree.map(lambda a, b: jnp.where(finite, a, b),
+                                new_client, client)
+      upload = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)),
+                            upload)
+      weight = jnp.where(finite, weight, 0.0)
+    return new_client, upload, weight, metrics
+  return fn
+
+
+def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
+                strategy: str = 'auto', chunk_size: Optional[int] = None,
+                nonfinite: str = 'stop', mesh=None,
+                verbose: bool = False) -> Callable[..., Any]:
+  """Builds ``round_fn(state, data, weights, hparams) -> (state, metrics)``.
+
+  Args:
+    alg: the federated algorithm.
+    groups: names of the silo groups, in a fixed order (it sets the key
+      derivation, so keep it stable).
+    strategy: client-parallel strategy (``STRATEGIES``).
+    chunk_size: silos per step for 'chunked'.
+    nonfinite: 'stop' (flag only; the host loop stops the run) or 'skip'
+      (also drop the offending silo's update this round).
+    mesh: optional ``jax.sharding.Mesh`` with a 'clients' axis; client-placed
+      values are constrained to it so server reductions become collectives.
+    verbose: print the resolved strategy.
+
+  Returns:
+    The round function. For strategies other than 'loop' it is pure and
+    traceable (jit it, or use ``run_rounds``); 'loop' returns a host-side
+    Python function for reference and benchmarks.
+  """
+  if nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}.")
+  resolved = resolve_strategy(strategy, chunk_size=chunk_size)
+  if verbose:
+    print(f'[fedhelp_jax] client-parallel strategy: {resolved.describe()}')
+  groups = tuple(groups)
+  checked = {g: _local_with_checks(alg, g, nonfinite) for g in groups}
+
+  def constrain(tree):
+    if mesh is None:
+      return tree
+    sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec('clients'))
+    return jax.tree.map(
+        lambda x: lax.with_sharding_constraint(x, sharding), tree)
+
+  def finish(state, new_clients, uploads, new_weights, metrics, hparams):
+    server = alg.server_update(state.server, uploads, new_weights, hparams)
+    metrics = dict(metrics)
+    metrics['server_nonfinite'] = ~_all_finite(server)
+    new_state = FederatedState(server=server, clients=new_clients,
+                               rng=state.rng, round=state.round + 1)
+    return new_state, metrics
+
+  def round_fn(state, data, weights, hparams):
+    download = alg.download(state.server)
+    new_clients, uploads, new_weights, metrics = {}, {}, {}, {}
+    for gi, g in enumerate(groups):
+      num = weights[g].shape[0]
+      chex.assert_tree_shape_prefix(state.clients[g], (num,))
+      keys = client_keys(state.rng, state.round, gi, num)
+      personal = None if download.personal is None else download.personal[g]
+      out = map_clients(
+          checked[g], (state.clients[g], personal, data[g], weights[g], keys),
+          (download.broadcast, hparams), resolved)
+      new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(out)
+    return finish(state, new_clients, uploads, new_weights, metrics, hparams)
+
+  if resolved.name != 'loop':
+    round_fn.strategy = resolved
+    return round_fn
+
+  # Reference: a Python loop of jitted single-silo updates, then a jitted
+  # server step. Same keys and same math as above, no client mapping.
+  local_jit = {g: jax.jit(checked[g]) for g in groups}
+  finish_jit = jax.jit(finish)
+  download_jit = jax.jit(alg.download)
+
+  def loop_round_fn(state, data, weights, hparams):
+    download = download_jit(state.server)
+    new_clients, uploads, new_weights, metrics = {}, {}, {}, {}
+    for gi, g in enumerate(groups):
+      num = weights[g].shape[0]
+      keys = client_keys(state.rng, state.round, gi, num)
+      outs = []
+      for c in range(num):
+        take = functools.partial(lambda x, c: x[c], c=c)
+        personal = (None if download.personal is None
+                    else jax.tree.map(take, download.personal[g]))
+        outs.append(local_jit[g](
+            jax.tree.map(take, state.clients[g]), personal,
+            jax.tree.map(take, data[g]), weights[g][c], keys[c],
+            download.broadcast, hparams))
+      stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+      new_clients[g], uploads[g], new_weights[g], metrics[g] = stacked
+    return finish_jit(state, new_clients, uploads, new_weights, metrics,
+                      hparams)
+
+  loop_round_fn.strategy = resolved
+  return loop_round_fn
+
+
+def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
+               donate: bool = True) -> Callable[..., Any]:
+  """Compiles ``num_rounds`` rounds into one ``lax.scan``.
+
+  Returns:
+    ``fn(state, data, weights, hparams) -> (state, metrics)`` where every
+    metric leaf gains a leading ``[num_rounds]`` axis. The state buffers are
+    donated (the caller must not reuse the input state).
+  """
+  if getattr(round_fn, 'strategy', None) is not None and (
+      round_fn.strategy.name == 'loop'):
+    raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
+
+  def many(state, data, weights, hparams):
+    def body(s, _):
+      return round_fn(s, data, weights, hparams)
+    return lax.scan(body, state, None, length=num_rounds)
+
+  return jax.jit(many, donate_argnums=(0,) if donate else ())
+
+
+def run_rounds_unjitted(round_fn, num_rounds):
+  """The scan of ``run_rounds`` without jit, for composition (sweeps)."""
+  def many(state, data, weights, hparams):
+    def body(s, _):
+      return round_fn(s, data, weights, hparams)
+    return lax.scan(body, state, None, length=num_rounds)
+  return many
+
+
+# ---------------------------------------------------------------------------
+# Evaluation.
+# ---------------------------------------------------------------------------
+
+
+def build_predict(alg: types.FederatedAlgorithm, groups: Sequence[str],
+                  apply_fn: Callable[..., Any], *, strategy: str = 'auto',
+                  chunk_size: Optional[int] = None):
+  """Builds a jitted ``predict(state, data) -> {group: probs [C, Nt, ...]}``.
+
+  Each silo is evaluated with ``alg.eval_variables`` on its own test split.
+
+  Args:
+    alg: the algorithm.
+    groups: group names.
+    apply_fn: ``(module, variables, x) -> probabilities`` for a batch.
+    strategy: client-parallel strategy used to map over silos.
+    chunk_size: for 'chunked'.
+  """
+  resolved = resolve_strategy(strategy, chunk_size=chunk_size)
+  if resolved.name == 'loop':
+    resolved = Strategy('chunked', 1, 'loop evaluates sequentially')
+
+  def predict(state, data):
+    download = alg.download(state.server)
+    out = {}
+    for g in groups:
+      module = alg.eval_model(g)
+
+      def one(client, personal, test_x, broadcast, g=g, module=module):
+        variables = alg.eval_variables(g, client, broadcast, personal)
+        return apply_fn(module, variables, test_x)
+
+      personal = None if download.personal is None else download.personal[g]
+      out[g] = map_clients(one, (state.clients[g], personal,
+                                 data[g]['test_x']),
+                           (download.broadcast,), resolved)
+    return out
+
+  return jax.jit(predict)
+
+
+# ---------------------------------------------------------------------------
+# Sharding.
+# ---------------------------------------------------------------------------
+
+
+def make_mesh(num_devices: Optional[int] = None):
+  """A 1-D mesh with axis 'clients' over the first ``num_devices`` devices."""
+  devices = jax.devices()
+  num_devices = num_devices or len(devices)
+  if num_devices > len(devices):
+    raise ValueError(
+        f'num_devices={num_devices} but only {len(devices)} devices are '
+        'visible (on CPU, set XLA_FLAGS=--xla_force_host_platform_device_'
+        'count=N before importing jax).')
+  return jax.sharding.Mesh(np.array(devices[:num_devices]), ('clients',))
+
+
+def shard_clients(tree: types.PyTree, mesh) -> types.PyTree:
+  """Places the leading (client) axis of every leaf on the 'clients' axis."""
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('clients'))
+  return jax.device_put(tree, sharding)
+
+
+def replicate(tree: types.PyTree, mesh) -> types.PyTree:
+  """Replicates every leaf over the mesh."""
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.device_put(tree, sharding)
