@@ -1,0 +1,94 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Algorithm registry: name -> builder from an experiment config.
+
+A builder has the signature ``build(config, task, groups) ->
+FederatedAlgorithm``; ``config`` is the experiment ``ConfigDict`` (only read,
+never stored). Algorithms that need extra per-silo data (FedHelp's foundation
+model knowledge) register a ``prepare`` hook too: ``prepare(config, fed_data,
+raw, info) -> fed_data``, run once on the host before training.
+"""
+
+import difflib
+from typing import Any, Callable
+
+from fedhelp_jax import models
+from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fedavg
+
+_BUILDERS: dict[str, Callable[..., Any]] = {}
+_PREPARE: dict[str, Callable[..., Any]] = {}
+_HPARAMS: dict[str, dict[str, float]] = {}
+
+
+def register(name: str, build: Callable[..., Any], hparams: dict[str, float],
+             prepare: Callable[..., Any] | None = None) -> None:
+  """Registers an algorithm builder, its default hparams and data hook."""
+  _BUILDERS[name] = build
+  _HPARAMS[name] = dict(hparams)
+  if prepare is not None:
+    _PREPARE[name] = prepare
+
+
+def names() -> list[str]:
+  return sorted(_BUILDERS)
+
+
+def check_name(name: str) -> None:
+  """Raises a ValueError with a suggestion for an unknown algorithm name."""
+  if name not in _BUILDERS:
+    close = difflib.get_close_matches(name, names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ''
+    raise ValueError(
+        f'config.algorithm: unknown algorithm {name!r}.{hint} Known: '
+        f'{names()}.')
+
+
+def build(name: str, config, task, groups):
+  check_name(name)
+  return _BUILDERS[name](config, task, tuple(groups))
+
+
+def default_hparams(name: str) -> dict[str, float]:
+  check_name(name)
+  return dict(_HPARAMS[name])
+
+
+def prepare(name: str, config, fed_data, raw, info):
+  hook = _PREPARE.get(name)
+  return fed_data if hook is None else hook(config, fed_data, raw, info)
+
+
+def local_config(config) -> common.LocalConfig:
+  """The ``LocalConfig`` of ``config.local``."""
+  loc = config.local
+  return common.LocalConfig(
+      batch_size=int(loc.batch_size),
+      local_steps=None if loc.get('local_steps') is None
+      else int(loc.local_steps),
+      local_epochs=None if loc.get('local_epochs') is None
+      else float(loc.local_epochs),
+      optimizer=str(loc.optimizer))
+
+
+def make_module(model_config, num_classes: int, aux_classes: int = 0):
+  """A Flax module from a ``config.model``-style ConfigDict."""
+  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  if aux_classes:
+    kwargs['aux_classes'] = aux_classes
+  return models.make_model(model_config.name, num_classes=num_classes,
+                           **kwargs)
+
+
+def _fedavg_family(factory):
+  def build_fn(config, task, groups):
+    module = make_module(config.model, task.num_classes)
+    return factory(module, task, local_config(config), groups)
+  return build_fn
+
+
+register('fedavg', _fedavg_family(fedavg.fedavg),
+         fedavg.default_hparams('fedavg'))
+register('fedprox', _fedavg_family(fedavg.fedprox),
+         fedavg.default_hparams('fedprox'))
+register('local', _fedavg_family(fedavg.local_only),
+         fedavg.default_hparams('local'))

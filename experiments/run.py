@@ -1,0 +1,32 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""Runs one federated experiment from a config file.
+
+  python -m experiments.run --config experiments/configs/fedavg_cls.py \
+      --workdir runs/fedavg --config.rounds=50
+
+Resumes automatically when ``--workdir`` holds a checkpoint of the same
+config; ``--resume`` requires one, ``--noresume`` starts over.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'experiments/configs/fedavg_cls.py', 'Experiment config file.')
+_WORKDIR = flags.DEFINE_string('workdir', None,
+                               'Output directory (default runs/<alg>-<hash>).')
+_RESUME = flags.DEFINE_boolean(
+    'resume', None, 'Require (--resume) or forbid (--noresume) resuming; '
+    'default: resume when the workdir has a matching checkpoint.')
+
+
+def main(argv):
+  del argv
+  from fedhelp_jax import experiment  # Import after flags parse (fast --help).
+  experiment.run_experiment(_CONFIG.value, _WORKDIR.value,
+                            resume=_RESUME.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

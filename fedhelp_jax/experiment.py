@@ -1,0 +1,374 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""From an experiment config to a trained federation, with reporting.
+
+``run_experiment(config, workdir)`` is the host loop around the compiled
+engine: it validates the config (before any compilation), builds the silos
+from a real dataset, compiles ``eval_every`` rounds into one ``lax.scan``,
+and between chunks evaluates, logs JSONL metrics, checkpoints and updates
+the progress bar. It is the only place that syncs with the device.
+"""
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import metrics as metrics_lib
+from fedhelp_jax import tasks
+from fedhelp_jax import validate
+from fedhelp_jax.algorithms import common
+
+GROUPS = ('large', 'small')
+
+
+# ---------------------------------------------------------------------------
+# Data: real datasets -> large/small silo groups.
+# ---------------------------------------------------------------------------
+
+
+def _matched_test_indices(train_labels, test_labels, size, rng):
+  """A test set for one silo whose label mix matches its training data.
+
+  Silos draw from the official (disjoint) test split; draws are without
+  replacement within a silo and independent across silos.
+  """
+  classes, counts = np.unique(train_labels, return_counts=True)
+  shares = counts / counts.sum()
+  want = np.floor(shares * size).astype(int)
+  want[np.argmax(want)] += size - want.sum()
+  picks = []
+  for cls, k in zip(classes, want):
+    pool = np.flatnonzero(test_labels == cls)
+    k = min(k, pool.size)
+    picks.append(rng.choice(pool, size=k, replace=False))
+  return np.sort(np.concatenate(picks))
+
+
+def load_raw(config) -> dict[str, Any]:
+  """Loads the configured dataset as numpy arrays.
+
+  Returns:
+    ``{'train_x', 'train_y', 'test_x', 'test_y', 'public_x', 'public_y'}``
+    with images float32 in [0, 1] ``[N, H, W, C]`` and int32 labels
+    (``[N]`` or masks ``[N, H, W]``). ``public_*`` is the split set aside for
+    one-time foundation-model queries (its labels are only used to score the
+    foundation model itself).
+  """
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  ds = config.dataset
+  if ds.name == 'medmnist':
+    splits = data_lib.load_medmnist(
+        ds.subset, data_dir=ds.get('data_dir'), manual_dir=ds.get('manual_dir'))
+    conv = lambda s: (splits[s]['image'].astype(np.float32) / 255.0,
+                      splits[s]['label'].astype(np.int32))
+    (tx, ty), (vx, vy), (sx, sy) = conv('train'), conv('val'), conv('test')
+    return {'train_x': tx, 'train_y': ty, 'test_x': sx, 'test_y': sy,
+            'public_x': vx, 'public_y': vy}
+  if ds.name == 'brain_slices':
+    return data_lib.brain_federation_raw(config)
+  if ds.name == 'breast_cancer':
+    return data_lib.breast_cancer_raw(config)
+  raise ValueError(f'config.dataset.name: unknown dataset {ds.name!r}.')
+
+
+def build_federation(config, raw) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Partitions ``raw`` into large and small silos and packs the groups.
+
+  Returns:
+    ``(fed_data, info)``: numpy group dicts (see ``types.py``) for the groups
+    in ``GROUPS`` that have silos, and ``info`` with per-silo sizes and
+    label counts (for reports and plots).
+  """
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  if 'silos' in raw:  # Datasets with natural/simulated sites.
+    return raw['silos'], raw['info']
+  part = config.partition
+  small_size = part.small_size
+  if isinstance(small_size, (list, tuple)):
+    small_size = tuple(int(s) for s in small_size)
+  indices = data_lib.large_small_split(
+      raw['train_y'], num_large=int(part.num_large),
+      num_small=int(part.num_small), large_size=int(part.large_size),
+      small_size=small_size, label_skew_alpha=part.get('label_skew_alpha'),
+      seed=int(config.seed))
+  rng = np.random.default_rng(int(config.seed) + 1)
+  test_idx = [_matched_test_indices(raw['train_y'][i], raw['test_y'],
+                                    int(part.test_size), rng)
+              for i in indices]
+  groups = {'large': slice(0, part.num_large),
+            'small': slice(part.num_large, part.num_large + part.num_small)}
+  fed, info = {}, {'groups': {}, 'train_sizes': [], 'label_counts': []}
+  offset = 0
+  for g in GROUPS:
+    idx, tidx = indices[groups[g]], test_idx[groups[g]]
+    if not idx:
+      continue
+    fed[g] = data_lib.pack_group(
+        raw['train_x'], raw['train_y'], idx, test_x=raw['test_x'],
+        test_y=raw['test_y'], test_indices=tidx)
+    fed[g]['_train_index'] = idx  # Host-only; dropped before device_put.
+    info['groups'][g] = list(range(offset, offset + len(idx)))
+    offset += len(idx)
+  num_classes = int(config.num_classes)
+  for i in indices:
+    info['train_sizes'].append(int(len(i)))
+    info['label_counts'].append(np.bincount(
+        raw['train_y'][i].reshape(-1), minlength=num_classes).tolist())
+  return fed, info
+
+
+def aggregation_weights(fed, scheme: str) -> dict[str, np.ndarray]:
+  """Server weights per group: 'samples', 'uniform' or 'group_balanced'."""
+  sizes = {g: d['n'].astype(np.float64) for g, d in fed.items()}
+  real = {g: (s > 0).astype(np.float64) for g, s in sizes.items()}
+  if scheme == 'samples':
+    w = sizes
+  elif scheme == 'uniform':
+    w = real
+  elif scheme == 'group_balanced':
+    # Each group gets the same total weight; uniform within a group.
+    w = {g: r / max(r.sum(), 1.0) for g, r in real.items()}
+  else:
+    raise ValueError(f'config.aggregation: unknown scheme {scheme!r}; expected '
+                     "'samples', 'uniform' or 'group_balanced'.")
+  total = sum(x.sum() for x in w.values())
+  return {g: (x / total).astype(np.float32) for g, x in w.items()}
+
+
+def hparams_from_config(config) -> dict[str, jax.Array]:
+  """Default hparams of the algorithm, overridden by ``config.hparams``."""
+  hp = algorithms.default_hparams(config.algorithm)
+  for key, value in config.get('hparams', {}).items():
+    hp[key] = value
+  return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+
+
+def config_hash(config) -> str:
+  """Hash of everything that changes results (not reporting settings)."""
+  ignore = {'rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
+            'checkpoint_keep', 'strategy', 'chunk_size', 'num_devices'}
+  blob = json.dumps({k: v for k, v in config.to_dict().items()
+                     if k not in ignore}, sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# Evaluation on the host.
+# ---------------------------------------------------------------------------
+
+
+def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
+  """Per-silo and per-group metrics of the current state."""
+  probs = jax.device_get(predict_fn(state, {g: {'test_x': d['test_x']}
+                                            for g, d in fed.items()}))
+  per_client: dict[str, list[float]] = {}
+  for g, d in fed.items():
+    num_real = int(np.sum(d['n'] > 0))
+    for c in range(num_real):
+      nt = int(d['test_n'][c])
+      if task.name == 'classification':
+        m = metrics_lib.classification_metrics(probs[g][c, :nt],
+                                               d['test_y'][c, :nt])
+      else:
+        m = metrics_lib.segmentation_metrics(
+            np.argmax(probs[g][c, :nt], -1), d['test_y'][c, :nt],
+            num_classes=task.num_classes)
+      for k, v in m.items():
+        per_client.setdefault(k, []).append(float(v))
+  per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
+  groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
+  summary = metrics_lib.per_group_summary(per_client_np, groups)
+  return {'clients': per_client, 'summary': _jsonable(summary)}
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return x
+
+
+def primary_metric(task) -> str:
+  return 'accuracy' if task.name == 'classification' else 'dice'
+
+
+# ---------------------------------------------------------------------------
+# The host loop.
+# ---------------------------------------------------------------------------
+
+
+class NonFiniteError(FloatingPointError):
+  """Raised when a round produced a non-finite loss or update."""
+
+
+def _nonfinite_report(round_metrics, first_round, info):
+  """Names the first (round, silo, quantity) that went non-finite, or None."""
+  for g in sorted(round_metrics):
+    if g == 'server_nonfinite':
+      continue
+    flags = np.asarray(round_metrics[g]['nonfinite'])  # [R, C]
+    if flags.any():
+      r, c = np.argwhere(flags)[0]
+      silo = info['groups'][g][c] if c < len(info['groups'][g]) else c
+      loss = np.asarray(round_metrics[g]['train_loss'])[r, c]
+      return (f'round {first_round + r + 1}: silo {silo} (group {g!r}, index '
+              f'{c}) produced a non-finite train_loss or update '
+              f'(train_loss={loss}).')
+  server = np.asarray(round_metrics['server_nonfinite'])
+  if server.any():
+    r = int(np.argmax(server))
+    return f'round {first_round + r + 1}: the server state became non-finite.'
+  return None
+
+
+def run_experiment(config, workdir: Optional[str] = None, *,
+                   resume: Optional[bool] = None) -> dict[str, Any]:
+  """Runs one configured federated experiment.
+
+  Args:
+    config: an experiment ``ConfigDict`` (see ``experiments/configs``).
+    workdir: output directory for metrics, checkpoints and the summary.
+    resume: True to require a checkpoint, False to start fresh, None to
+      resume automatically when ``workdir`` has a matching checkpoint.
+
+  Returns:
+    The run summary (also written to ``workdir/summary.json``).
+  """
+  from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
+  from fedhelp_jax import reporting
+  validate.validate_config(config)
+  task = tasks.make_task(config.task, int(config.num_classes))
+  raw = load_raw(config)
+  fed, info = build_federation(config, raw)
+  validate.validate_federation(fed, task)
+  fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
+  groups = tuple(g for g in GROUPS if g in fed)
+  host_only = {g: {k: v for k, v in d.items() if k.startswith('_')}
+               for g, d in fed.items()}
+  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
+         for g, d in fed.items()}
+  weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
+  hparams = hparams_from_config(config)
+  alg = algorithms.build(config.algorithm, config, task, groups)
+
+  mesh = None
+  if int(config.get('num_devices', 1)) > 1:
+    mesh = engine.make_mesh(int(config.num_devices))
+    fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
+                                                        mesh)
+  round_fn = engine.build_round(
+      alg, groups, strategy=config.get('strategy', 'auto'),
+      chunk_size=config.get('chunk_size'),
+      nonfinite=config.get('nonfinite', 'stop'), mesh=mesh)
+  strategy = round_fn.strategy
+  print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
+        f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
+        f'client-parallel strategy {strategy.describe()}')
+  predict_fn = engine.build_predict(
+      alg, groups, common.predict_probs(task), strategy=strategy.name,
+      chunk_size=strategy.chunk_size)
+
+  device_fed = jax.device_put(fed)
+  device_weights = jax.device_put(weights)
+  state = engine.init_state(alg, device_fed, int(config.seed))
+  if mesh is not None:
+    device_fed = engine.shard_clients(device_fed, mesh)
+    device_weights = engine.shard_clients(device_weights, mesh)
+    state = engine.shard_state(state, mesh)
+
+  workdir = workdir or config.get('workdir') or os.path.join(
+      'runs', f'{config.algorithm}-{config_hash(config)}')
+  os.makedirs(workdir, exist_ok=True)
+  chash = config_hash(config)
+  manager = ckpt_lib.RunCheckpointer(
+      os.path.join(workdir, 'checkpoints'), config_hash=chash,
+      keep=int(config.get('checkpoint_keep', 2)))
+  state, start_round = manager.maybe_restore(state, resume=resume)
+  logger = reporting.MetricsLogger(
+      workdir, resumed=start_round > 0, resume_round=start_round,
+      tensorboard=config.get('tensorboard', False))
+  if start_round == 0:
+    reporting.write_json(os.path.join(workdir, 'config.json'),
+                         {'config': config.to_dict(), 'config_hash': chash,
+                          'partition': _jsonable(info),
+                          'strategy': strategy.describe()})
+
+  total = int(config.rounds)
+  every = max(1, min(int(config.eval_every), total))
+  chunks: dict[int, Any] = {}
+  metric = primary_metric(task)
+  progress = reporting.Progress(total, initial=start_round,
+                                enabled=config.get('progress', True))
+  compile_s, steady_s, host_s = 0.0, 0.0, 0.0
+  best: dict[str, Any] = {}
+  last_eval = None
+  t_run = time.time()
+  r = start_round
+  while r < total:
+    n = min(every, total - r)
+    if n not in chunks:
+      chunks[n] = engine.run_rounds(round_fn, n)
+      t0 = time.time()
+      lowered = chunks[n].lower(state, device_fed, device_weights, hparams)
+      chunks[n] = lowered.compile()
+      compile_s += time.time() - t0
+    t0 = time.time()
+    state, round_metrics = chunks[n](state, device_fed, device_weights,
+                                     hparams)
+    round_metrics = jax.device_get(round_metrics)
+    steady_s += time.time() - t0
+    t_host = time.time()
+    problem = _nonfinite_report(round_metrics, r, info)
+    if problem is not None:
+      progress.close()
+      raise NonFiniteError(
+          problem + f' The last good checkpoint is kept in {manager.directory}'
+          " (round %d). Lower the learning rate, or set config.nonfinite="
+          "'skip' to drop such updates." % manager.latest_round())
+    r += n
+    last_eval = evaluate(predict_fn, state, fed, task, info)
+    train_loss = {g: float(np.mean(round_metrics[g]['train_loss'][-1]
+                                   [:len(info['groups'][g])]))
+                  for g in groups}
+    record = {'round': r, 'train_loss': train_loss,
+              'elapsed_s': time.time() - t_run, **last_eval}
+    logger.log(record)
+    summ = last_eval['summary']
+    if not best or summ['all'][metric] > best['value']:
+      best = {'round': r, 'value': summ['all'][metric]}
+    manager.save(r, state)
+    progress.update(n, round=r, loss=np.mean(list(train_loss.values())),
+                    **{f'{metric}_{g}': summ[g][metric] for g in groups
+                       if g in summ})
+    host_s += time.time() - t_host
+  progress.close()
+  if last_eval is None:  # Resumed a finished run: evaluate what was restored.
+    last_eval = evaluate(predict_fn, state, fed, task, info)
+    best = {'round': r, 'value': last_eval['summary']['all'][metric]}
+  summary = {
+      'algorithm': config.algorithm, 'dataset': config.dataset.name,
+      'task': task.name, 'rounds': total, 'seed': int(config.seed),
+      'metric': metric, 'final': last_eval, 'best': best,
+      'strategy': strategy.describe(), 'config_hash': chash,
+      'timing_s': {'compile': compile_s, 'steady': steady_s,
+                   'host_between_chunks': host_s,
+                   'wall': time.time() - t_run},
+      'resumed_from_round': start_round,
+  }
+  reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
+  reporting.print_summary(summary, groups)
+  manager.close()
+  logger.close()
+  return summary

@@ -1,0 +1,122 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Host-side reporting: JSONL metrics, optional TensorBoard, progress, summary.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes JSON atomically (temp file + rename), so a crash never leaves a
+  half-written file behind."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=1, sort_keys=True, default=_default)
+  os.replace(tmp, path)
+
+
+def _default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return str(x)
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsLogger:
+  """Appends one JSON record per evaluation to ``workdir/metrics.jsonl``.
+
+  On resume, records past the restored round are dropped first, so the file
+  always matches the checkpointed history. TensorBoard scalars are written
+  too when ``tensorboard=True`` and tensorboardX is installed.
+  """
+
+  def __init__(self, workdir: str, *, resumed: bool = False,
+               resume_round: Optional[int] = None, tensorboard: bool = False):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if not resumed and os.path.exists(self.path):
+      os.remove(self.path)
+    if resumed and resume_round is not None and os.path.exists(self.path):
+      keep = [r for r in read_jsonl(self.path) if r['round'] <= resume_round]
+      with open(self.path, 'w') as f:
+        for r in keep:
+          f.write(json.dumps(r, default=_default) + '\n')
+    self._tb = None
+    if tensorboard:
+      try:
+        import tensorboardX  # pylint: disable=g-import-not-at-top
+        self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tb'))
+      except ImportError:
+        print('[fedhelp_jax] tensorboard=True but tensorboardX is not '
+              'installed (pip install tensorboardX); JSONL only.')
+
+  def log(self, record: dict[str, Any]) -> None:
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record, default=_default) + '\n')
+      f.flush()
+    if self._tb is not None:
+      step = record['round']
+      for group, vals in record['summary'].items():
+        if isinstance(vals, dict):
+          for k, v in vals.items():
+            self._tb.add_scalar(f'{group}/{k}', v, step)
+      for group, v in record.get('train_loss', {}).items():
+        self._tb.add_scalar(f'train_loss/{group}', v, step)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """A tqdm progress bar over rounds (round, loss, per-group metric, ETA)."""
+
+  def __init__(self, total: int, *, initial: int = 0, enabled: bool = True):
+    self._bar = None
+    if enabled:
+      from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm.tqdm(total=total, initial=initial, unit='round',
+                            dynamic_ncols=True, file=sys.stderr)
+
+  def update(self, n: int, **postfix) -> None:
+    if self._bar is None:
+      return
+    fmt = {k: (f'{v:.4f}' if isinstance(v, float) else v)
+           for k, v in postfix.items()}
+    self._bar.set_postfix(fmt, refresh=False)
+    self._bar.update(n)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
+def print_summary(summary: dict[str, Any], groups) -> None:
+  """Prints the end-of-run summary: final/best metric, gap, timing."""
+  final = summary['final']['summary']
+  metric = summary['metric']
+  lines = [f"== {summary['algorithm']} on {summary['dataset']} "
+           f"({summary['rounds']} rounds, seed {summary['seed']}) =="]
+  for g in list(groups) + ['all']:
+    if g in final:
+      vals = ', '.join(f'{k}={v:.4f}' for k, v in sorted(final[g].items())
+                       if isinstance(v, (int, float)))
+      lines.append(f'  {g:>5}: {vals}')
+  if 'gap' in final:
+    lines.append(f"  gap (large - small) {metric}: {final['gap'][metric]:.4f}")
+  lines.append(f"  best {metric} (all silos): {summary['best']['value']:.4f} "
+               f"at round {summary['best']['round']}")
+  t = summary['timing_s']
+  lines.append(f"  time: compile {t['compile']:.1f}s, steady {t['steady']:.1f}s,"
+               f" host between chunks {t['host_between_chunks']:.1f}s, wall "
+               f"{t['wall']:.1f}s")
+  print('\n'.join(lines))
