@@ -1,0 +1,73 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Ditto: fair and robust FL through personalization.
+
+Li et al. 2021, "Ditto: Fair and Robust Federated Learning Through
+Personalization", https://arxiv.org/abs/2012.04221.
+
+Each silo trains (1) a copy of the global model exactly as in FedAvg, whose
+delta it uploads, and (2) a personal model kept in client state, trained on
+the task loss plus ``lam/2 ||v - w_global||^2``. Silos are evaluated with
+their personal models.
+"""
+
+import jax
+
+from fedhelp_jax import engine
+from fedhelp_jax import types
+from fedhelp_jax.algorithms import common
+
+
+def ditto(module, task, local: common.LocalConfig,
+          groups) -> types.FederatedAlgorithm:
+  """Ditto; hparams: ``lr``, ``momentum``, ``server_lr``, ``ditto_lam``."""
+  groups = tuple(groups)
+
+  def init_fn(rng, data):
+    params, model_state = common.init_model(
+        module, rng, common.sample_x(data[groups[0]]))
+    clients = {}
+    for g in groups:
+      num = data[g]['x'].shape[0]
+      clients[g] = {'params': common.stack(params, num),
+                    'model_state': common.stack(model_state, num)}
+    return {'params': params}, clients
+
+  def download(server):
+    return types.Download(broadcast=server['params'])
+
+  def local_update(group, client, broadcast, personal, data, hparams, rng):
+    del group, personal
+    global_key, personal_key = jax.random.split(rng)
+    new_global, model_state, m_global = common.supervised_train(
+        module, task, local, broadcast, client['model_state'], data, hparams,
+        global_key)
+
+    def prox(p):
+      diff = jax.tree.map(lambda a, b: a - b, p, broadcast)
+      return 0.5 * hparams['ditto_lam'] * common.tree_sq_norm(diff)
+
+    new_personal, model_state, m_personal = common.supervised_train(
+        module, task, local, client['params'], model_state, data, hparams,
+        personal_key, extra_loss=prox)
+    delta = jax.tree.map(lambda a, b: a - b, broadcast, new_global)
+    metrics = {'train_loss': m_personal['train_loss'],
+               'global_train_loss': m_global['train_loss']}
+    return {'params': new_personal, 'model_state': model_state}, delta, metrics
+
+  def server_update(server, uploads, weights, hparams):
+    delta = engine.weighted_mean_groups(uploads, weights)
+    return {'params': jax.tree.map(
+        lambda p, d: p - hparams['server_lr'] * d, server['params'], delta)}
+
+  def eval_variables(group, client, broadcast, personal):
+    del group, broadcast, personal
+    return common.model_variables(client['params'], client['model_state'])
+
+  return types.FederatedAlgorithm(
+      name='ditto', init=init_fn, download=download,
+      local_update=local_update, server_update=server_update,
+      eval_variables=eval_variables, eval_model=lambda group: module)
+
+
+DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
+                   'ditto_lam': 0.1}
