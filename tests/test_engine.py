@@ -1,0 +1,170 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""The compiled round equals the per-silo loop reference, and basic pins."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fedhelp_jax import engine
+from fedhelp_jax import models
+from fedhelp_jax import tasks
+from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fedavg
+from tests import conftest
+
+GROUPS = ('large', 'small')
+
+
+def _module():
+  return models.make_model('cnn', num_classes=2, features=(4, 8), dense=8)
+
+
+def _hparams(name):
+  return {k: jnp.float32(v) for k, v in fedavg.default_hparams(name).items()}
+
+
+def _max_abs_diff(a, b):
+  return max(float(jnp.max(jnp.abs(x - y)))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize('name', ['fedavg', 'fedprox'])
+@pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
+def test_compiled_round_equals_loop_reference(two_groups, name, strategy):
+  data, weights = two_groups
+  local = common.LocalConfig(batch_size=4, local_steps=3)
+  factory = fedavg.fedprox if name == 'fedprox' else fedavg.fedavg
+  alg = factory(_module(), tasks.classification(2), local, GROUPS)
+  hp = _hparams(name)
+  if name == 'fedprox':
+    hp['mu'] = jnp.float32(0.5)  # Large enough to change the result.
+  loop = engine.build_round(alg, GROUPS, strategy='loop')
+  compiled = jax.jit(engine.build_round(alg, GROUPS, strategy=strategy,
+                                        chunk_size=2))
+  s_loop = s_comp = engine.init_state(alg, data, seed=3)
+  for _ in range(2):
+    s_loop, m_loop = loop(s_loop, data, weights, hp)
+    s_comp, m_comp = compiled(s_comp, data, weights, hp)
+  assert _max_abs_diff(s_loop.server, s_comp.server) < 1e-5
+  assert _max_abs_diff(s_loop.clients, s_comp.clients) < 1e-5
+  np.testing.assert_allclose(m_loop['small']['train_loss'],
+                             m_comp['small']['train_loss'], rtol=1e-5)
+  # The round really trained: the global model moved.
+  init = engine.init_state(alg, data, seed=3)
+  assert _max_abs_diff(init.server, s_comp.server) > 1e-4
+
+
+def test_fedprox_mu_zero_equals_fedavg(two_groups):
+  data, weights = two_groups
+  local = common.LocalConfig(batch_size=4, local_steps=3)
+  module, task = _module(), tasks.classification(2)
+  hp = _hparams('fedprox')
+  hp['mu'] = jnp.float32(0.0)
+  outs = []
+  for alg in (fedavg.fedavg(module, task, local, GROUPS),
+              fedavg.fedprox(module, task, local, GROUPS)):
+    rf = jax.jit(engine.build_round(alg, GROUPS, strategy='vmap'))
+    outs.append(rf(engine.init_state(alg, data, 0), data, weights, hp)[0])
+  assert _max_abs_diff(outs[0].server, outs[1].server) < 1e-6
+
+
+def test_one_client_one_round_fedavg_equals_plain_sgd():
+  rng = np.random.default_rng(1)
+  data = {'all': conftest.make_group(rng, [12])}
+  weights = {'all': np.ones((1,), np.float32)}
+  module, task = _module(), tasks.classification(2)
+  local = common.LocalConfig(batch_size=4, local_steps=5)
+  alg = fedavg.fedavg(module, task, local, ('all',))
+  hp = {'lr': jnp.float32(0.1), 'momentum': jnp.float32(0.0),
+        'server_lr': jnp.float32(1.0)}
+  state = engine.init_state(alg, data, seed=0)
+  new_state, _ = jax.jit(engine.build_round(alg, ('all',), strategy='vmap'))(
+      state, data, weights, hp)
+
+  # Independent computation: plain SGD with the same batches.
+  key = engine.client_keys(state.rng, state.round, 0, 1)[0]
+  order_key, _ = jax.random.split(key)
+  idx, _ = local.schedule(order_key, {'n': jnp.int32(12),
+                                      'x': data['all']['x'][0]})
+  params = state.server['params']
+  x, y = data['all']['x'][0], data['all']['y'][0]
+  for t in range(5):
+    def loss(p, t=t):
+      logits, _ = models.apply_model(module, {'params': p}, x[idx[t]],
+                                     train=True)
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+          logits, y[idx[t]]))
+    grads = jax.grad(loss)(params)
+    params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+  assert _max_abs_diff(params, new_state.server['params']) < 1e-5
+
+
+def test_same_seed_gives_identical_metrics(two_groups):
+  data, weights = two_groups
+  alg = fedavg.fedavg(_module(), tasks.classification(2),
+                      common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
+  many = engine.run_rounds(engine.build_round(alg, GROUPS), 3)
+  runs = [many(engine.init_state(alg, data, seed=7), data, weights,
+               _hparams('fedavg')) for _ in range(2)]
+  for g in GROUPS:
+    np.testing.assert_array_equal(runs[0][1][g]['train_loss'],
+                                  runs[1][1][g]['train_loss'])
+  other = many(engine.init_state(alg, data, seed=8), data, weights,
+               _hparams('fedavg'))
+  assert not np.array_equal(other[1]['small']['train_loss'],
+                            runs[0][1]['small']['train_loss'])
+
+
+def test_run_rounds_equals_repeated_round(two_groups):
+  data, weights = two_groups
+  alg = fedavg.fedavg(_module(), tasks.classification(2),
+                      common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
+  hp = _hparams('fedavg')
+  rf = engine.build_round(alg, GROUPS, strategy='vmap')
+  state = engine.init_state(alg, data, 0)
+  stepped = state
+  for _ in range(3):
+    stepped, _ = jax.jit(rf)(stepped, data, weights, hp)
+  scanned, metrics = engine.run_rounds(rf, 3, donate=False)(state, data,
+                                                            weights, hp)
+  assert metrics['large']['train_loss'].shape == (3, 2)
+  assert int(scanned.round) == 3
+  assert _max_abs_diff(scanned.server, stepped.server) < 1e-5
+
+
+def test_local_epochs_masks_steps_of_small_silos():
+  idx, active = engine.local_schedule(
+      jax.random.PRNGKey(0), jnp.int32(5), 20, batch_size=4, local_epochs=1.0)
+  assert idx.shape == (5, 4)  # ceil(20 / 4) steps for the largest silo.
+  np.testing.assert_array_equal(active, [True, True, False, False, False])
+  # The first epoch of a 5-example silo visits each example once.
+  assert sorted(np.asarray(idx).reshape(-1)[:5].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_auto_strategy_is_reported_per_backend():
+  cpu = engine.resolve_strategy('auto', backend='cpu')
+  gpu = engine.resolve_strategy('auto', backend='gpu')
+  assert cpu.name in ('chunked', 'vmap') and 'cpu' in cpu.describe().lower()
+  assert gpu.name == 'vmap'
+  with pytest.raises(ValueError, match='Unknown client-parallel strategy'):
+    engine.resolve_strategy('threads')
+
+
+def test_nonfinite_silo_is_flagged_and_skipped(two_groups):
+  data, weights = two_groups
+  data = jax.tree.map(np.copy, data)
+  data['small']['x'][1, 0] = np.nan  # Poison one silo's data.
+  alg = fedavg.fedavg(_module(), tasks.classification(2),
+                      common.LocalConfig(batch_size=8, local_steps=2), GROUPS)
+  hp = _hparams('fedavg')
+  for mode in ('stop', 'skip'):
+    rf = jax.jit(engine.build_round(alg, GROUPS, strategy='vmap',
+                                    nonfinite=mode))
+    state, metrics = rf(engine.init_state(alg, data, 0), data, weights, hp)
+    np.testing.assert_array_equal(metrics['small']['nonfinite'],
+                                  [False, True, False])
+    finite = all(bool(jnp.all(jnp.isfinite(x)))
+                 for x in jax.tree.leaves(state.server))
+    assert finite == (mode == 'skip')
