@@ -1,0 +1,110 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""Building blocks shared by the model families: norms, heads, conv blocks.
+
+Every model exposes two heads on the SAME backbone features: ``'head'`` (the
+task head) and, when ``aux_classes > 0``, ``'aux_head'`` (FedHelp's public-data
+head). Both are always created by ``init`` so the parameter tree does not
+depend on which head was used to initialise it.
+"""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+NORMS = ('group', 'batch', 'none')
+HEADS = ('main', 'aux')
+
+# PyTorch's BatchNorm default (momentum 0.1 there is 0.9 here): local training
+# runs only a few steps per round, so Flax's 0.99 would barely move the stats.
+BATCH_NORM_MOMENTUM = 0.9
+# Small models: at most 8 groups keeps each group a few channels wide.
+MAX_GROUPS = 8
+
+
+def check_norm(norm: str) -> None:
+  if norm not in NORMS:
+    raise ValueError(f'Unknown norm {norm!r}; expected one of {list(NORMS)}.')
+
+
+def check_head(head: str, aux_classes: int) -> None:
+  if head not in HEADS:
+    raise ValueError(f'Unknown head {head!r}; expected one of {list(HEADS)}.')
+  if head == 'aux' and aux_classes <= 0:
+    raise ValueError(
+        "head='aux' needs a model built with aux_classes > 0 (this one has "
+        f'aux_classes={aux_classes}).')
+
+
+def num_groups(channels: int) -> int:
+  """GroupNorm group count: the largest divisor of ``channels`` that is at
+  most ``min(MAX_GROUPS, channels // 2)``, so groups hold >= 2 channels when
+  possible (1 group, i.e. LayerNorm over channels, for 1-3 channels)."""
+  limit = max(1, min(MAX_GROUPS, channels // 2))
+  return max(g for g in range(1, limit + 1) if channels % g == 0)
+
+
+def norm_layer(norm: str, channels: int, *, train: bool, dtype: Any,
+               name: str) -> Callable[[Any], Any]:
+  """A normalisation layer (created in the caller's compact scope).
+
+  Args:
+    norm: 'group', 'batch' or 'none'.
+    channels: number of channels of the input (for the group count).
+    train: for 'batch', use batch statistics (and update the running ones in
+      the mutable 'batch_stats' collection) when True.
+    dtype: computation dtype.
+    name: submodule name (unused for 'none').
+
+  Returns:
+    A callable ``x -> x`` of the same shape.
+  """
+  check_norm(norm)
+  if norm == 'group':
+    return nn.GroupNorm(num_groups=num_groups(channels), dtype=dtype,
+                        param_dtype=jnp.float32, name=name)
+  if norm == 'batch':
+    return nn.BatchNorm(use_running_average=not train,
+                        momentum=BATCH_NORM_MOMENTUM, dtype=dtype,
+                        param_dtype=jnp.float32, name=name)
+  return lambda x: x
+
+
+def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any):
+  """Two (3x3 conv -> norm -> ReLU) layers named conv_0/norm_0, conv_1/...
+
+  Must be called inside a compact method; the layers belong to that module.
+  """
+  for i in range(2):
+    x = nn.Conv(features, (3, 3), padding='SAME', use_bias=norm == 'none',
+                dtype=dtype, param_dtype=jnp.float32, name=f'conv_{i}')(x)
+    x = norm_layer(norm, features, train=train, dtype=dtype,
+                   name=f'norm_{i}')(x)
+    x = nn.relu(x)
+  return x
+
+
+def apply_heads(module: nn.Module, features, head: str, *, num_classes: int,
+                aux_classes: int, make_layer: Callable[..., Any]):
+  """Applies the requested head; creates BOTH heads while initialising.
+
+  Args:
+    module: the calling module (its ``is_initializing`` decides).
+    features: backbone features shared by both heads.
+    head: 'main' or 'aux'.
+    num_classes: outputs of the main head.
+    aux_classes: outputs of the aux head (0: no aux head).
+    make_layer: ``(outputs, name) -> layer`` building a head layer.
+
+  Returns:
+    The requested head's output, cast to float32 (losses and softmax stay in
+    float32 even when the backbone computes in bfloat16).
+  """
+  check_head(head, aux_classes)
+  init = module.is_initializing()
+  out = {}
+  if head == 'main' or init:
+    out['main'] = make_layer(num_classes, 'head')(features)
+  if aux_classes > 0 and (head == 'aux' or init):
+    out['aux'] = make_layer(aux_classes, 'aux_head')(features)
+  return out[head].astype(jnp.float32)
