@@ -92,3 +92,20 @@ register('fedprox', _fedavg_family(fedavg.fedprox),
          fedavg.default_hparams('fedprox'))
 register('local', _fedavg_family(fedavg.local_only),
          fedavg.default_hparams('local'))
+
+# FedHelp and its baselines (imported last: their builders use the helpers
+# above lazily, and foundation.prepare_fm places the FM knowledge).
+from fedhelp_jax import foundation  # pylint: disable=g-import-not-at-top
+from fedhelp_jax.algorithms import fedhelp  # pylint: disable=g-import-not-at-top
+from fedhelp_jax.algorithms import kd_baselines  # pylint: disable=g-import-not-at-top
+
+register('fedhelp', fedhelp.build, fedhelp.default_hparams('fedhelp'),
+         prepare=foundation.prepare_fm)
+register('fedavg_fm', fedhelp.build_fedavg_fm,
+         fedhelp.default_hparams('fedavg_fm'), prepare=foundation.prepare_fm)
+register('feddf', kd_baselines.build_feddf,
+         kd_baselines.default_hparams('feddf'),
+         prepare=kd_baselines.prepare_server_public)
+register('fml', kd_baselines.build_fml, kd_baselines.default_hparams('fml'))
+register('central', kd_baselines.build_central,
+         kd_baselines.default_hparams('central'))

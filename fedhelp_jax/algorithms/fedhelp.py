@@ -1,0 +1,420 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""FedHelp: asymmetric dual KD between large and small silos, plus FM help.
+
+Wang et al. 2025, "Asymmetrical Reciprocity-based Federated Learning for
+Resolving Disparities in Medical Diagnosis", KDD 2025,
+https://arxiv.org/abs/2412.19654. The method section was not recoverable;
+this follows the default reading in ``shared/papers/fedhelp.md`` (the first
+author's code with its bugs fixed).
+
+What differs from FedAvg:
+  * Two silo groups with different roles. Every silo trains a copy of ONE
+    small shared model ``S``; only ``S``'s shared parameters are uploaded and
+    averaged (uniformly by default, as in the authors' code).
+  * A large silo ``k`` also holds a private LARGE model ``L_k`` (persistent
+    client state, never uploaded). Per minibatch it runs the asymmetric dual
+    KD: step A (``L_k`` frozen) trains ``S`` on ``CE + lambda_forward *
+    KL(softmax(L_k/T) || softmax(S/T))``; step B (``S`` frozen) trains ``L_k``
+    on ``CE + lambda_backward * KD(L_k toward S) + mu_rank * Rank(S -> L_k,
+    top-k)``. Large silos are evaluated with ``L_k``.
+  * A small silo holds ``S`` plus a persistent local public head ``h_pub``
+    (the model's ``'aux_head'``, never uploaded). Per local step it takes a
+    private-data CE step on ``(f, h_priv)`` and a public-batch KD step on
+    ``(f, h_pub)`` toward the foundation model's one-time soft outputs
+    ``q(u)`` (``fedhelp_jax.foundation``), with separate optimizers, as in the
+    authors' code. Small silos are evaluated with the global ``S``.
+  * Segmentation: Dice+CE task loss, pixel-wise KD (per-pixel KL averaged
+    over pixels), rank loss off.
+
+Every piece is switchable: KD weights are hparams (0 turns a term off in
+value), and ``FedHelpConfig`` turns pieces off in the program (no compute).
+Deviations from the code (see fedhelp_code.md Sec. 2.6): ``S`` (not ``L``) is
+uploaded; ``L_k`` gets a CE gradient on fresh logits; ``h_pub`` persists
+across rounds; each large silo owns its ``L_k``; the rank hinge makes ``S``'s
+top-k outrank the rest in ``L_k`` (``rank_sign=-1`` gives the code's sign);
+KD is ``T^2``-scaled batch-mean KL; step B's KD is the usual
+``KL(p_S || p_L)`` with ``L`` as the student (``backward_kl='code'`` gives
+the code's ``KL(p_L || p_S)`` differentiated through ``p_L``).
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedhelp_jax import engine
+from fedhelp_jax import losses
+from fedhelp_jax import models
+from fedhelp_jax import tasks
+from fedhelp_jax import types
+from fedhelp_jax.algorithms import common
+
+GROUPS = ('large', 'small')
+_PUBLIC_HEAD = 'aux_head'
+_PRIVATE_HEAD = 'head'
+
+
+@dataclasses.dataclass(frozen=True)
+class FedHelpConfig:
+  """Static (program-changing) FedHelp switches.
+
+  Attributes:
+    private_large: large silos hold a private large model ``L_k`` (False:
+      they train only ``S`` and are evaluated with it, as in FedAvg).
+    dual_kd: run the KD terms of steps A and B (False: ``S`` and ``L_k`` are
+      trained side by side on CE only).
+    fm_kd: small silos take the public-batch KD step toward the FM outputs
+      (needs ``public_x``/``public_q`` in their data).
+    use_rank: add the rank term in step B (forced off for segmentation).
+    rank_k: top-k of the rank term (1 for binary tasks).
+    rank_sign: +1 (``S``'s top-k should outrank the rest in ``L_k``) or -1
+      (the authors' code).
+    backward_kl: 'student' (``KL(p_S || p_L)``, ``L_k`` the student) or
+      'code' (``KL(p_L || p_S)`` as written in the authors' code).
+    public_batch_size: public examples per KD step (default: the local batch
+      size).
+    large_optimizer: optimizer of ``L_k`` (default: the local optimizer); its
+      learning rate is ``hparams['lr_large']``.
+  """
+  private_large: bool = True
+  dual_kd: bool = True
+  fm_kd: bool = True
+  use_rank: bool = True
+  rank_k: int = 1
+  rank_sign: int = 1
+  backward_kl: str = 'student'
+  public_batch_size: Optional[int] = None
+  large_optimizer: Optional[str] = None
+
+  def __post_init__(self):
+    if self.rank_sign not in (1, -1):
+      raise ValueError(f'rank_sign must be +1 or -1, got {self.rank_sign}.')
+    if self.backward_kl not in ('student', 'code'):
+      raise ValueError("backward_kl must be 'student' or 'code', got "
+                       f'{self.backward_kl!r}.')
+    if self.rank_k < 1:
+      raise ValueError(f'rank_k must be >= 1, got {self.rank_k}.')
+
+
+def default_hparams(name: str = 'fedhelp') -> dict[str, float]:
+  """Defaults: the authors' code weights (1, 1, 0.2, 1; T = 1).
+
+  ``'fedavg_fm'`` keeps only what it reads (lr, momentum, lambda_fm,
+  server_lr).
+  """
+  hp = {'lr': 0.05, 'lr_large': 0.05, 'momentum': 0.9,
+        'lambda_forward': 1.0, 'lambda_backward': 1.0, 'mu_rank': 0.2,
+        'lambda_fm': 1.0, 'temperature': 1.0, 'server_lr': 1.0}
+  if name == 'fedavg_fm':
+    hp = {k: hp[k] for k in ('lr', 'momentum', 'lambda_fm', 'server_lr')}
+  return hp
+
+
+def _without(tree, key):
+  return {k: v for k, v in tree.items() if k != key}
+
+
+def shared_params(params):
+  """The part of ``S``'s params that is uploaded: all but the public head."""
+  return _without(params, _PUBLIC_HEAD)
+
+
+def fedhelp(small_module, large_module, task: tasks.Task,
+            local: common.LocalConfig, groups,
+            config: FedHelpConfig = FedHelpConfig(),
+            name: str = 'fedhelp') -> types.FederatedAlgorithm:
+  """FedHelp over the groups 'large' and 'small'.
+
+  Hyperparameters (arrays): ``lr`` (S), ``lr_large`` (L_k), ``momentum``
+  (sgd), ``lambda_forward``, ``lambda_backward``, ``mu_rank``, ``lambda_fm``,
+  ``temperature`` (dual KD), ``server_lr``.
+
+  Args:
+    small_module: the shared model ``S``; built with ``aux_classes = K_pub``
+      (the FM output classes) when ``config.fm_kd``.
+    large_module: the large private model (used when
+      ``config.private_large``).
+    task: the task.
+    local: local-training config (batch size, steps or epochs, optimizer of
+      ``S``).
+    groups: silo groups, a subset of ('large', 'small').
+    config: static switches.
+    name: the algorithm's name.
+
+  Returns:
+    The ``FederatedAlgorithm``.
+  """
+  groups = tuple(groups)
+  unknown = set(groups) - set(GROUPS)
+  if unknown:
+    raise ValueError(f'FedHelp groups must be among {GROUPS}; got '
+                     f'{sorted(unknown)}.')
+  seg = task.name == 'segmentation'
+  use_rank = config.use_rank and not seg
+  has_large = config.private_large
+  large_opt_name = config.large_optimizer or local.optimizer
+
+  def init_fn(rng, data):
+    s_key, l_key = jax.random.split(rng)
+    first = groups[0]
+    s_params, s_state = common.init_model(small_module, s_key,
+                                          common.sample_x(data[first]))
+    clients = {}
+    for g in groups:
+      num = data[g]['x'].shape[0]
+      client = {'s_state': common.stack(s_state, num)}
+      if g == 'small' and config.fm_kd:
+        if _PUBLIC_HEAD not in s_params:
+          raise ValueError('FedHelp with fm_kd needs the small model built '
+                           'with aux_classes > 0 (the public head).')
+        client['aux'] = common.stack(s_params[_PUBLIC_HEAD], num)
+      if g == 'large' and has_large:
+        # Each large silo owns an independently initialised L_k.
+        inits = [common.init_model(large_module, jax.random.fold_in(l_key, c),
+                                   common.sample_x(data[g]))
+                 for c in range(num)]
+        client['l_params'] = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                          *[p for p, _ in inits])
+        client['l_state'] = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                         *[s for _, s in inits])
+      clients[g] = client
+    return {'params': shared_params(s_params)}, clients
+
+  def download(server):
+    return types.Download(broadcast=server['params'])
+
+  def apply(module, params, state, x, *, train, head='main'):
+    # Params may lack the head that is not applied (e.g. 'aux_head' on the
+    # main head): Flax only needs the submodules that run.
+    out, new_vars = models.apply_model(
+        module, common.model_variables(params, state), x, train=train,
+        head=head)
+    return out, common.split_variables(new_vars)[1]
+
+  # ----- small silo: a private CE step, then a public FM-KD step. ---------
+
+  def small_update(client, broadcast, data, hparams, rng):
+    if config.fm_kd:
+      _check_public(data, client['aux']['kernel'].shape[-1])
+    order_key, step_key = jax.random.split(rng)
+    idx, active = local.schedule(order_key, data)
+    # Two optimizers, as in the authors' code: one over (f, h_priv), one over
+    # (f, h_pub); sharing one would let the public step's momentum move
+    # h_priv and vice versa.
+    tx = common.make_optimizer(local.optimizer, hparams)
+    pub_batch = config.public_batch_size or local.batch_size
+
+    def step(carry, batch_idx, key):
+      p, ms, opt_priv, opt_pub = carry
+      priv = _without(p, _PUBLIC_HEAD)
+
+      def priv_loss(q):
+        out, new_ms = apply(small_module, q, ms, data['x'][batch_idx],
+                            train=True)
+        return jnp.mean(task.loss(out, data['y'][batch_idx])), new_ms
+      (task_loss, ms), grads = jax.value_and_grad(priv_loss, has_aux=True)(
+          priv)
+      updates, opt_priv = tx.update(grads, opt_priv, priv)
+      priv = optax.apply_updates(priv, updates)
+      if not config.fm_kd:
+        return (priv, ms, opt_priv, opt_pub), (task_loss, jnp.zeros(()))
+      num_pub = data['public_x'].shape[0]
+      pidx = jax.random.permutation(key, num_pub)[:min(pub_batch, num_pub)]
+      pub = {**_without(priv, _PRIVATE_HEAD), _PUBLIC_HEAD: p[_PUBLIC_HEAD]}
+
+      def pub_loss(q):
+        out, new_ms = apply(small_module, q, ms, data['public_x'][pidx],
+                            train=True, head='aux')
+        kd = jnp.mean(losses.kd_kl_from_probs(out, data['public_q'][pidx]))
+        return hparams['lambda_fm'] * kd, (kd, new_ms)
+      (_, (fm_loss, ms)), grads = jax.value_and_grad(pub_loss, has_aux=True)(
+          pub)
+      updates, opt_pub = tx.update(grads, opt_pub, pub)
+      pub = optax.apply_updates(pub, updates)
+      p = {**pub, _PRIVATE_HEAD: priv[_PRIVATE_HEAD]}
+      return (p, ms, opt_priv, opt_pub), (task_loss, fm_loss)
+
+    params = dict(broadcast)
+    opt_pub = ()
+    if config.fm_kd:
+      params[_PUBLIC_HEAD] = client['aux']
+      opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
+    opt_priv = tx.init(broadcast)
+    (params, s_state, _, _), (task_losses, fm_losses) = (
+        engine.scan_local_steps(step, (params, client['s_state'], opt_priv,
+                                       opt_pub), idx, active, step_key))
+    new_client = {'s_state': s_state}
+    if config.fm_kd:
+      new_client['aux'] = params[_PUBLIC_HEAD]
+    metrics = {'train_loss': engine.mean_over_active(task_losses, active),
+               'fm_kd': engine.mean_over_active(fm_losses, active)}
+    return new_client, shared_params(params), metrics
+
+  # ----- large silo: asymmetric dual KD per minibatch. --------------------
+
+  def large_update(client, broadcast, data, hparams, rng):
+    if not has_large:
+      params, s_state, metrics = common.supervised_train(
+          small_module, task, local, broadcast, client['s_state'], data,
+          hparams, rng)
+      return {'s_state': s_state}, params, metrics
+    # Same key use as common.supervised_train, so with zero KD weights S's
+    # update equals plain supervised training (a test pins this).
+    order_key, step_key = jax.random.split(rng)
+    idx, active = local.schedule(order_key, data)
+    tx_s = common.make_optimizer(local.optimizer, hparams)
+    tx_l = common.make_optimizer(large_opt_name, hparams, lr_key='lr_large')
+    temp = hparams['temperature']
+
+    def step(carry, batch_idx, key):
+      del key  # Deterministic models (no dropout).
+      s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
+      xb, yb = data['x'][batch_idx], data['y'][batch_idx]
+      zero = jnp.zeros(())
+      # Step A: L_k frozen (eval mode, as in the code), S learns from it.
+      if config.dual_kd:
+        l_ref = jax.lax.stop_gradient(
+            apply(large_module, l_p, l_ms, xb, train=False)[0])
+
+      def loss_a(q):
+        out, new_ms = apply(small_module, q, s_ms, xb, train=True)
+        ce = jnp.mean(task.loss(out, yb))
+        kd = (jnp.mean(losses.kd_kl(out, l_ref, temperature=temp))
+              if config.dual_kd else zero)
+        return ce + hparams['lambda_forward'] * kd, (ce, kd, new_ms)
+      (_, (ce_s, kd_f, s_ms)), grads = jax.value_and_grad(
+          loss_a, has_aux=True)(s_p)
+      updates, opt_s = tx_s.update(grads, opt_s, s_p)
+      s_p = optax.apply_updates(s_p, updates)
+      # Step B: S frozen (its fresh logits after step A), L_k learns.
+      if config.dual_kd:
+        s_ref = jax.lax.stop_gradient(
+            apply(small_module, s_p, s_ms, xb, train=False)[0])
+
+      def loss_b(q):
+        out, new_ms = apply(large_module, q, l_ms, xb, train=True)
+        ce = jnp.mean(task.loss(out, yb))
+        kd, rank = zero, zero
+        if config.dual_kd:
+          if config.backward_kl == 'student':
+            kd = jnp.mean(losses.kd_kl(out, s_ref, temperature=temp))
+          else:  # KL(p_L || p_S) through p_L, as written in the code.
+            kd = jnp.mean(losses.kd_kl(s_ref, out, temperature=temp))
+          if use_rank:
+            rank = jnp.mean(losses.rank_loss(s_ref, out, k=config.rank_k,
+                                             sign=config.rank_sign))
+        total = (ce + hparams['lambda_backward'] * kd
+                 + hparams['mu_rank'] * rank)
+        return total, (ce, kd, rank, new_ms)
+      (_, (ce_l, kd_b, rank, l_ms)), grads = jax.value_and_grad(
+          loss_b, has_aux=True)(l_p)
+      updates, opt_l = tx_l.update(grads, opt_l, l_p)
+      l_p = optax.apply_updates(l_p, updates)
+      return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
+          'train_loss': ce_s, 'large_loss': ce_l, 'kd_forward': kd_f,
+          'kd_backward': kd_b, 'rank': rank}
+
+    carry = (broadcast, client['s_state'], client['l_params'],
+             client['l_state'], tx_s.init(broadcast),
+             tx_l.init(client['l_params']))
+    (s_p, s_ms, l_p, l_ms, _, _), step_metrics = engine.scan_local_steps(
+        step, carry, idx, active, step_key)
+    metrics = {k: engine.mean_over_active(v, active)
+               for k, v in step_metrics.items()}
+    return {'s_state': s_ms, 'l_params': l_p, 'l_state': l_ms}, s_p, metrics
+
+  def local_update(group, client, broadcast, personal, data, hparams, rng):
+    del personal
+    if group == 'large':
+      new_client, params, metrics = large_update(client, broadcast, data,
+                                                 hparams, rng)
+    else:
+      new_client, params, metrics = small_update(client, broadcast, data,
+                                                 hparams, rng)
+    # Upload the delta of S's shared params only (FedAvg convention, so
+    # server_lr = 1 is a plain average). L_k and h_pub never leave the silo.
+    delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
+    return new_client, delta, metrics
+
+  def server_update(server, uploads, weights, hparams):
+    delta = engine.weighted_mean_groups(uploads, weights)
+    params = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d,
+                          server['params'], delta)
+    return {'params': params}
+
+  def eval_variables(group, client, broadcast, personal):
+    del personal
+    if group == 'large' and has_large:
+      return common.model_variables(client['l_params'], client['l_state'])
+    return common.model_variables(broadcast, client['s_state'])
+
+  def eval_model(group):
+    return large_module if group == 'large' and has_large else small_module
+
+  return types.FederatedAlgorithm(
+      name=name, init=init_fn, download=download, local_update=local_update,
+      server_update=server_update, eval_variables=eval_variables,
+      eval_model=eval_model)
+
+
+def _check_public(data, aux_classes: int) -> None:
+  for key in ('public_x', 'public_q'):
+    if key not in data:
+      raise ValueError(
+          f"FedHelp small silos need data['small'][{key!r}] (FM knowledge); "
+          'run the registry prepare hook (foundation.prepare_fm) or set '
+          'fm_kd=False.')
+  if data['public_q'].shape[-1] != aux_classes:
+    raise ValueError(
+        f"public_q has {data['public_q'].shape[-1]} classes but the public "
+        f'head has {aux_classes}; set config.fedhelp.public_classes to the '
+        'FM output classes.')
+
+
+# ---------------------------------------------------------------------------
+# Builders from an experiment config (registered in algorithms/__init__.py).
+# ---------------------------------------------------------------------------
+
+
+def static_config(config, **overrides) -> FedHelpConfig:
+  """``FedHelpConfig`` from ``config.fedhelp`` (unknown keys are errors)."""
+  fields = {f.name for f in dataclasses.fields(FedHelpConfig)}
+  given = dict(config.get('fedhelp', {}) or {})
+  given.pop('public_classes', None)
+  bad = sorted(set(given) - fields)
+  if bad:
+    raise ValueError(f'config.fedhelp: unknown fields {bad}; known: '
+                     f'{sorted(fields)} and public_classes.')
+  given.update(overrides)
+  return FedHelpConfig(**given)
+
+
+def build(config, task, groups, *, name: str = 'fedhelp',
+          **overrides) -> types.FederatedAlgorithm:
+  """FedHelp from an experiment config.
+
+  Reads ``config.model`` (the small shared model ``S``),
+  ``config.large_model`` (the private ``L_k``; defaults to ``config.model``),
+  ``config.fedhelp`` (``FedHelpConfig`` fields plus ``public_classes``, the
+  FM output classes, default ``config.num_classes``) and ``config.local``.
+  """
+  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
+  cfg = static_config(config, **overrides)
+  public = (config.get('fedhelp', {}) or {}).get('public_classes')
+  public = int(public or task.num_classes)
+  small = algorithms.make_module(config.model, task.num_classes,
+                                 aux_classes=public if cfg.fm_kd else 0)
+  large = algorithms.make_module(config.get('large_model') or config.model,
+                                 task.num_classes)
+  return fedhelp(small, large, task, algorithms.local_config(config), groups,
+                 cfg, name=name)
+
+
+def build_fedavg_fm(config, task, groups) -> types.FederatedAlgorithm:
+  """'FedAvg + FM soft labels': FedAvg of ``S`` where small silos also take
+  the public FM-KD step; no private large models, no dual KD. The ablation
+  that separates the FM's contribution from the dual KD's."""
+  return build(config, task, groups, name='fedavg_fm', private_large=False,
+               dual_kd=False, fm_kd=True)

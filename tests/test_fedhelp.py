@@ -1,0 +1,197 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""FedHelp on the engine: equivalences, isolation of private state, sanity."""
+
+import inspect
+
+from conftest import make_group
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedhelp_jax import engine
+from fedhelp_jax import models
+from fedhelp_jax import tasks
+from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fedhelp
+
+GROUPS = ('large', 'small')
+NUM_PUBLIC = 10
+
+
+def _data(seg=False):
+  rng = np.random.default_rng(0)
+  data = {'large': make_group(rng, [24, 20], seg=seg),
+          'small': make_group(rng, [5, 7, 3], seg=seg)}
+  pub = rng.random((NUM_PUBLIC, 8, 8, 1), dtype=np.float32)
+  q_shape = (NUM_PUBLIC, 8, 8) if seg else (NUM_PUBLIC,)
+  q = rng.dirichlet([1.0, 1.0], q_shape).astype(np.float32)
+  data['small']['public_x'] = np.repeat(pub[None], 3, axis=0)
+  data['small']['public_q'] = np.repeat(q[None], 3, axis=0)
+  # Uniform weights over the 5 real silos (FedHelp's default).
+  weights = {g: np.full(d['n'].shape, 0.2, np.float32)
+             for g, d in data.items()}
+  return data, weights
+
+
+def _modules(seg=False):
+  if seg:
+    small = models.make_model('unet', num_classes=2, base_features=2,
+                              levels=1, aux_classes=2)
+    large = models.make_model('unet', num_classes=2, base_features=4,
+                              levels=1)
+  else:
+    small = models.make_model('cnn', num_classes=2, features=(4,), dense=8,
+                              aux_classes=2)
+    # Widths that S never uses, so L's kernels have shapes of their own.
+    large = models.make_model('cnn', num_classes=2, features=(6,), dense=12)
+  return small, large
+
+
+def _hparams(**overrides):
+  hp = fedhelp.default_hparams()
+  hp.update(overrides)
+  return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+
+
+def _alg(seg=False, **cfg):
+  small, large = _modules(seg)
+  task = tasks.segmentation(2) if seg else tasks.classification(2)
+  local = common.LocalConfig(batch_size=4, local_steps=2)
+  return fedhelp.fedhelp(small, large, task, local, GROUPS,
+                         fedhelp.FedHelpConfig(**cfg)), task, local
+
+
+def _run(alg, strategy, data, weights, hparams, rounds=1):
+  round_fn = engine.build_round(alg, GROUPS, strategy=strategy, chunk_size=2)
+  if strategy != 'loop':
+    round_fn = jax.jit(round_fn)
+  state = engine.init_state(alg, data, seed=3)
+  for _ in range(rounds):
+    state, metrics = round_fn(state, data, weights, hparams)
+  return state, metrics
+
+
+def test_dual_kd_round_matches_loop_reference():
+  data, weights = _data()
+  alg, _, _ = _alg()
+  hp = _hparams()
+  ref_state, ref_metrics = _run(alg, 'loop', data, weights, hp, rounds=2)
+  # The round does something: KD terms are live and the server moved.
+  assert float(np.min(ref_metrics['large']['kd_forward'])) > 0
+  assert float(np.min(ref_metrics['small']['fm_kd'])) > 0
+  for strategy in ('vmap', 'chunked'):
+    state, metrics = _run(alg, strategy, data, weights, hp, rounds=2)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a, b, rtol=2e-5, atol=2e-6), state, ref_state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a, b, rtol=2e-5, atol=2e-6), metrics, ref_metrics)
+
+
+def test_uploads_carry_only_the_shared_small_model():
+  data, weights = _data()
+  alg, _, _ = _alg()
+  state = engine.init_state(alg, data, seed=0)
+  hp = _hparams()
+  take0 = lambda t: jax.tree.map(lambda x: x[0], t)
+  broadcast = alg.download(state.server).broadcast
+  uploads = {}
+  for g in GROUPS:
+    _, upload, _ = jax.eval_shape(
+        lambda c, d, k, g=g: alg.local_update(g, c, broadcast, None, d, hp, k),
+        take0(state.clients[g]), take0(data[g]), jax.random.PRNGKey(0))
+    uploads[g] = upload
+    # Exactly the structure of the server's S (no 'aux_head', no L_k).
+    assert jax.tree.structure(upload) == jax.tree.structure(
+        state.server['params'])
+    assert 'aux_head' not in upload
+  large_kernels = {x.shape for x in jax.tree.leaves(
+      state.clients['large']['l_params']) if x.ndim >= 3}  # [C, ...] kernels
+  assert large_kernels
+  upload_shapes = {x.shape for u in uploads.values()
+                   for x in jax.tree.leaves(u)}
+  assert not {s[1:] for s in large_kernels} & upload_shapes
+  # server_update takes only the shared model's uploads: no FM, public data
+  # or client-state argument, and the server state holds none of them.
+  assert list(inspect.signature(alg.server_update).parameters) == [
+      'server', 'uploads', 'weights', 'hparams']
+  assert set(state.server) == {'params'}
+  placed = {g: jax.tree.map(
+      lambda s, c=data[g]['n'].shape[0]: jnp.zeros((c,) + s.shape, s.dtype),
+      u) for g, u in uploads.items()}
+  jaxpr = jax.make_jaxpr(alg.server_update)(state.server, placed, weights, hp)
+  in_shapes = {tuple(v.aval.shape) for v in jaxpr.jaxpr.invars}
+  assert not in_shapes & {s for s in large_kernels}
+  assert (3, NUM_PUBLIC, 2) not in in_shapes  # public_q [C_s, P, K]
+
+
+def test_private_state_persists_and_stays_local():
+  data, weights = _data()
+  alg, _, _ = _alg()
+  state0 = engine.init_state(alg, data, seed=0)
+  state1, _ = _run(alg, 'chunked', data, weights, _hparams(), rounds=1)
+  moved = lambda a, b: not np.allclose(a, b)
+  # L_k and h_pub are trained (client state changes) ...
+  assert any(jax.tree.leaves(jax.tree.map(
+      moved, state1.clients['large']['l_params'],
+      state0.clients['large']['l_params'])))
+  assert any(jax.tree.leaves(jax.tree.map(
+      moved, state1.clients['small']['aux'], state0.clients['small']['aux'])))
+  # ... and each large silo owns a different L_k.
+  kernel = state1.clients['large']['l_params']['conv_0']['kernel']
+  assert not np.allclose(kernel[0], kernel[1])
+  # Large silos are evaluated with L_k, small silos with the global S.
+  assert alg.eval_model('large') is not alg.eval_model('small')
+
+
+@pytest.mark.parametrize('group', GROUPS)
+def test_zero_kd_weights_reduce_to_supervised_training(group):
+  """lambda_* = mu = 0: S's update is plain supervised training."""
+  data, _ = _data()
+  alg, task, local = _alg()
+  small, _ = _modules()
+  state = engine.init_state(alg, data, seed=0)
+  hp = _hparams(lambda_forward=0.0, lambda_backward=0.0, mu_rank=0.0,
+                lambda_fm=0.0)
+  take = lambda t: jax.tree.map(lambda x: x[1], t)
+  broadcast = alg.download(state.server).broadcast
+  client, silo = take(state.clients[group]), take(data[group])
+  key = jax.random.PRNGKey(7)
+  _, delta, _ = jax.jit(lambda c, d, k: alg.local_update(
+      group, c, broadcast, None, d, hp, k))(client, silo, key)
+  params, _, _ = jax.jit(lambda d, k: common.supervised_train(
+      small, task, local, broadcast, client['s_state'], d, hp, k))(silo, key)
+  expected = jax.tree.map(lambda a, b: a - b, broadcast, params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               delta, expected)
+  # With the default weights the KD terms do change S's update.
+  _, delta_kd, _ = jax.jit(lambda c, d, k: alg.local_update(
+      group, c, broadcast, None, d, _hparams(), k))(client, silo, key)
+  assert not np.allclose(delta_kd['dense']['kernel'],
+                         expected['dense']['kernel'])
+
+
+def test_segmentation_round_runs_with_pixelwise_kd():
+  data, weights = _data(seg=True)
+  alg, _, _ = _alg(seg=True)
+  state, metrics = _run(alg, 'chunked', data, weights, _hparams())
+  assert np.all(np.asarray(metrics['large']['rank']) == 0)  # Off for seg.
+  assert float(np.min(metrics['large']['kd_forward'])) > 0
+  assert float(np.min(metrics['small']['fm_kd'])) > 0
+  assert np.all(np.isfinite(jax.tree.leaves(state.server)[0]))
+
+
+def test_missing_fm_knowledge_is_a_clear_error():
+  data, weights = _data()
+  del data['small']['public_q']
+  alg, _, _ = _alg()
+  with pytest.raises(ValueError, match='public_q'):
+    _run(alg, 'chunked', data, weights, _hparams())
+
+
+def test_fedavg_fm_switches_off_private_models():
+  data, weights = _data()
+  alg, _, _ = _alg(private_large=False, dual_kd=False)
+  state = engine.init_state(alg, data, seed=0)
+  assert set(state.clients['large']) == {'s_state'}
+  assert alg.eval_model('large') is alg.eval_model('small')
