@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
+from fedhelp_jax.models import loop_conv
 
 
 class CNN(nn.Module):
@@ -39,7 +40,8 @@ class CNN(nn.Module):
     x = jnp.asarray(x, self.dtype)
     for i, f in enumerate(self.features):
       x = nn.Conv(f, (3, 3), padding='SAME', use_bias=self.norm == 'none',
-                  dtype=self.dtype, name=f'conv_{i}')(x)
+                  dtype=self.dtype, name=f'conv_{i}',
+                  conv_general_dilated=loop_conv.conv_general_dilated)(x)
       x = layers.norm_layer(self.norm, f, train=train, dtype=self.dtype,
                             name=f'norm_{i}')(x)
       x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))

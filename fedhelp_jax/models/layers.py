@@ -12,6 +12,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fedhelp_jax.models import loop_conv
+
 NORMS = ('group', 'batch', 'none')
 HEADS = ('main', 'aux')
 
@@ -77,7 +79,8 @@ def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any):
   """
   for i in range(2):
     x = nn.Conv(features, (3, 3), padding='SAME', use_bias=norm == 'none',
-                dtype=dtype, param_dtype=jnp.float32, name=f'conv_{i}')(x)
+                dtype=dtype, param_dtype=jnp.float32, name=f'conv_{i}',
+                conv_general_dilated=loop_conv.conv_general_dilated)(x)
     x = norm_layer(norm, features, train=train, dtype=dtype,
                    name=f'norm_{i}')(x)
     x = nn.relu(x)

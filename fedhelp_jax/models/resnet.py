@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
+from fedhelp_jax.models import loop_conv
 
 # He-normal over fan-out, as in torchvision's ResNets.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -36,7 +37,8 @@ class BasicBlock(nn.Module):
   def __call__(self, x, train: bool = False):
     conv = lambda f, k, s, name: nn.Conv(  # pylint: disable=g-long-lambda
         f, (k, k), strides=(s, s), padding='SAME', use_bias=self.norm == 'none',
-        kernel_init=_CONV_INIT, dtype=self.dtype, name=name)
+        kernel_init=_CONV_INIT, dtype=self.dtype, name=name,
+        conv_general_dilated=loop_conv.conv_general_dilated)
     norm = lambda name: layers.norm_layer(  # pylint: disable=g-long-lambda
         self.norm, self.features, train=train, dtype=self.dtype, name=name)
     y = nn.relu(norm('norm_0')(conv(self.features, 3, self.strides,
@@ -80,7 +82,8 @@ class ResNet(nn.Module):
     x = jnp.asarray(x, self.dtype)
     w0 = 16 * self.width
     x = nn.Conv(w0, (3, 3), padding='SAME', use_bias=self.norm == 'none',
-                kernel_init=_CONV_INIT, dtype=self.dtype, name='stem_conv')(x)
+                kernel_init=_CONV_INIT, dtype=self.dtype, name='stem_conv',
+                conv_general_dilated=loop_conv.conv_general_dilated)(x)
     x = nn.relu(layers.norm_layer(self.norm, w0, train=train, dtype=self.dtype,
                                   name='stem_norm')(x))
     for s, base in enumerate((16, 32, 64)):

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
+from fedhelp_jax.models import loop_conv
 
 
 class EncoderBlock(nn.Module):
@@ -94,5 +95,6 @@ class UNet(nn.Module):
     return layers.apply_heads(
         self, x, head, num_classes=self.num_classes,
         aux_classes=self.aux_classes,
-        make_layer=lambda k, name: nn.Conv(k, (1, 1), dtype=self.dtype,
-                                           name=name))
+        make_layer=lambda k, name: nn.Conv(
+            k, (1, 1), dtype=self.dtype, name=name,
+            conv_general_dilated=loop_conv.conv_general_dilated))
