@@ -221,6 +221,40 @@ def map_clients(fn: Callable[..., Any], placed: Sequence[Any],
   raise ValueError(f'map_clients cannot run strategy {strategy.name!r}.')
 
 
+def map_clients_sharded(fn: Callable[..., Any], placed: Sequence[Any],
+                        unplaced: Sequence[Any], strategy: Strategy, mesh):
+  """``map_clients`` with the client axis split over the mesh's devices.
+
+  Each device maps ``fn`` over ITS OWN silos with ``strategy`` (a
+  ``shard_map`` over the 'clients' axis); unplaced arguments are replicated.
+  Without it, the partitioner may gather a ``lax.map``-ed (chunked) client
+  axis onto every device and run all silos everywhere.
+
+  Args:
+    fn: a function of ONE silo.
+    placed: arguments with a leading ``[C]`` axis, ``C`` a multiple of the
+      mesh size (see ``pad_federation_for_mesh``).
+    unplaced: arguments shared by every silo.
+    strategy: a resolved 'vmap' or 'chunked' strategy.
+    mesh: a mesh with a 'clients' axis.
+
+  Returns:
+    ``fn``'s outputs stacked over the (sharded) client axis.
+  """
+  spec = jax.sharding.PartitionSpec('clients')
+
+  def local(placed, unplaced):
+    # Per-device copies: differentiating w.r.t. a replicated value inside
+    # shard_map would otherwise psum its gradient over devices (the transpose
+    # of the implicit broadcast), mixing the silos' local training.
+    unplaced = jax.lax.pcast(unplaced, 'clients', to='varying')
+    return map_clients(fn, placed, unplaced, strategy)
+
+  return jax.shard_map(
+      local, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
+      out_specs=spec)(tuple(placed), tuple(unplaced))
+
+
 def weighted_mean(placed: types.PyTree, weights: jax.Array) -> types.PyTree:
   """Weighted mean over the client axis: ``sum_c w_c x_c / sum_c w_c``.
 
@@ -312,8 +346,11 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     chunk_size: silos per step for 'chunked'.
     nonfinite: 'stop' (flag only; the host loop stops the run) or 'skip'
       (also drop the offending silo's update this round).
-    mesh: optional ``jax.sharding.Mesh`` with a 'clients' axis; client-placed
-      values are constrained to it so server reductions become collectives.
+    mesh: optional ``jax.sharding.Mesh`` with a 'clients' axis (see
+      ``make_mesh``): every device maps the strategy over its own silos
+      (``map_clients_sharded``), client-placed outputs are constrained to the
+      mesh and server reductions become collectives. Each group's client
+      count must be a multiple of the mesh size (``pad_federation_for_mesh``).
     verbose: print the resolved strategy.
 
   Returns:
@@ -353,9 +390,14 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
       chex.assert_tree_shape_prefix(state.clients[g], (num,))
       keys = client_keys(state.rng, state.round, gi, num)
       personal = None if download.personal is None else download.personal[g]
-      out = map_clients(
-          checked[g], (state.clients[g], personal, data[g], weights[g], keys),
-          (download.broadcast, hparams), resolved)
+      placed = (state.clients[g], personal, data[g], weights[g], keys)
+      if mesh is None:
+        out = map_clients(checked[g], placed, (download.broadcast, hparams),
+                          resolved)
+      else:
+        out = map_clients_sharded(checked[g], placed,
+                                  (download.broadcast, hparams), resolved,
+                                  mesh)
       new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(out)
     return finish(state, new_clients, uploads, new_weights, metrics, hparams)
 
@@ -493,3 +535,80 @@ def replicate(tree: types.PyTree, mesh) -> types.PyTree:
   """Replicates every leaf over the mesh."""
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   return jax.device_put(tree, sharding)
+
+
+def shard_state(state: FederatedState, mesh) -> FederatedState:
+  """Shards client states over the mesh and replicates the rest."""
+  return FederatedState(server=replicate(state.server, mesh),
+                        clients=shard_clients(dict(state.clients), mesh),
+                        rng=replicate(state.rng, mesh),
+                        round=replicate(state.round, mesh))
+
+
+def pad_group_clients(group_data: types.GroupData, weights, multiple: int):
+  """Appends dummy silos so a group's client count is a multiple.
+
+  Dummy silos have ``n = 0``, ``test_n = 0``, all-zero data and weight 0, so
+  they move nothing on the server; their rows of per-silo outputs must be
+  dropped from reports (``unpad_clients``). Same convention as
+  ``fedhelp_jax.data.pack.pad_clients``, for numpy or jax arrays and without
+  importing the data stack.
+
+  Args:
+    group_data: one group's data; every array whose leading axis has length
+      ``C = len(group_data['n'])`` is padded, other entries pass through.
+    weights: the group's aggregation weights ``[C]``.
+    multiple: round ``C`` up to a multiple of this (e.g. the device count).
+
+  Returns:
+    ``(group_data, weights)`` with ``C' = ceil(C / multiple) * multiple``
+    silos.
+  """
+  if int(multiple) < 1:
+    raise ValueError(f'multiple must be >= 1, got {multiple}.')
+  num = int(np.shape(group_data['n'])[0])
+  extra = -num % int(multiple)
+
+  def pad(x):
+    if (not hasattr(x, 'shape') or not np.ndim(x)
+        or np.shape(x)[0] != num or not extra):
+      return x
+    xp = jnp if isinstance(x, jax.Array) else np
+    return xp.concatenate([x, xp.zeros((extra,) + x.shape[1:], x.dtype)])
+
+  return {k: pad(v) for k, v in group_data.items()}, pad(weights)
+
+
+def pad_federation_for_mesh(data: types.FederatedData, weights, info, mesh):
+  """Pads every group's client axis to a multiple of the mesh size.
+
+  Args:
+    data: group name -> group data.
+    weights: group name -> ``[C_g]`` weights.
+    info: optional dict of run information (or None); a copy is returned with
+      ``'num_real_clients'``: group -> the unpadded ``C_g``.
+    mesh: the device mesh (its size is the multiple).
+
+  Returns:
+    ``(data, weights, info)`` with padded groups.
+  """
+  multiple = int(mesh.devices.size)
+  info = dict(info or {})
+  info['num_real_clients'] = {g: int(np.shape(d['n'])[0])
+                              for g, d in data.items()}
+  out_data, out_weights = {}, {}
+  for g in data:
+    out_data[g], out_weights[g] = pad_group_clients(data[g], weights[g],
+                                                    multiple)
+  return out_data, out_weights, info
+
+
+def unpad_clients(tree: types.PyTree, num_real: int,
+                  axis: int = 0) -> types.PyTree:
+  """Drops dummy silos: keeps the first ``num_real`` entries along ``axis``.
+
+  E.g. ``unpad_clients(metrics['small'], C, axis=1)`` on ``run_rounds``
+  metrics ``[R, C']``.
+  """
+  return jax.tree.map(
+      lambda x: lax.slice_in_dim(x, 0, num_real, axis=axis), tree)

@@ -431,7 +431,8 @@ def fm_config_defaults() -> dict[str, Any]:
   return {'provider': 'proxy', 'path': None, 'cache_dir': 'runs/fm_cache',
           'num_public': None, 'proxy_data': 'unassigned',
           'proxy_model': None, 'proxy_steps': 600, 'proxy_batch_size': 64,
-          'proxy_lr': 1e-3, 'proxy_seed': 0, 'temperature': 1.0,
+          'proxy_lr': 1e-3, 'proxy_seed': 0, 'proxy_fraction': 0.5,
+          'temperature': 1.0,
           'label_smoothing': 0.0}
 
 
@@ -447,25 +448,73 @@ def fm_settings(config) -> dict[str, Any]:
   return out
 
 
+def public_and_proxy_data(config, fed, raw):
+  """The public query set and the proxy FM's training/test data.
+
+  Public set: ``raw['public_x']`` (PneumoniaMNIST: the official val split,
+  labels dropped). Proxy training data, by ``config.fm.proxy_data``:
+    * 'unassigned' (default): the official train examples that no silo holds
+      (``raw['train_x']`` minus every ``fed[g]['_train_index']``). Datasets
+      without a global train split (the simulated brain sites) instead split
+      their pool of slices that no silo holds: a seeded ``proxy_fraction``
+      of it (labels used) trains the proxy and the rest is the public set,
+      so the public set is never seen with labels;
+    * 'large_pooled': the large silos' pooled training data (the FM then
+      knows what the large silos know; stated in the results).
+  The proxy is scored on ``raw['test_x']`` (the official test split) or, when
+  the dataset has none, on the pooled test sets of all silos.
+
+  Returns:
+    ``{'public_x', 'proxy_x', 'proxy_y', 'test_x', 'test_y'}`` numpy arrays
+    (proxy entries None for the 'precomputed' provider).
+  """
+  fm = fm_settings(config)
+  public_x = np.asarray(raw['public_x'], np.float32)
+  proxy_x = proxy_y = None
+  if fm['provider'] == 'proxy' and fm['proxy_data'] == 'unassigned':
+    if 'train_x' in raw:
+      keep = _unassigned(raw['train_x'].shape[0], fed)
+      proxy_x, proxy_y = raw['train_x'][keep], raw['train_y'][keep]
+    else:
+      order = np.random.default_rng(int(fm['proxy_seed'])).permutation(
+          public_x.shape[0])
+      cut = int(round(float(fm['proxy_fraction']) * public_x.shape[0]))
+      proxy_x = public_x[np.sort(order[:cut])]
+      proxy_y = np.asarray(raw['public_y'])[np.sort(order[:cut])]
+      public_x = public_x[np.sort(order[cut:])]
+  elif fm['provider'] == 'proxy' and fm['proxy_data'] == 'large_pooled':
+    d = fed['large']
+    proxy_x = np.concatenate([d['x'][c, :n] for c, n in enumerate(d['n'])])
+    proxy_y = np.concatenate([d['y'][c, :n] for c, n in enumerate(d['n'])])
+  elif fm['provider'] == 'proxy':
+    raise ValueError(f'config.fm.proxy_data: unknown {fm["proxy_data"]!r}; '
+                     "expected 'unassigned' or 'large_pooled'.")
+  if fm['num_public'] is not None:
+    public_x = public_x[:int(fm['num_public'])]
+  if 'test_x' in raw:
+    test_x, test_y = raw['test_x'], raw['test_y']
+  else:
+    test_x = np.concatenate([d['test_x'][c, :t] for d in fed.values()
+                             for c, t in enumerate(d['test_n'])])
+    test_y = np.concatenate([d['test_y'][c, :t] for d in fed.values()
+                             for c, t in enumerate(d['test_n'])])
+  return {'public_x': public_x, 'proxy_x': proxy_x, 'proxy_y': proxy_y,
+          'test_x': test_x, 'test_y': test_y}
+
+
 def load_fm_knowledge(config, fed, raw, task: tasks.Task):
   """Queries (or reads) the FM answers on the public set.
 
-  The proxy's training data is ``config.fm.proxy_data``:
-    * 'unassigned' (default): the official train examples that no silo
-      holds (``raw['train_x']`` minus every ``fed[g]['_train_index']``), or
-      ``raw['fm_train_x']``/``['fm_train_y']`` when the dataset supplies a
-      disjoint set itself (simulated-site datasets);
-    * 'large_pooled': the large silos' pooled training data (the FM then
-      knows what the large silos know; stated in the results).
+  See ``public_and_proxy_data`` for which data the public set and the proxy
+  use.
 
   Returns:
     ``(public_x [P, ...], public_q [P, ..., K], report)`` where ``report``
     records the API calls, the provider and (for a proxy) its own test score.
   """
   fm = fm_settings(config)
-  public_x = np.asarray(raw['public_x'], np.float32)
-  if fm['num_public'] is not None:
-    public_x = public_x[:int(fm['num_public'])]
+  split = public_and_proxy_data(config, fed, raw)
+  public_x = split['public_x']
   ids = np.arange(public_x.shape[0], dtype=np.int64)
   report: dict[str, Any] = {'provider': fm['provider'],
                             'num_public': int(public_x.shape[0])}
@@ -476,24 +525,12 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
     provider = precomputed(fm['path'])
     identity = {'provider': 'precomputed', 'file': _hash_file(fm['path'])}
   else:
-    if fm['proxy_data'] == 'unassigned':
-      if 'fm_train_x' in raw:
-        px, py = raw['fm_train_x'], raw['fm_train_y']
-      else:
-        keep = _unassigned(raw['train_x'].shape[0], fed)
-        px, py = raw['train_x'][keep], raw['train_y'][keep]
-    elif fm['proxy_data'] == 'large_pooled':
-      d = fed['large']
-      px = np.concatenate([d['x'][c, :n] for c, n in enumerate(d['n'])])
-      py = np.concatenate([d['y'][c, :n] for c, n in enumerate(d['n'])])
-    else:
-      raise ValueError(f'config.fm.proxy_data: unknown {fm["proxy_data"]!r}; '
-                       "expected 'unassigned' or 'large_pooled'.")
     from fedhelp_jax import algorithms  # Avoid an import cycle.
     model_cfg = fm['proxy_model'] or config.get('large_model') or config.model
     module = algorithms.make_module(model_cfg, task.num_classes)
     pm = train_proxy(
-        module, task, px, py, test_x=raw['test_x'], test_y=raw['test_y'],
+        module, task, split['proxy_x'], split['proxy_y'],
+        test_x=split['test_x'], test_y=split['test_y'],
         steps=int(fm['proxy_steps']), batch_size=int(fm['proxy_batch_size']),
         lr=float(fm['proxy_lr']), seed=int(fm['proxy_seed']),
         cache_dir=fm['cache_dir'])
@@ -503,7 +540,8 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
                 'weights': _hash_arrays(*jax.tree.leaves(pm.variables))}
     report.update({'proxy_data': fm['proxy_data'],
                    'proxy_train_size': pm.train_size,
-                   'proxy_test_' + pm.metric: pm.test_score})
+                   'proxy_test_' + pm.metric: pm.test_score,
+                   'proxy_test_size': int(len(split['test_y']))})
   outputs, calls = query_once(provider, public_x, cache_dir=fm['cache_dir'],
                               provider_config=identity, ids=ids)
   public_q = soften(outputs, temperature=float(fm['temperature']),

@@ -155,13 +155,15 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
 def prepare_server_public(config, fed, raw, info):
   """Registry hook: the server's unlabeled public inputs (FedDF).
 
-  Places ``raw['public_x']`` (first ``config.feddf.num_public`` examples) as
-  ``fed[g]['server_public_x']`` on the first group, one identical row per
-  silo (the engine maps every data leaf over silos).
+  The public set is FedHelp's (``foundation.public_and_proxy_data``), cut to
+  its first ``config.feddf.num_public`` examples, placed as
+  ``fed[g]['server_public_x']`` on the first group with one identical row
+  per silo (the engine maps every data leaf over silos).
   """
   from fedhelp_jax import foundation  # Lazy: avoids an import cycle.
   num = (config.get('feddf', {}) or {}).get('num_public')
-  public_x = raw['public_x'][:num] if num else raw['public_x']
+  public_x = foundation.public_and_proxy_data(config, fed, raw)['public_x']
+  public_x = public_x[:num] if num else public_x
   first = [g for g in ('large', 'small') if g in fed][0]
   placed = foundation.place_public(fed, first, public_x.astype('float32'))
   placed[first]['server_public_x'] = placed[first].pop('public_x')

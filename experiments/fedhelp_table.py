@@ -1,0 +1,237 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""FedHelp vs baselines: all methods x seeds, results JSON and a figure.
+
+  python -m experiments.fedhelp_table --experiment=cls
+  python -m experiments.fedhelp_table --experiment=seg --seeds=3
+
+For one experiment (``experiments/configs/fedhelp_{cls,seg}.py``) this builds
+the silos ONCE (the same partition for every method and seed), runs every
+method on the compiled engine for each seed and writes, under
+``experiments/results/fedhelp_<experiment>/``:
+  * ``<method>.json``: per seed, per-silo final metrics, per-group summaries
+    and the curve over rounds; plus the FM report (API calls, proxy score);
+  * ``summary.json``: the DESIGN.md format (``methods.<m>.{small,large,all}.
+    {mean,std}`` over seeds of the group means of the primary metric) plus
+    timing, the partition and the FM report;
+  * ``fedhelp_<experiment>.png``: per-group bars with error bars (std over
+    seeds) and the small/large curves over rounds.
+
+Seeds are run one after another with ONE compiled program per method (same
+shapes, so the executable is reused). ``fedhelp_jax.sweep`` (vmap over
+seeds) is not used: on CPU a vmap over per-seed conv weights lowers to slow
+grouped convolutions (see engine.py), and the table is sized for a CPU.
+"""
+
+import copy
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import experiment
+from fedhelp_jax import tasks
+from fedhelp_jax import validate
+from fedhelp_jax.algorithms import common
+
+_EXPERIMENT = flags.DEFINE_enum('experiment', 'cls', ['cls', 'seg'],
+                                'Which table.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Training seeds per method.')
+_METHODS = flags.DEFINE_list('methods', None, 'Subset of methods (default: '
+                             'all of the config module).')
+_ROUNDS = flags.DEFINE_integer('rounds', None, 'Override config.rounds.')
+_OUT = flags.DEFINE_string('out', None, 'Output directory (default '
+                           'experiments/results/fedhelp_<experiment>).')
+
+
+def _config_module(name):
+  if name == 'cls':
+    from experiments.configs import fedhelp_cls as module
+  else:
+    from experiments.configs import fedhelp_seg as module
+  return module
+
+
+def _group_stats(values):
+  values = np.asarray(values, np.float64)
+  return {'mean': float(np.mean(values)), 'std': float(np.std(values)),
+          'per_seed': values.tolist()}
+
+
+def run_method(config, raw, fed0, info0, seeds, log):
+  """All seeds of one method on a fixed partition.
+
+  Returns:
+    ``(record, fm_report)`` with per-seed results, curves and timings.
+  """
+  validate.validate_config(config)
+  task = tasks.make_task(config.task, int(config.num_classes))
+  info = copy.deepcopy(info0)
+  fed = algorithms.prepare(config.algorithm, config, fed0, raw, info)
+  groups = tuple(g for g in experiment.GROUPS if g in fed)
+  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
+         for g, d in fed.items()}
+  weights = experiment.aggregation_weights(fed, config.aggregation)
+  hparams = experiment.hparams_from_config(config)
+  alg = algorithms.build(config.algorithm, config, task, groups)
+  round_fn = engine.build_round(alg, groups, strategy=config.strategy)
+  predict = engine.build_predict(
+      alg, groups, common.predict_probs(task),
+      strategy=round_fn.strategy.name, chunk_size=round_fn.strategy.chunk_size)
+  device_fed = jax.device_put(fed)
+  device_weights = jax.device_put(weights)
+  every, total = int(config.eval_every), int(config.rounds)
+  if total % every:
+    raise ValueError('rounds must be a multiple of eval_every here.')
+  metric = experiment.primary_metric(task)
+  t0 = time.time()
+  state = engine.init_state(alg, device_fed, seeds[0])
+  chunk = engine.run_rounds(round_fn, every).lower(
+      state, device_fed, device_weights, hparams).compile()
+  compile_s = time.time() - t0
+  runs = []
+  for seed in seeds:
+    t_seed = time.time()
+    state = engine.init_state(alg, device_fed, seed)
+    curve = []
+    for r in range(every, total + 1, every):
+      state, round_metrics = chunk(state, device_fed, device_weights,
+                                   hparams)
+      round_metrics = jax.device_get(round_metrics)
+      problem = experiment._nonfinite_report(round_metrics, r - every, info)  # pylint: disable=protected-access
+      if problem:
+        raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
+      ev = experiment.evaluate(predict, state, fed, task, info)
+      curve.append({'round': r, **{g: ev['summary'][g][metric]
+                                   for g in (*groups, 'all')}})
+    runs.append({'seed': seed, 'final': ev, 'curve': curve,
+                 'wall_s': time.time() - t_seed})
+    log(f'  {config.algorithm} seed {seed}: '
+        + ', '.join(f'{g} {ev["summary"][g][metric]:.4f}'
+                    for g in (*groups, 'all'))
+        + f' ({time.time() - t_seed:.1f}s)')
+  record = {
+      'algorithm': config.algorithm, 'metric': metric, 'rounds': total,
+      'seeds': list(seeds), 'aggregation': config.aggregation,
+      'hparams': {k: float(v) for k, v in hparams.items()},
+      'strategy': round_fn.strategy.describe(), 'compile_s': compile_s,
+      'wall_s': time.time() - t0, 'runs': runs,
+      'groups': {g: _group_stats([r['final']['summary'][g][metric]
+                                  for r in runs]) for g in (*groups, 'all')},
+  }
+  for extra in ('fm', 'server_public'):
+    if extra in info:
+      record[extra] = info[extra]
+  return record
+
+
+def plot(summary, records, path, metric):
+  """Per-group bars with error bars, and small/large curves over rounds."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  methods = list(summary['methods'])
+  fig, (ax_bar, ax_small, ax_large) = plt.subplots(
+      1, 3, figsize=(16, 4.5), gridspec_kw={'width_ratios': [1.6, 1, 1]})
+  width = 0.27
+  xs = np.arange(len(methods))
+  for i, g in enumerate(('small', 'large', 'all')):
+    means = [summary['methods'][m][g]['mean'] for m in methods]
+    stds = [summary['methods'][m][g]['std'] for m in methods]
+    ax_bar.bar(xs + (i - 1) * width, means, width, yerr=stds, capsize=3,
+               label=g)
+  ax_bar.set_xticks(xs)
+  ax_bar.set_xticklabels(methods, rotation=30, ha='right')
+  ax_bar.set_ylabel(f'test {metric} (mean over silos)')
+  lo = min(summary['methods'][m][g]['mean'] for m in methods
+           for g in ('small', 'large', 'all'))
+  ax_bar.set_ylim(max(0.0, lo - 0.1), 1.0)
+  ax_bar.legend(title='silo group')
+  ax_bar.set_title(f"{summary['experiment']}: final {metric}, "
+                   f"mean ± std over {summary['seeds']} seeds")
+  for ax, g in ((ax_small, 'small'), (ax_large, 'large')):
+    for m in methods:
+      runs = records[m]['runs']
+      rounds = [p['round'] for p in runs[0]['curve']]
+      vals = np.array([[p[g] for p in r['curve']] for r in runs])
+      mean, std = vals.mean(0), vals.std(0)
+      (line,) = ax.plot(rounds, mean, marker='o', ms=3, label=m)
+      ax.fill_between(rounds, mean - std, mean + std, alpha=0.15,
+                      color=line.get_color())
+    ax.set_xlabel('round')
+    ax.set_title(f'{g} silos')
+  ax_large.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  module = _config_module(_EXPERIMENT.value)
+  methods = _METHODS.value or list(module.METHODS)
+  out = _OUT.value or os.path.join('experiments', 'results',
+                                   f'fedhelp_{_EXPERIMENT.value}')
+  os.makedirs(out, exist_ok=True)
+  seeds = list(range(_SEEDS.value))
+  t_all = time.time()
+  lines = []
+
+  def log(msg):
+    print(msg, flush=True)
+    lines.append(msg)
+
+  base = module.get_config()
+  if _ROUNDS.value:
+    base.rounds = _ROUNDS.value
+  raw = experiment.load_raw(base)
+  fed0, info0 = experiment.build_federation(base, raw)
+  records = {}
+  for m in methods:
+    config = module.get_config(m)
+    if _ROUNDS.value:
+      config.rounds = _ROUNDS.value
+    log(f'[{m}] aggregation={config.aggregation}')
+    records[m] = run_method(config, raw, fed0, info0, seeds, log)
+    log(f'[{m}] done in {records[m]["wall_s"]:.1f}s (compile '
+        f'{records[m]["compile_s"]:.1f}s)')
+    with open(os.path.join(out, f'{m}.json'), 'w') as f:
+      json.dump(experiment._jsonable(records[m]), f, indent=1)  # pylint: disable=protected-access
+  wall = time.time() - t_all
+  metric = records[methods[0]]['metric']
+  fm = next((r['fm'] for r in records.values() if 'fm' in r), None)
+  summary = {
+      'experiment': f'fedhelp_{_EXPERIMENT.value}', 'metric': metric,
+      'seeds': len(seeds),
+      'methods': {m: {g: {k: v for k, v in r['groups'][g].items()
+                          if k in ('mean', 'std')}
+                      for g in ('small', 'large', 'all')}
+                  for m, r in records.items()},
+      'per_seed': {m: {g: r['groups'][g]['per_seed']
+                       for g in ('small', 'large', 'all')}
+                   for m, r in records.items()},
+      'wall_time_s': wall, 'device': str(jax.devices()[0]),
+      'backend': jax.default_backend(), 'jax': jax.__version__,
+      'rounds': int(base.rounds),
+      'method_wall_s': {m: r['wall_s'] for m, r in records.items()},
+      'fm': fm,
+      'partition': experiment._jsonable(  # pylint: disable=protected-access
+          {k: v for k, v in info0.items() if k != 'label_counts'}),
+      'std': 'population std over seeds of the per-seed group mean',
+  }
+  with open(os.path.join(out, 'summary.json'), 'w') as f:
+    json.dump(experiment._jsonable(summary), f, indent=1)  # pylint: disable=protected-access
+  plot(summary, records, os.path.join(out, f'fedhelp_{_EXPERIMENT.value}.png'),
+       metric)
+  log(f'total wall time {wall:.1f}s -> {out}')
+  with open(os.path.join(out, 'log.txt'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)
