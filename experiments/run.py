@@ -10,6 +10,7 @@ config; ``--resume`` requires one, ``--noresume`` starts over.
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,6 +24,8 @@ _RESUME = flags.DEFINE_boolean(
 
 def main(argv):
   del argv
+  # Orbax logs every checkpoint step at INFO; keep the progress bar readable.
+  logging.set_verbosity(logging.WARNING)
   from fedhelp_jax import experiment  # Import after flags parse (fast --help).
   experiment.run_experiment(_CONFIG.value, _WORKDIR.value,
                             resume=_RESUME.value)

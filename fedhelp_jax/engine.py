@@ -448,12 +448,8 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
       round_fn.strategy.name == 'loop'):
     raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
 
-  def many(state, data, weights, hparams):
-    def body(s, _):
-      return round_fn(s, data, weights, hparams)
-    return lax.scan(body, state, None, length=num_rounds)
-
-  return jax.jit(many, donate_argnums=(0,) if donate else ())
+  return jax.jit(run_rounds_unjitted(round_fn, num_rounds),
+                 donate_argnums=(0,) if donate else ())
 
 
 def run_rounds_unjitted(round_fn, num_rounds):
@@ -463,6 +459,26 @@ def run_rounds_unjitted(round_fn, num_rounds):
       return round_fn(s, data, weights, hparams)
     return lax.scan(body, state, None, length=num_rounds)
   return many
+
+
+def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
+                     donate: bool = True) -> Callable[..., Any]:
+  """K configs as ONE program: ``run_rounds`` vmapped over a config axis.
+
+  The K configs share data, weights and shapes and differ in state (seeds)
+  and hyperparameter values: ``state`` and every ``hparams`` leaf carry a
+  leading ``[K]`` axis, ``data`` and ``weights`` are shared.
+
+  Returns:
+    ``fn(states, data, weights, hparams) -> (states, metrics)``; metric
+    leaves are ``[K, num_rounds, ...]``.
+  """
+  if getattr(round_fn, 'strategy', None) is not None and (
+      round_fn.strategy.name == 'loop'):
+    raise ValueError("run_sweep_rounds needs a compiled strategy, not 'loop'.")
+  many = run_rounds_unjitted(round_fn, num_rounds)
+  return jax.jit(jax.vmap(many, in_axes=(0, None, None, 0)),
+                 donate_argnums=(0,) if donate else ())
 
 
 # ---------------------------------------------------------------------------
