@@ -339,7 +339,8 @@ def graph_prox_admm(z_t: jax.Array, grads: jax.Array, incidence: jax.Array,
   (independent of ``lam``, ``eta``, ``rho``, so ``vmap`` over them keeps it
   unbatched). ``W`` starts at ``Q^T V`` and ``U`` at 0 (the official code
   starts both at 0); with ``lam = 0`` this is a fixed point, so the output is
-  ``V`` from the first iteration. Convergence speed depends on
+  exactly ``V`` (the Z-step is written as ``V`` plus a correction that is
+  then exactly 0, so no silo leaks into another through rounding). Convergence speed depends on
   ``eta * rho * sigma(QQ^T)``; ``rho`` of order ``1 / eta`` balances the two
   terms of the Z-system.
 
@@ -369,9 +370,15 @@ def graph_prox_admm(z_t: jax.Array, grads: jax.Array, incidence: jax.Array,
   num_nodes, dim = z_t.shape
   num_edges = q.shape[1]
 
+  qv = q.T @ v
+
   def z_step(w, u):
-    rhs = v + eta * rho * (q @ (w - u))
-    return p @ (inv_diag[:, None] * (p.T @ rhs))
+    # (I + eta rho QQ^T)^{-1} (V + eta rho Q (W - U)), written as V plus a
+    # correction: with lam = 0 the correction is exactly 0 (W = Q^T V, U = 0),
+    # so silos stay bit-for-bit independent instead of being mixed by the
+    # rounding of the N x N solve.
+    rhs = eta * rho * (q @ (w - u - qv))
+    return v + p @ (inv_diag[:, None] * (p.T @ rhs))
 
   def w_step(qz, u):
     x = qz + u
@@ -388,7 +395,7 @@ def graph_prox_admm(z_t: jax.Array, grads: jax.Array, incidence: jax.Array,
     u_new = u + qz - w_new
     return z, w_new, u_new, qz
 
-  w0 = q.T @ v
+  w0 = qv
   u0 = jnp.zeros((num_edges, dim), dtype)
   init = (v, w0, u0)
   if tol is None:
