@@ -261,7 +261,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
          for g, d in fed.items()}
   weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
   hparams = hparams_from_config(config)
-  alg = algorithms.build(config.algorithm, config, task, groups)
+  alg = algorithms.build(config.algorithm, config, task, groups, info=info)
 
   mesh = None
   if int(config.get('num_devices', 1)) > 1:

@@ -768,16 +768,20 @@ def tv_prox_tree(update_tree: Any, gamma, **kwargs) -> Any:
 def ternarize(v: jax.Array, p: float = 0.2) -> jax.Array:
   """Sparse ternary compression (STC) of a 1-D vector.
 
-  Keeps the ``k = ceil(p * d)`` (at least 1) entries of largest magnitude
-  (ties broken by ``lax.top_k``, i.e. by index) and replaces each by
-  ``sign * m``, ``m`` the mean magnitude of the kept entries; the rest
-  become 0. (The official code uses separate means for the positive and
-  negative parts and percentile thresholds; one mean makes the payload
-  ternary.)
+  Keeps every entry whose magnitude is at least the ``k``-th largest,
+  ``k = ceil(p * d)`` (at least 1), and replaces each by ``sign * m``, ``m``
+  the mean magnitude of the kept entries; the rest become 0. Ties at the
+  threshold are ALL kept: TV-prox outputs are piecewise constant, so ties
+  are the rule, and choosing among tied entries by index (``lax.top_k``)
+  would cut runs apart and depend on the implementation (a vmapped and an
+  unbatched ``top_k`` may break ties differently). Zeros are never kept.
+  (The official code uses separate means for the positive and negative
+  parts and percentile thresholds; one mean makes the payload ternary.)
 
   Args:
     v: ``[d]`` vector.
-    p: kept fraction in (0, 1] (static).
+    p: target kept fraction in (0, 1] (static); more entries are kept when
+      there are ties at the threshold.
 
   Returns:
     ``[d]`` with values in ``{-m, 0, m}``.
@@ -791,9 +795,10 @@ def ternarize(v: jax.Array, p: float = 0.2) -> jax.Array:
   if not 0.0 < p <= 1.0:
     raise ValueError(f'p must be in (0, 1], got {p}.')
   k = int(min(d, max(1, int(np.ceil(p * d - 1e-9)))))
-  mags, idx = lax.top_k(jnp.abs(v), k)
-  m = jnp.mean(mags)
-  keep = jnp.zeros((d,), bool).at[idx].set(True)
+  mag = jnp.abs(v)
+  threshold = lax.top_k(mag, k)[0][-1]
+  keep = (mag >= threshold) & (mag > 0)
+  m = jnp.sum(jnp.where(keep, mag, 0.0)) / jnp.maximum(jnp.sum(keep), 1)
   return jnp.where(keep, jnp.sign(v) * m, jnp.zeros_like(v))
 
 

@@ -207,6 +207,14 @@ def test_ternarize():
   np.testing.assert_allclose(t, [0, -m, 0, m, 0, 0, 0, 0, 0, 0])
   with pytest.raises(ValueError, match='p must be'):
     pfednet_ops.ternarize(v, 0.0)
+  # Ties at the threshold are all kept (whole runs), zeros never.
+  runs = np.array([2.0, 2.0, 2.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                  np.float32)
+  np.testing.assert_allclose(pfednet_ops.ternarize(runs, 0.2),
+                             [2, 2, 2, 0, 0, 0, 0, 0, 0, 0])
+  np.testing.assert_allclose(pfednet_ops.ternarize(runs, 1.0),
+                             [1.6, 1.6, 1.6, -1.6, -1.6, 0, 0, 0, 0, 0],
+                             rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------

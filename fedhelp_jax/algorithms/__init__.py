@@ -5,7 +5,9 @@ A builder has the signature ``build(config, task, groups) ->
 FederatedAlgorithm``; ``config`` is the experiment ``ConfigDict`` (only read,
 never stored). Algorithms that need extra per-silo data (FedHelp's foundation
 model knowledge) register a ``prepare`` hook too: ``prepare(config, fed_data,
-raw, info) -> fed_data``, run once on the host before training.
+raw, info) -> fed_data``, run once on the host before training. Builders
+registered with ``needs_info=True`` (pFedNet: the similarity graph its hook
+records in ``info``) are called as ``build(config, task, groups, info=info)``.
 """
 
 import difflib
@@ -18,15 +20,19 @@ from fedhelp_jax.algorithms import fedavg
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _PREPARE: dict[str, Callable[..., Any]] = {}
 _HPARAMS: dict[str, dict[str, float]] = {}
+_NEEDS_INFO: set[str] = set()
 
 
 def register(name: str, build: Callable[..., Any], hparams: dict[str, float],
-             prepare: Callable[..., Any] | None = None) -> None:
+             prepare: Callable[..., Any] | None = None, *,
+             needs_info: bool = False) -> None:
   """Registers an algorithm builder, its default hparams and data hook."""
   _BUILDERS[name] = build
   _HPARAMS[name] = dict(hparams)
   if prepare is not None:
     _PREPARE[name] = prepare
+  if needs_info:
+    _NEEDS_INFO.add(name)
 
 
 def names() -> list[str]:
@@ -43,8 +49,11 @@ def check_name(name: str) -> None:
         f'{names()}.')
 
 
-def build(name: str, config, task, groups):
+def build(name: str, config, task, groups, info=None):
+  """Builds ``name``; ``info`` (from ``prepare``) reaches builders that ask."""
   check_name(name)
+  if name in _NEEDS_INFO:
+    return _BUILDERS[name](config, task, tuple(groups), info=info)
   return _BUILDERS[name](config, task, tuple(groups))
 
 
@@ -109,3 +118,13 @@ register('feddf', kd_baselines.build_feddf,
 register('fml', kd_baselines.build_fml, kd_baselines.default_hparams('fml'))
 register('central', kd_baselines.build_central,
          kd_baselines.default_hparams('central'))
+
+# pFedNet and the personalized baselines (Ditto, FedPer).
+from fedhelp_jax.algorithms import ditto  # pylint: disable=g-import-not-at-top
+from fedhelp_jax.algorithms import pfednet  # pylint: disable=g-import-not-at-top
+
+register('pfednet', pfednet.build, pfednet.DEFAULT_HPARAMS,
+         prepare=pfednet.prepare, needs_info=True)
+register('fedper', pfednet.build_fedper, pfednet.FEDPER_HPARAMS,
+         prepare=pfednet.prepare, needs_info=True)
+register('ditto', ditto.build, ditto.DEFAULT_HPARAMS)

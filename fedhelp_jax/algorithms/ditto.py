@@ -71,3 +71,10 @@ def ditto(module, task, local: common.LocalConfig,
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
                    'ditto_lam': 0.1}
+
+
+def build(config, task, groups) -> types.FederatedAlgorithm:
+  """Registry builder of Ditto from an experiment config."""
+  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
+  module = algorithms.make_module(config.model, task.num_classes)
+  return ditto(module, task, algorithms.local_config(config), groups)

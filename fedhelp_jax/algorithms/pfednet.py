@@ -20,10 +20,20 @@ What differs from FedAvg:
 
 One pFedNet round here trains shared and personalized parts jointly for the
 local steps (the official deep-net code alternates two phases with two
-communications per round; see README "Deviations").
+communications per round; see docs/pfednet.md).
+
+FedPer (Arivazhagan et al. 2019, https://arxiv.org/abs/1912.00818) is this
+algorithm with no graph coupling and no compression: the shared body is
+averaged, the personalized head stays with its silo (``fedper`` below).
+
+``prepare`` is the registry hook that builds the similarity graph once on
+the host: each silo computes a sketch of its own training data (label
+proportions, mean input or mean mask), and the graph (kNN / complete / star)
+is built from the stacked sketches alone.
 """
 
-from typing import Optional
+import re
+from typing import Any, Optional
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -54,11 +64,18 @@ def _num_runs(tree) -> jax.Array:
              for x in jax.tree.leaves(tree))
 
 
+def _param_paths(params) -> list[str]:
+  return ['/'.join(pfednet_ops._path(p))  # pylint: disable=protected-access
+          for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
 def pfednet(module, task, local: common.LocalConfig, groups, *,
             edges: np.ndarray, num_silos_per_group: dict[str, int],
-            personal_pattern: str, compress: bool = True,
-            ternarize_p: Optional[float] = None, admm_iters: int = 50,
-            tv_iters: int = 100) -> types.FederatedAlgorithm:
+            personal_pattern: str, shared_pattern: Optional[str] = None,
+            compress: bool = True, ternarize_p: Optional[float] = None,
+            admm_iters: int = 50, tv_iters: int = 100,
+            return_uploads: bool = False,
+            name: str = 'pfednet') -> types.FederatedAlgorithm:
   """pFedNet on the engine.
 
   Hyperparameters (arrays): ``lr``, ``momentum``, ``server_lr`` (shared
@@ -77,10 +94,17 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     num_silos_per_group: number of silos of each group (graph nodes).
     personal_pattern: regex over '/'-joined parameter paths selecting the
       personalized part (e.g. ``'^head/'``; for a UNet ``'^(dec_|head)'``).
+    shared_pattern: optional regex selecting the shared part; when given,
+      every parameter must match exactly one of the two patterns
+      (``pfednet_ops.partition_params_strict``), else the rest is shared.
     compress: apply the TV prox to uploads (with ``gamma``).
     ternarize_p: if set, ternarize compressed uploads keeping this fraction.
     admm_iters: ADMM iterations of the server prox (static).
     tv_iters: iterations of the upload TV prox (static).
+    return_uploads: also return each silo's (compressed) upload, raveled,
+      as ``metrics['upload']`` ``[d]`` so the host can measure the bytes an
+      encoder would send (``pfednet_ops.encoded_bytes``).
+    name: the algorithm name (FedPer reuses this factory).
   """
   groups = tuple(groups)
   sizes = [int(num_silos_per_group[g]) for g in groups]
@@ -89,7 +113,11 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
   splits = np.cumsum(sizes)[:-1].tolist()
 
   def split_params(params):
-    labels = pfednet_ops.partition_params(params, personal_pattern)
+    if shared_pattern is None:
+      labels = pfednet_ops.partition_params(params, personal_pattern)
+    else:
+      labels = pfednet_ops.partition_params_strict(params, shared_pattern,
+                                                   personal_pattern)
     return pfednet_ops.split(params, labels)
 
   def init_fn(rng, data):
@@ -97,10 +125,19 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
         module, rng, common.sample_x(data[groups[0]]))
     _, personal = split_params(params)
     z, _ = ravel_pytree(personal)
+    if z.size == 0:
+      raise ValueError(
+          f'pfednet: the personalized pattern {personal_pattern!r} matched no '
+          'parameter; parameter paths are: '
+          + ', '.join(_param_paths(params)) + '.')
     clients, zs = {}, {}
     for g, num in zip(groups, sizes):
-      clients[g] = {'model_state': common.stack(model_state, num)}
-      zs[g] = common.stack(z, num)
+      num_data = int(data[g]['x'].shape[0])
+      if num_data < num:
+        raise ValueError(f'pfednet: group {g!r} has {num_data} silos in the '
+                         f'data but {num} graph nodes.')
+      clients[g] = {'model_state': common.stack(model_state, num_data)}
+      zs[g] = common.stack(z, num_data)
     return {'params': params, 'z': zs}, clients
 
   def download(server):
@@ -123,6 +160,8 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     metrics['upload_runs'] = _num_runs(upload)
     metrics['upload_size'] = jnp.asarray(
         sum(x.size for x in jax.tree.leaves(upload)), jnp.int32)
+    if return_uploads:
+      metrics['upload'] = ravel_pytree(upload)[0]
     return {'model_state': model_state}, upload, metrics
 
   def server_update(server, uploads, weights, hparams):
@@ -131,14 +170,18 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     shared0, personal0 = split_params(server['params'])
     shared = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d, shared0,
                           shared_delta)
-    z_t = jnp.concatenate([server['z'][g] for g in groups])
-    grads = jnp.concatenate([uploads[g]['personal'] for g in groups])
+    # Graph nodes are the real silos; dummy silos appended for a device mesh
+    # (weight 0) keep their rows unchanged.
+    z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
+    grads = jnp.concatenate([uploads[g]['personal'][:n]
+                             for g, n in zip(groups, sizes)])
     z = pfednet_ops.graph_prox_admm(
         z_t, grads, jnp.asarray(incidence), lam=hparams['lam'],
         eta=hparams['eta'], rho=hparams['rho'], num_iters=admm_iters)
     parts = jnp.split(z, splits) if splits else [z]
-    return {'params': pfednet_ops.merge(shared, personal0),
-            'z': dict(zip(groups, parts))}
+    new_z = {g: server['z'][g].at[:n].set(part)
+             for g, n, part in zip(groups, sizes, parts)}
+    return {'params': pfednet_ops.merge(shared, personal0), 'z': new_z}
 
   def eval_variables(group, client, broadcast, z):
     del group
@@ -148,10 +191,240 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
                                   client['model_state'])
 
   return types.FederatedAlgorithm(
-      name='pfednet', init=init_fn, download=download,
+      name=name, init=init_fn, download=download,
       local_update=local_update, server_update=server_update,
       eval_variables=eval_variables, eval_model=lambda group: module)
 
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.01,
                    'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}
+
+# ---------------------------------------------------------------------------
+# Experiment configs: the graph (registry ``prepare`` hook) and the builders.
+# ---------------------------------------------------------------------------
+
+# Personalized part by model family: the classifier head; for a UNet the
+# decoder and the final 1x1 conv (the official code's BraTS split).
+DEFAULT_PERSONAL_PATTERNS = {'logreg': '^head/', 'cnn': '^head/',
+                             'resnet': '^head/', 'unet': '^(dec_|head/)'}
+GRAPHS = ('knn', 'complete', 'star')
+SKETCHES = ('auto', 'label_proportions', 'mean_input', 'mean_mask')
+_DEFAULTS = {'personal_pattern': None, 'shared_pattern': None, 'graph': 'knn',
+             'k': 3, 'metric': 'euclidean', 'star_center': 0,
+             'sketch': 'auto', 'compress': True, 'ternarize_p': None,
+             'admm_iters': 50, 'tv_iters': 100}
+
+
+def _config_error(field: str, problem: str, fix: str):
+  from fedhelp_jax import validate  # Lazy: validate imports the registry.
+  return validate.ConfigError(f'config.{field}: {problem} Fix: {fix}')
+
+
+def _fail(field: str, problem: str, fix: str):
+  raise _config_error(f'pfednet.{field}', problem, fix)
+
+
+def pfednet_settings(config) -> dict[str, Any]:
+  """``config.pfednet`` merged over the defaults, checked.
+
+  Raises:
+    ConfigError: unknown keys, graph, sketch or metric, ``k < 1``, an invalid
+      regex or ``ternarize_p`` outside (0, 1].
+  """
+  given = dict(config.get('pfednet', None) or {})
+  unknown = sorted(set(given) - set(_DEFAULTS))
+  if unknown:
+    _fail(unknown[0], 'is not a pFedNet setting.',
+          f'use only {sorted(_DEFAULTS)}.')
+  out = {**_DEFAULTS, **given}
+  if out['graph'] not in GRAPHS:
+    _fail('graph', f'unknown graph {out["graph"]!r}.', f'use one of {GRAPHS}.')
+  if out['sketch'] not in SKETCHES:
+    _fail('sketch', f'unknown sketch {out["sketch"]!r}.',
+          f'use one of {SKETCHES}.')
+  if out['metric'] not in ('euclidean', 'l1'):
+    _fail('metric', f'unknown metric {out["metric"]!r}.',
+          "use 'euclidean' or 'l1'.")
+  if isinstance(out['k'], bool) or not isinstance(out['k'], int) or (
+      out['k'] < 1):
+    _fail('k', f'must be an integer >= 1, got {out["k"]!r}.', 'use e.g. 3.')
+  if out['personal_pattern'] is None:
+    model = config.model.name
+    if model not in DEFAULT_PERSONAL_PATTERNS:
+      _fail('personal_pattern', f'no default for model {model!r}.',
+            'give a regex over parameter paths, e.g. "^head/".')
+    out['personal_pattern'] = DEFAULT_PERSONAL_PATTERNS[model]
+  for field in ('personal_pattern', 'shared_pattern'):
+    if out[field] is None:
+      continue
+    try:
+      re.compile(out[field])
+    except (re.error, TypeError) as e:
+      _fail(field, f'{out[field]!r} is not a valid regex ({e}).',
+            'write a Python regex over "/"-joined parameter paths.')
+  p = out['ternarize_p']
+  if p is not None and not 0.0 < float(p) <= 1.0:
+    _fail('ternarize_p', f'must be in (0, 1] or None, got {p}.',
+          'use e.g. 0.2 (keep the top 20%).')
+  hp = dict(config.get('hparams', None) or {})
+  for key, low in (('lam', 0.0), ('gamma', 0.0)):
+    if key in hp and not float(hp[key]) >= low:
+      raise _config_error(f'hparams.{key}', f'must be >= 0, got {hp[key]}.',
+                          'use 0 to switch the term off.')
+  for key in ('eta', 'rho'):
+    if key in hp and not float(hp[key]) > 0:
+      raise _config_error(f'hparams.{key}', f'must be > 0, got {hp[key]}.',
+                          'use e.g. 1.0.')
+  for field in ('admm_iters', 'tv_iters'):
+    if int(out[field]) < 1:
+      _fail(field, f'must be >= 1, got {out[field]}.', 'use e.g. 50.')
+  return out
+
+
+def silo_sketch(kind: str, x: np.ndarray, y: np.ndarray,
+                num_classes: int) -> np.ndarray:
+  """ONE silo's sketch of its own training data (computed on the silo).
+
+  Args:
+    kind: 'label_proportions' (class counts; normalised over all silos by
+      ``graph_from_sketches`` callers, as in the official code), 'mean_input'
+      (mean input, the official imaging code's mean image) or 'mean_mask'
+      (per-pixel class frequencies of the masks, segmentation).
+    x: ``[n, ...]`` the silo's real training inputs.
+    y: ``[n]`` labels or ``[n, H, W]`` masks.
+    num_classes: number of classes.
+
+  Returns:
+    A float64 vector.
+  """
+  if kind == 'label_proportions':
+    return np.bincount(np.asarray(y).reshape(-1),
+                       minlength=num_classes)[:num_classes].astype(np.float64)
+  if kind == 'mean_input':
+    return pfednet_ops.client_sketch_mean([x])[0]
+  if kind == 'mean_mask':
+    onehot = np.eye(num_classes)[np.asarray(y)]  # [n, H, W, K]
+    return pfednet_ops.client_sketch_mean([onehot])[0]
+  raise ValueError(f'Unknown sketch {kind!r}; expected one of {SKETCHES}.')
+
+
+def graph_from_sketches(sketches: np.ndarray, settings) -> np.ndarray:
+  """The server's graph: ``[E, 2]`` edges from the ``[N, F]`` sketches only."""
+  num = sketches.shape[0]
+  if settings['graph'] == 'complete':
+    return pfednet_ops.complete_edges(num)
+  if settings['graph'] == 'star':
+    if not 0 <= int(settings['star_center']) < num:
+      _fail('star_center', f'{settings["star_center"]} is not one of the '
+            f'{num} silos.', f'use an index in [0, {num}).')
+    return pfednet_ops.star_edges(num, int(settings['star_center']))
+  return pfednet_ops.knn_edges(sketches, k=min(int(settings['k']), num - 1)
+                               if num > 1 else 1, metric=settings['metric'])
+
+
+def prepare(config, fed, raw, info):
+  """Registry hook: client sketches and the similarity graph, once.
+
+  Each silo's sketch is computed from that silo's own training rows
+  (``silo_sketch``); the server side (``graph_from_sketches``) sees only the
+  stacked ``[N, F]`` sketches. Nodes are the silos in group order
+  (``experiment.GROUPS``). The result goes to ``info['pfednet']`` (edges,
+  silo counts, the sketch kind); ``fed`` is returned unchanged.
+  """
+  del raw
+  settings = pfednet_settings(config)
+  kind = settings['sketch']
+  if kind == 'auto':
+    kind = ('label_proportions' if config.task == 'classification'
+            else 'mean_input')
+  if kind == 'mean_mask' and config.task != 'segmentation':
+    _fail('sketch', "'mean_mask' needs a segmentation task.",
+          "use 'label_proportions' or 'mean_input'.")
+  groups = [g for g in ('large', 'small') if g in fed]
+  num_classes = int(config.num_classes)
+  sketches, counts = [], {}
+  for g in groups:
+    d = fed[g]
+    real = [c for c in range(d['n'].shape[0]) if d['n'][c] > 0]
+    counts[g] = len(real)
+    for c in real:
+      n = int(d['n'][c])
+      sketches.append(silo_sketch(kind, d['x'][c, :n], d['y'][c, :n],
+                                  num_classes))
+  sketches = np.stack(sketches)
+  if kind == 'label_proportions':  # Divided by the GLOBAL count (as coded).
+    sketches = sketches / max(sketches.sum(), 1.0)
+  edges = graph_from_sketches(sketches, settings)
+  info['pfednet'] = {'sketch': kind, 'graph': settings['graph'],
+                     'k': int(settings['k']), 'edges': edges.tolist(),
+                     'num_silos_per_group': counts}
+  return fed
+
+
+def _graph_info(info, groups):
+  if not info or 'pfednet' not in info:
+    raise ValueError(
+        'pfednet/fedper need the similarity graph from their prepare hook: '
+        'call '
+        'algorithms.prepare(...) first and pass its info to '
+        'algorithms.build(..., info=info).')
+  graph = info['pfednet']
+  missing = [g for g in groups if g not in graph['num_silos_per_group']]
+  if missing:
+    raise ValueError(f'pfednet: the graph has no silos of groups {missing}.')
+  return graph
+
+
+def build(config, task, groups, info=None):
+  """Registry builder of pFedNet from an experiment config."""
+  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
+  settings = pfednet_settings(config)
+  graph = _graph_info(info, groups)
+  module = algorithms.make_module(config.model, task.num_classes)
+  return pfednet(
+      module, task, algorithms.local_config(config), groups,
+      edges=np.asarray(graph['edges'], np.int64).reshape(-1, 2),
+      num_silos_per_group=graph['num_silos_per_group'],
+      personal_pattern=settings['personal_pattern'],
+      shared_pattern=settings['shared_pattern'],
+      compress=bool(settings['compress']),
+      ternarize_p=(None if settings['ternarize_p'] is None
+                   else float(settings['ternarize_p'])),
+      admm_iters=int(settings['admm_iters']),
+      tv_iters=int(settings['tv_iters']))
+
+
+def fedper(module, task, local: common.LocalConfig, groups, *,
+           num_silos_per_group: dict[str, int], personal_pattern: str,
+           shared_pattern: Optional[str] = None) -> types.FederatedAlgorithm:
+  """FedPer as pFedNet with an empty graph and no compression.
+
+  With no edges the server prox is the identity on ``V = z - eta Delta``,
+  so with ``eta = 1`` each silo keeps its own trained head; the shared body
+  is averaged as in FedAvg. ``lam`` and ``gamma`` have no effect.
+  """
+  return pfednet(module, task, local, groups,
+                 edges=np.zeros((0, 2), np.int64),
+                 num_silos_per_group=num_silos_per_group,
+                 personal_pattern=personal_pattern,
+                 shared_pattern=shared_pattern, compress=False,
+                 name='fedper')
+
+
+def build_fedper(config, task, groups, info=None):
+  """Registry builder of FedPer (``config.pfednet`` patterns apply).
+
+  Uses the silo counts that ``prepare`` records; its graph is ignored.
+  """
+  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
+  settings = pfednet_settings(config)
+  graph = _graph_info(info, groups)
+  module = algorithms.make_module(config.model, task.num_classes)
+  return fedper(module, task, algorithms.local_config(config), groups,
+                num_silos_per_group=graph['num_silos_per_group'],
+                personal_pattern=settings['personal_pattern'],
+                shared_pattern=settings['shared_pattern'])
+
+
+FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
+                  'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}

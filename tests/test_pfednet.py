@@ -1,0 +1,235 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""pFedNet, FedPer and Ditto on the engine: equivalences, sweeps, registry."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import models
+from fedhelp_jax import tasks
+from fedhelp_jax import validate
+from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import ditto
+from fedhelp_jax.algorithms import pfednet
+from tests import conftest
+
+GROUPS = ('large', 'small')
+COUNTS = {'large': 2, 'small': 3}
+# Silos 0-1 are 'large', 2-4 'small' (group order); a connected graph.
+EDGES = np.array([[0, 1], [0, 2], [1, 3], [2, 3], [3, 4]])
+
+
+def _cnn():
+  return models.make_model('cnn', num_classes=2, features=(4,), dense=8)
+
+
+def _logreg():
+  return models.make_model('logreg', num_classes=2)
+
+
+def _hparams(**overrides):
+  hp = dict(pfednet.DEFAULT_HPARAMS, lam=0.5, gamma=0.01)
+  hp.update(overrides)
+  return {k: jnp.float32(v) for k, v in hp.items()}
+
+
+def _max_abs_diff(a, b):
+  return max(float(jnp.max(jnp.abs(x - y)))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _pfednet(module, **kwargs):
+  kwargs.setdefault('personal_pattern', '^head/')
+  return pfednet.pfednet(
+      module, tasks.classification(2),
+      common.LocalConfig(batch_size=4, local_steps=2), GROUPS, edges=EDGES,
+      num_silos_per_group=COUNTS, **kwargs)
+
+
+@pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
+def test_pfednet_round_equals_loop_reference(two_groups, strategy):
+  data, weights = two_groups
+  # No ternarization here: it is discontinuous at magnitude ties, and a
+  # 2-class head's update has exact +/- ties (the logit gradients are
+  # opposite), which 1-ulp differences between strategies can break.
+  alg = _pfednet(_logreg(), personal_pattern='^head/kernel')  # Bias shared.
+  hp = _hparams(lam=0.02)
+  loop = engine.build_round(alg, GROUPS, strategy='loop')
+  compiled = jax.jit(engine.build_round(alg, GROUPS, strategy=strategy,
+                                        chunk_size=2))
+  s_loop = s_comp = engine.init_state(alg, data, seed=1)
+  for _ in range(2):
+    s_loop, m_loop = loop(s_loop, data, weights, hp)
+    s_comp, m_comp = compiled(s_comp, data, weights, hp)
+  assert _max_abs_diff(s_loop.server, s_comp.server) < 1e-5
+  np.testing.assert_array_equal(m_loop['small']['upload_runs'],
+                                m_comp['small']['upload_runs'])
+  # The round did something: shared params moved, personal parts differ
+  # between silos, and the TV prox + ternarization made uploads run-length
+  # compressible (far fewer runs than coordinates).
+  init = engine.init_state(alg, data, seed=1)
+  assert _max_abs_diff(init.server['params'], s_comp.server['params']) > 1e-5
+  z = np.concatenate([np.asarray(s_comp.server['z'][g]) for g in GROUPS])
+  assert np.max(np.abs(z[0] - z[4])) > 1e-5
+  runs = np.asarray(m_comp['large']['upload_runs'])
+  assert np.all(runs < np.asarray(m_comp['large']['upload_size']) / 2)
+
+
+def test_lambda_and_gamma_sweep_equals_sequential_runs(two_groups):
+  data, weights = two_groups
+  alg = _pfednet(_logreg(), personal_pattern='^head/kernel')  # Bias shared.
+  round_fn = engine.build_round(alg, GROUPS, strategy='chunked')
+  configs = [_hparams(lam=0.0, gamma=0.0), _hparams(lam=1.0, gamma=0.0),
+             _hparams(lam=0.1, gamma=0.05)]
+  stacked_hp = jax.tree.map(lambda *xs: jnp.stack(xs), *configs)
+  states = [engine.init_state(alg, data, seed=2) for _ in configs]
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+  sweep = engine.run_sweep_rounds(round_fn, 3)
+  out, metrics = sweep(stacked, data, weights, stacked_hp)
+  single = engine.run_rounds(round_fn, 3)
+  for k, hp in enumerate(configs):
+    ref, ref_metrics = single(engine.init_state(alg, data, seed=2), data,
+                              weights, hp)
+    got = jax.tree.map(lambda x, k=k: x[k], out)
+    assert _max_abs_diff(ref.server, got.server) < 1e-5
+    np.testing.assert_allclose(metrics['small']['train_loss'][k],
+                               ref_metrics['small']['train_loss'], rtol=1e-5)
+  # The configs really differ: lam=1 fuses the personal parts more.
+  spread = [float(np.std(np.concatenate(
+      [np.asarray(out.server['z'][g][k]) for g in GROUPS]), axis=0).mean())
+            for k in range(3)]
+  assert spread[1] < spread[0]
+
+
+def test_ternarized_uploads_are_ternary(two_groups):
+  data, weights = two_groups
+  alg = _pfednet(_logreg(), personal_pattern='^head/kernel',
+                 ternarize_p=0.2, return_uploads=True)
+  round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
+  state, metrics = round_fn(engine.init_state(alg, data, seed=1), data,
+                            weights, _hparams(lam=0.02))
+  assert np.all(np.isfinite(np.asarray(state.server['z']['small'])))
+  for upload in np.asarray(metrics['small']['upload']):
+    # Per tensor {-m, 0, m}: 2 tensors (shared bias, personal kernel).
+    assert np.unique(upload).size <= 2 * 2 + 1
+    assert np.mean(upload != 0) < 0.5
+
+
+def test_fedper_keeps_heads_local_and_averages_the_body(two_groups):
+  data, weights = two_groups
+  alg = pfednet.fedper(_cnn(), tasks.classification(2),
+                       common.LocalConfig(batch_size=4, local_steps=2),
+                       GROUPS, num_silos_per_group=COUNTS,
+                       personal_pattern='^head/')
+  hp = {k: jnp.float32(v) for k, v in pfednet.FEDPER_HPARAMS.items()}
+  state = engine.init_state(alg, data, seed=0)
+  round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
+  new, _ = round_fn(state, data, weights, hp)
+  # FedPer's personal step is exactly each silo's own trained head (eta=1,
+  # no edges), whatever lam says.
+  new_lam, _ = round_fn(state, data, weights, dict(hp, lam=jnp.float32(9.0)))
+  assert _max_abs_diff(new.server, new_lam.server) == 0.0
+  assert _max_abs_diff(state.server['params']['dense'],
+                       new.server['params']['dense']) > 1e-5
+  z = np.asarray(new.server['z']['small'])
+  assert np.max(np.abs(z[0] - z[1])) > 1e-5
+
+
+def test_ditto_runs_a_round(two_groups):
+  data, weights = two_groups
+  alg = ditto.ditto(_cnn(), tasks.classification(2),
+                    common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
+  hp = {k: jnp.float32(v) for k, v in ditto.DEFAULT_HPARAMS.items()}
+  state = engine.init_state(alg, data, seed=0)
+  new, metrics = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))(
+      state, data, weights, hp)
+  assert np.all(np.isfinite(metrics['small']['train_loss']))
+  assert _max_abs_diff(state.server, new.server) > 1e-5
+  assert _max_abs_diff(state.clients['small']['params'],
+                       new.clients['small']['params']) > 1e-5
+
+
+# ---------------------------------------------------------------------------
+# Registry: prepare hook (sketches -> graph) and config errors.
+# ---------------------------------------------------------------------------
+
+
+def _config(**pfednet_overrides):
+  c = ml_collections.ConfigDict()
+  c.algorithm = 'pfednet'
+  c.task = 'classification'
+  c.num_classes = 2
+  c.model = ml_collections.ConfigDict({'name': 'cnn', 'features': (4,),
+                                       'dense': 8})
+  c.local = ml_collections.ConfigDict(
+      {'batch_size': 4, 'local_steps': 2, 'local_epochs': None,
+       'optimizer': 'sgd'})
+  c.hparams = ml_collections.ConfigDict({'lam': 0.1})
+  c.pfednet = ml_collections.ConfigDict(pfednet_overrides)
+  return c
+
+
+def _skewed_federation():
+  rng = np.random.default_rng(0)
+  fed = {'large': conftest.make_group(rng, [24, 20]),
+         'small': conftest.make_group(rng, [5, 7, 3])}
+  # Silos 0, 2, 4 mostly class 0; silos 1, 3 all class 1.
+  for g, labels in (('large', [0, 1]), ('small', [0, 1, 0])):
+    for c, lab in enumerate(labels):
+      fed[g]['y'][c] = lab
+  return fed
+
+
+def test_prepare_builds_the_graph_from_label_sketches(two_groups):
+  fed = _skewed_federation()
+  info = {}
+  out = algorithms.prepare('pfednet', _config(k=1), fed, None, info)
+  assert out is fed
+  graph = info['pfednet']
+  assert graph['sketch'] == 'label_proportions'
+  assert graph['num_silos_per_group'] == COUNTS
+  # Nearest neighbours share a label: no edge joins the two label clusters.
+  # Sketches are class counts over the GLOBAL count (59), so they carry the
+  # silo size: (24,0) (0,20) (5,0) (0,7) (3,0). Nearest neighbours: 0->2,
+  # 1->3, 2->4, 3->4 (|(0,7)-(3,0)| < |(0,7)-(5,0)|), 4->2; symmetric union.
+  assert graph['edges'] == [[0, 2], [1, 3], [2, 4], [3, 4]]
+  info_c = {}
+  algorithms.prepare('pfednet', _config(graph='complete'), fed, None, info_c)
+  assert len(info_c['pfednet']['edges']) == 10
+  alg = algorithms.build('pfednet', _config(), tasks.classification(2),
+                         GROUPS, info=info)
+  data, weights = two_groups
+  state = engine.init_state(alg, data, seed=0)
+  assert state.server['z']['small'].shape == (3, 8 * 2 + 2)
+
+
+def test_config_errors_are_clear():
+  fed = _skewed_federation()
+  with pytest.raises(validate.ConfigError, match='pfednet.graph.*ring'):
+    algorithms.prepare('pfednet', _config(graph='ring'), fed, None, {})
+  with pytest.raises(validate.ConfigError, match='pfednet.personal_pattern'):
+    algorithms.prepare('pfednet', _config(personal_pattern='(head'), fed,
+                       None, {})
+  with pytest.raises(validate.ConfigError, match='pfednet.k'):
+    algorithms.prepare('pfednet', _config(k=0), fed, None, {})
+  with pytest.raises(validate.ConfigError, match='not a pFedNet setting'):
+    algorithms.prepare('pfednet', _config(lamda=1.0), fed, None, {})
+  with pytest.raises(ValueError, match='prepare hook'):
+    algorithms.build('pfednet', _config(), tasks.classification(2), GROUPS)
+  bad = _config()
+  bad.hparams.lam = -1.0
+  with pytest.raises(validate.ConfigError, match='hparams.lam'):
+    algorithms.prepare('pfednet', bad, fed, None, {})
+
+
+def test_personal_pattern_matching_nothing_or_both_is_an_error(two_groups):
+  data, _ = two_groups
+  with pytest.raises(ValueError, match='matched no parameter.*head/kernel'):
+    engine.init_state(_pfednet(_cnn(), personal_pattern='^decoder'), data, 0)
+  alg = _pfednet(_cnn(), shared_pattern='kernel|bias|scale')
+  with pytest.raises(ValueError, match='BOTH'):
+    engine.init_state(alg, data, 0)
