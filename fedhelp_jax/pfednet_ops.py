@@ -340,8 +340,8 @@ def graph_prox_admm(z_t: jax.Array, grads: jax.Array, incidence: jax.Array,
   unbatched). ``W`` starts at ``Q^T V`` and ``U`` at 0 (the official code
   starts both at 0); with ``lam = 0`` this is a fixed point, so the output is
   exactly ``V`` (the Z-step is written as ``V`` plus a correction that is
-  then exactly 0, so no silo leaks into another through rounding). Convergence speed depends on
-  ``eta * rho * sigma(QQ^T)``; ``rho`` of order ``1 / eta`` balances the two
+  then exactly 0, so no silo leaks into another through rounding).
+  Convergence speed depends on ``eta * rho * sigma(QQ^T)``; ``rho`` of order ``1 / eta`` balances the two
   terms of the Z-system.
 
   Args:

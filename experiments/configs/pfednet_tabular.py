@@ -1,5 +1,5 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
-"""pFedNet on a real tabular medical task: breast cancer, label-skewed silos.
+r"""pFedNet on a real tabular medical task: breast cancer, label-skewed silos.
 
 The paper's tabular tasks (bleeding, retinopathy and COVID-19 risk) are
 PRIVATE clinical data sets; this stands in with the Wisconsin diagnostic
@@ -15,7 +15,8 @@ pure graph-regularized personalized model.
 
 Commands:
   python -m experiments.run --config experiments/configs/pfednet_tabular.py
-  python -m experiments.run --config experiments/configs/pfednet_tabular.py:fedavg
+  python -m experiments.run \
+      --config experiments/configs/pfednet_tabular.py:fedavg
   python -m experiments.pfednet_sweep --task=tabular
 
 Budget: seconds per run on a 2-core CPU. Results:

@@ -120,8 +120,10 @@ register('central', kd_baselines.build_central,
          kd_baselines.default_hparams('central'))
 
 # pFedNet and the personalized baselines (Ditto, FedPer).
-from fedhelp_jax.algorithms import ditto  # pylint: disable=g-import-not-at-top
-from fedhelp_jax.algorithms import pfednet  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from fedhelp_jax.algorithms import ditto
+from fedhelp_jax.algorithms import pfednet
+# pylint: enable=g-import-not-at-top
 
 register('pfednet', pfednet.build, pfednet.DEFAULT_HPARAMS,
          prepare=pfednet.prepare, needs_info=True)
