@@ -16,10 +16,16 @@ method on the compiled engine for each seed and writes, under
   * ``fedhelp_<experiment>.png``: per-group bars with error bars (std over
     seeds) and the small/large curves over rounds.
 
-Seeds are run one after another with ONE compiled program per method (same
-shapes, so the executable is reused). ``fedhelp_jax.sweep`` (vmap over
-seeds) is not used: on CPU a vmap over per-seed conv weights lowers to slow
-grouped convolutions (see engine.py), and the table is sized for a CPU.
+Seeds: ``--seed_mode=sequential`` (default) runs the seeds one after another
+with ONE compiled program per method (same shapes, so the executable is
+reused); ``--seed_mode=vmap`` runs all seeds as one vmapped program
+(``engine.run_sweep_rounds``: state and hparams with a leading [seeds] axis).
+``--time_vmap=METHOD`` times both ways for one method on the same seeds and
+stores the timings in ``summary.json`` (``seed_vmap_timing``); the default
+is the faster one measured on the 2-core CPU.
+
+``--markdown`` prints the results tables (mean ± std over seeds, small and
+large silos separately, every metric) from the JSON files of a finished run.
 """
 
 import copy
@@ -30,6 +36,7 @@ import time
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fedhelp_jax import algorithms
@@ -45,6 +52,13 @@ _SEEDS = flags.DEFINE_integer('seeds', 3, 'Training seeds per method.')
 _METHODS = flags.DEFINE_list('methods', None, 'Subset of methods (default: '
                              'all of the config module).')
 _ROUNDS = flags.DEFINE_integer('rounds', None, 'Override config.rounds.')
+_SEED_MODE = flags.DEFINE_enum('seed_mode', 'sequential',
+                                ['sequential', 'vmap'],
+                                'Seeds one after another, or vmapped.')
+_TIME_VMAP = flags.DEFINE_string('time_vmap', None, 'Time vmap-over-seeds '
+                                 'vs sequential seeds for this method.')
+_MARKDOWN = flags.DEFINE_bool('markdown', False, 'Only print markdown '
+                              'tables from the results JSON.')
 _OUT = flags.DEFINE_string('out', None, 'Output directory (default '
                            'experiments/results/fedhelp_<experiment>).')
 
@@ -63,7 +77,7 @@ def _group_stats(values):
           'per_seed': values.tolist()}
 
 
-def run_method(config, raw, fed0, info0, seeds, log):
+def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
   """All seeds of one method on a fixed partition.
 
   Returns:
@@ -89,37 +103,67 @@ def run_method(config, raw, fed0, info0, seeds, log):
   if total % every:
     raise ValueError('rounds must be a multiple of eval_every here.')
   metric = experiment.primary_metric(task)
+
+  def check(round_metrics, r, seed):
+    problem = experiment._nonfinite_report(round_metrics, r - every, info)  # pylint: disable=protected-access
+    if problem:
+      raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
+
+  def point(ev, r):
+    return {'round': r, **{g: ev['summary'][g][metric]
+                           for g in (*groups, 'all')}}
+
   t0 = time.time()
-  state = engine.init_state(alg, device_fed, seeds[0])
-  chunk = engine.run_rounds(round_fn, every).lower(
-      state, device_fed, device_weights, hparams).compile()
-  compile_s = time.time() - t0
   runs = []
-  for seed in seeds:
-    t_seed = time.time()
-    state = engine.init_state(alg, device_fed, seed)
-    curve = []
+  if seed_mode == 'sequential':
+    state = engine.init_state(alg, device_fed, seeds[0])
+    chunk = engine.run_rounds(round_fn, every).lower(
+        state, device_fed, device_weights, hparams).compile()
+    compile_s = time.time() - t0
+    for seed in seeds:
+      t_seed = time.time()
+      state = engine.init_state(alg, device_fed, seed)
+      curve = []
+      for r in range(every, total + 1, every):
+        state, round_metrics = chunk(state, device_fed, device_weights,
+                                     hparams)
+        check(jax.device_get(round_metrics), r, seed)
+        ev = experiment.evaluate(predict, state, fed, task, info)
+        curve.append(point(ev, r))
+      runs.append({'seed': seed, 'final': ev, 'curve': curve,
+                   'wall_s': time.time() - t_seed})
+  else:  # one vmapped program over the seeds
+    stack = lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees)
+    states = stack([engine.init_state(alg, device_fed, s) for s in seeds])
+    hp_k = jax.tree.map(lambda v: jnp.stack([v] * len(seeds)), hparams)
+    chunk = engine.run_sweep_rounds(round_fn, every).lower(
+        states, device_fed, device_weights, hp_k).compile()
+    compile_s = time.time() - t0
+    curves = [[] for _ in seeds]
+    evs = [None] * len(seeds)
     for r in range(every, total + 1, every):
-      state, round_metrics = chunk(state, device_fed, device_weights,
-                                   hparams)
+      states, round_metrics = chunk(states, device_fed, device_weights, hp_k)
       round_metrics = jax.device_get(round_metrics)
-      problem = experiment._nonfinite_report(round_metrics, r - every, info)  # pylint: disable=protected-access
-      if problem:
-        raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
-      ev = experiment.evaluate(predict, state, fed, task, info)
-      curve.append({'round': r, **{g: ev['summary'][g][metric]
-                                   for g in (*groups, 'all')}})
-    runs.append({'seed': seed, 'final': ev, 'curve': curve,
-                 'wall_s': time.time() - t_seed})
-    log(f'  {config.algorithm} seed {seed}: '
-        + ', '.join(f'{g} {ev["summary"][g][metric]:.4f}'
+      for i, seed in enumerate(seeds):
+        check(jax.tree.map(lambda x, i=i: x[i], round_metrics), r, seed)
+        evs[i] = experiment.evaluate(
+            predict, jax.tree.map(lambda x, i=i: x[i], states), fed, task,
+            info)
+        curves[i].append(point(evs[i], r))
+    shared = (time.time() - t0 - compile_s) / len(seeds)
+    runs = [{'seed': seed, 'final': evs[i], 'curve': curves[i],
+             'wall_s': shared} for i, seed in enumerate(seeds)]
+  for run in runs:
+    log(f'  {config.algorithm} seed {run["seed"]}: '
+        + ', '.join(f'{g} {run["final"]["summary"][g][metric]:.4f}'
                     for g in (*groups, 'all'))
-        + f' ({time.time() - t_seed:.1f}s)')
+        + f' ({run["wall_s"]:.1f}s)')
   record = {
       'algorithm': config.algorithm, 'metric': metric, 'rounds': total,
       'seeds': list(seeds), 'aggregation': config.aggregation,
       'hparams': {k: float(v) for k, v in hparams.items()},
-      'strategy': round_fn.strategy.describe(), 'compile_s': compile_s,
+      'strategy': round_fn.strategy.describe(), 'seed_mode': seed_mode,
+      'compile_s': compile_s,
       'wall_s': time.time() - t0, 'runs': runs,
       'groups': {g: _group_stats([r['final']['summary'][g][metric]
                                   for r in runs]) for g in (*groups, 'all')},
@@ -171,12 +215,75 @@ def plot(summary, records, path, metric):
   plt.close(fig)
 
 
+def time_seed_modes(module, method, raw, fed0, info0, seeds, log):
+  """Wall time of one method's seeds: one vmapped program vs one by one."""
+  out = {'method': method, 'seeds': len(seeds)}
+  for mode in ('sequential', 'vmap'):
+    config = module.get_config(method)
+    if _ROUNDS.value:
+      config.rounds = _ROUNDS.value
+    rec = run_method(config, raw, fed0, info0, seeds, lambda _: None, mode)
+    out[mode] = {'compile_s': rec['compile_s'], 'total_s': rec['wall_s'],
+                 'run_s': rec['wall_s'] - rec['compile_s'],
+                 'small': rec['groups']['small']['per_seed']}
+    log(f'[time {method} {mode}] compile {rec["compile_s"]:.1f}s, total '
+        f'{rec["wall_s"]:.1f}s')
+  out['rounds'] = rec['rounds']
+  out['speedup_total'] = out['sequential']['total_s'] / out['vmap']['total_s']
+  return out
+
+
+_COLUMNS = {'accuracy': ('accuracy', 'macro_f1', 'auc'),
+            'dice': ('dice', 'iou')}
+
+
+def markdown_tables(out_dir):
+  """Markdown tables (mean ± std over seeds) from a finished run."""
+  with open(os.path.join(out_dir, 'summary.json')) as f:
+    summary = json.load(f)
+  metrics = _COLUMNS[summary['metric']]
+  lines = []
+  header = ['method'] + [f'{g} {m}' for g in ('small', 'large')
+                         for m in metrics]
+  lines.append('| ' + ' | '.join(header) + ' |')
+  lines.append('|' + '---|' * len(header))
+  for m in summary['methods']:
+    with open(os.path.join(out_dir, f'{m}.json')) as f:
+      rec = json.load(f)
+    cells = [f'`{m}`']
+    for g in ('small', 'large'):
+      for k in metrics:
+        vals = np.array([r['final']['summary'][g][k] for r in rec['runs']],
+                        np.float64)
+        cells.append(f'{np.mean(vals):.3f} ± {np.std(vals):.3f}')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines.append('')
+  base = summary['per_seed']
+  metric = summary['metric']
+  if 'fedhelp' in base:
+    lines.append(f'Small-silo {metric} gain of `fedhelp` (paired by seed, '
+                 'mean ± std of the per-seed difference):')
+    lines.append('')
+    for other in base:
+      if other == 'fedhelp':
+        continue
+      d = np.array(base['fedhelp']['small']) - np.array(base[other]['small'])
+      dl = np.array(base['fedhelp']['large']) - np.array(base[other]['large'])
+      lines.append(f'- vs `{other}`: small {np.mean(d):+.3f} ± '
+                   f'{np.std(d):.3f}, large {np.mean(dl):+.3f} ± '
+                   f'{np.std(dl):.3f} (seeds {len(d)})')
+  return '\n'.join(lines)
+
+
 def main(argv):
   del argv
   module = _config_module(_EXPERIMENT.value)
   methods = _METHODS.value or list(module.METHODS)
   out = _OUT.value or os.path.join('experiments', 'results',
                                    f'fedhelp_{_EXPERIMENT.value}')
+  if _MARKDOWN.value:
+    print(markdown_tables(out))
+    return
   os.makedirs(out, exist_ok=True)
   seeds = list(range(_SEEDS.value))
   t_all = time.time()
@@ -197,12 +304,21 @@ def main(argv):
     if _ROUNDS.value:
       config.rounds = _ROUNDS.value
     log(f'[{m}] aggregation={config.aggregation}')
-    records[m] = run_method(config, raw, fed0, info0, seeds, log)
+    records[m] = run_method(config, raw, fed0, info0, seeds, log,
+                            _SEED_MODE.value)
     log(f'[{m}] done in {records[m]["wall_s"]:.1f}s (compile '
         f'{records[m]["compile_s"]:.1f}s)')
     with open(os.path.join(out, f'{m}.json'), 'w') as f:
       json.dump(experiment._jsonable(records[m]), f, indent=1)  # pylint: disable=protected-access
   wall = time.time() - t_all
+  vmap_timing = None
+  if _TIME_VMAP.value:
+    try:
+      vmap_timing = time_seed_modes(module, _TIME_VMAP.value, raw, fed0,
+                                    info0, seeds, log)
+    except Exception as e:  # pylint: disable=broad-except
+      log(f'vmap timing failed: {e!r}')
+      vmap_timing = {'error': repr(e)}
   metric = records[methods[0]]['metric']
   fm = next((r['fm'] for r in records.values() if 'fm' in r), None)
   summary = {
@@ -219,6 +335,9 @@ def main(argv):
       'backend': jax.default_backend(), 'jax': jax.__version__,
       'rounds': int(base.rounds),
       'method_wall_s': {m: r['wall_s'] for m, r in records.items()},
+      'method_compile_s': {m: r['compile_s'] for m, r in records.items()},
+      'seed_mode': _SEED_MODE.value,
+      'seed_vmap_timing': vmap_timing,
       'fm': fm,
       'partition': experiment._jsonable(  # pylint: disable=protected-access
           {k: v for k, v in info0.items() if k != 'label_counts'}),
