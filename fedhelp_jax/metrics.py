@@ -9,7 +9,13 @@ from typing import Mapping
 import warnings
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+def _skm():
+  # Lazy: importing the library (e.g. for benchmarks on a bare JAX machine)
+  # must not need scikit-learn; only host-side scoring does.
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
+  return metrics
 
 
 def _auc(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -22,15 +28,15 @@ def _auc(probs: np.ndarray, labels: np.ndarray) -> float:
     warnings.simplefilter('ignore')
     try:
       if num_classes == 2:
-        return float(skm.roc_auc_score(labels, probs[:, 1]))
+        return float(_skm().roc_auc_score(labels, probs[:, 1]))
       if len(present) == num_classes:
         # sklearn checks that rows sum to 1; float32 softmax may be off.
         p = probs / np.sum(probs, axis=1, keepdims=True)
-        return float(skm.roc_auc_score(labels, p, multi_class='ovr',
+        return float(_skm().roc_auc_score(labels, p, multi_class='ovr',
                                        average='macro'))
       # Some class has no test example here (common in small label-skewed
       # silos): its one-vs-rest AUC is undefined, so average the others.
-      return float(np.mean([skm.roc_auc_score(labels == c, probs[:, c])
+      return float(np.mean([_skm().roc_auc_score(labels == c, probs[:, c])
                             for c in present]))
     except ValueError:
       return float('nan')
@@ -60,8 +66,8 @@ def classification_metrics(probs, labels) -> dict[str, float]:
             'auc': float('nan')}
   pred = np.argmax(probs, axis=1)
   return {
-      'accuracy': float(skm.accuracy_score(labels, pred)),
-      'macro_f1': float(skm.f1_score(labels, pred, average='macro',
+      'accuracy': float(_skm().accuracy_score(labels, pred)),
+      'macro_f1': float(_skm().f1_score(labels, pred, average='macro',
                                      zero_division=0)),
       'auc': _auc(probs, labels),
   }

@@ -38,7 +38,6 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
-from sklearn import neighbors
 
 SHARED = 'shared'
 PERSONAL = 'personal'
@@ -260,6 +259,8 @@ def knn_edges(sketches: np.ndarray, k: int = 3,
     warnings.warn(f'knn_edges: k={k} >= N={n} clients; clamped to k={n - 1} '
                   '(the complete graph).')
     k = n - 1
+  # Lazy: the compiled round and benchmarks must not need scikit-learn.
+  from sklearn import neighbors  # pylint: disable=g-import-not-at-top
   adj = neighbors.kneighbors_graph(
       x, n_neighbors=k, mode='connectivity', metric=_SKLEARN_METRIC[metric],
       include_self=False).toarray() > 0
