@@ -462,12 +462,22 @@ def run_rounds_unjitted(round_fn, num_rounds):
 
 
 def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
-                     donate: bool = True) -> Callable[..., Any]:
+                     donate: bool = True,
+                     stacked_data: bool = False) -> Callable[..., Any]:
   """K configs as ONE program: ``run_rounds`` vmapped over a config axis.
 
-  The K configs share data, weights and shapes and differ in state (seeds)
-  and hyperparameter values: ``state`` and every ``hparams`` leaf carry a
-  leading ``[K]`` axis, ``data`` and ``weights`` are shared.
+  The K configs share shapes and differ in state (seeds) and hyperparameter
+  values: ``state`` and every ``hparams`` leaf carry a leading ``[K]`` axis.
+  ``data`` and ``weights`` are shared by default.
+
+  Args:
+    round_fn: from ``build_round`` (a compiled strategy, no mesh).
+    num_rounds: rounds per call (one ``lax.scan``).
+    donate: donate the input states' buffers.
+    stacked_data: the configs also differ in data (e.g. seeds that change
+      which examples each silo holds, at the same shapes): every ``data``
+      and ``weights`` leaf carries a leading ``[K]`` axis too. This costs K
+      copies of the data in device memory.
 
   Returns:
     ``fn(states, data, weights, hparams) -> (states, metrics)``; metric
@@ -477,7 +487,8 @@ def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
       round_fn.strategy.name == 'loop'):
     raise ValueError("run_sweep_rounds needs a compiled strategy, not 'loop'.")
   many = run_rounds_unjitted(round_fn, num_rounds)
-  return jax.jit(jax.vmap(many, in_axes=(0, None, None, 0)),
+  data_axis = 0 if stacked_data else None
+  return jax.jit(jax.vmap(many, in_axes=(0, data_axis, data_axis, 0)),
                  donate_argnums=(0,) if donate else ())
 
 
