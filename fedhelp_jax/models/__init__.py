@@ -41,7 +41,9 @@ def make_model(name: str, **kwargs) -> nn.Module:
     **kwargs: constructor fields: ``num_classes`` (required), ``norm``
       ('group' (default; 'none' for logreg), 'batch', 'none'),
       ``aux_classes`` (default 0), ``dtype`` (computation dtype, a dtype or a
-      name such as 'bfloat16'; params stay float32), plus per-model fields:
+      name such as 'bfloat16'; params stay float32), ``conv`` ('xla' or
+      'im2col', see ``layers.conv_impl``; not for logreg), plus per-model
+      fields:
       cnn ``features``, ``dense``; resnet ``depth``, ``width``; unet
       ``base_features``, ``levels``.
 
@@ -60,6 +62,10 @@ def make_model(name: str, **kwargs) -> nn.Module:
     resnet.blocks_per_stage(int(kwargs['depth']))
   if 'dtype' in kwargs:
     kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  if 'conv' in kwargs:
+    if name == 'logreg':
+      raise ValueError("model 'logreg' has no convolutions; drop 'conv'.")
+    layers.conv_impl(kwargs['conv'])
   if 'features' in kwargs:
     kwargs['features'] = tuple(kwargs['features'])
   return _MODELS[name](**kwargs)

@@ -7,7 +7,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
-from fedhelp_jax.models import loop_conv
 
 
 class CNN(nn.Module):
@@ -24,6 +23,7 @@ class CNN(nn.Module):
     norm: 'group', 'batch' or 'none'.
     aux_classes: outputs of the aux head (0: none).
     dtype: computation dtype (params are float32).
+    conv: convolution implementation, 'xla' or 'im2col' (``layers.CONV_IMPLS``).
   """
   num_classes: int
   features: Sequence[int] = (32, 64)
@@ -31,6 +31,7 @@ class CNN(nn.Module):
   norm: str = 'group'
   aux_classes: int = 0
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False, head: str = 'main'):
@@ -41,7 +42,7 @@ class CNN(nn.Module):
     for i, f in enumerate(self.features):
       x = nn.Conv(f, (3, 3), padding='SAME', use_bias=self.norm == 'none',
                   dtype=self.dtype, name=f'conv_{i}',
-                  conv_general_dilated=loop_conv.conv_general_dilated)(x)
+                  conv_general_dilated=layers.conv_impl(self.conv))(x)
       x = layers.norm_layer(self.norm, f, train=train, dtype=self.dtype,
                             name=f'norm_{i}')(x)
       x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fedhelp_jax.models import im2col
 from fedhelp_jax.models import loop_conv
 
 NORMS = ('group', 'batch', 'none')
@@ -22,6 +23,25 @@ HEADS = ('main', 'aux')
 BATCH_NORM_MOMENTUM = 0.9
 # Small models: at most 8 groups keeps each group a few channels wide.
 MAX_GROUPS = 8
+
+
+# Convolution implementations (see ``conv_impl``).
+CONV_IMPLS = ('xla', 'im2col')
+
+
+def conv_impl(name: str) -> Callable[..., Any]:
+  """The ``conv_general_dilated`` a model's ``conv`` field selects.
+
+  'xla': XLA's convolution (with the loop-safe backward pass on CPU, see
+  ``loop_conv``). 'im2col': slices + one matmul (see ``im2col``); under a
+  ``vmap`` over silos the per-silo kernels become a batched matmul instead of
+  a grouped convolution.
+  """
+  if name not in CONV_IMPLS:
+    raise ValueError(f'Unknown conv implementation {name!r}; expected one of '
+                     f'{list(CONV_IMPLS)}.')
+  return (im2col.conv_general_dilated if name == 'im2col'
+          else loop_conv.conv_general_dilated)
 
 
 def check_norm(norm: str) -> None:
@@ -72,7 +92,8 @@ def norm_layer(norm: str, channels: int, *, train: bool, dtype: Any,
   return lambda x: x
 
 
-def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any):
+def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any,
+                conv: str = 'xla'):
   """Two (3x3 conv -> norm -> ReLU) layers named conv_0/norm_0, conv_1/...
 
   Must be called inside a compact method; the layers belong to that module.
@@ -80,7 +101,7 @@ def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any):
   for i in range(2):
     x = nn.Conv(features, (3, 3), padding='SAME', use_bias=norm == 'none',
                 dtype=dtype, param_dtype=jnp.float32, name=f'conv_{i}',
-                conv_general_dilated=loop_conv.conv_general_dilated)(x)
+                conv_general_dilated=conv_impl(conv))(x)
     x = norm_layer(norm, features, train=train, dtype=dtype,
                    name=f'norm_{i}')(x)
     x = nn.relu(x)

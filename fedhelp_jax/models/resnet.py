@@ -7,7 +7,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
-from fedhelp_jax.models import loop_conv
 
 # He-normal over fan-out, as in torchvision's ResNets.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -32,13 +31,14 @@ class BasicBlock(nn.Module):
   strides: int = 1
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     conv = lambda f, k, s, name: nn.Conv(  # pylint: disable=g-long-lambda
         f, (k, k), strides=(s, s), padding='SAME', use_bias=self.norm == 'none',
         kernel_init=_CONV_INIT, dtype=self.dtype, name=name,
-        conv_general_dilated=loop_conv.conv_general_dilated)
+        conv_general_dilated=layers.conv_impl(self.conv))
     norm = lambda name: layers.norm_layer(  # pylint: disable=g-long-lambda
         self.norm, self.features, train=train, dtype=self.dtype, name=name)
     y = nn.relu(norm('norm_0')(conv(self.features, 3, self.strides,
@@ -65,6 +65,7 @@ class ResNet(nn.Module):
     norm: 'group', 'batch' or 'none' ('none' is not advisable for deep nets).
     aux_classes: outputs of the aux head (0: none).
     dtype: computation dtype (params are float32).
+    conv: convolution implementation, 'xla' or 'im2col' (``layers.conv_impl``).
   """
   num_classes: int
   depth: int = 20
@@ -72,6 +73,7 @@ class ResNet(nn.Module):
   norm: str = 'group'
   aux_classes: int = 0
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False, head: str = 'main'):
@@ -83,13 +85,13 @@ class ResNet(nn.Module):
     w0 = 16 * self.width
     x = nn.Conv(w0, (3, 3), padding='SAME', use_bias=self.norm == 'none',
                 kernel_init=_CONV_INIT, dtype=self.dtype, name='stem_conv',
-                conv_general_dilated=loop_conv.conv_general_dilated)(x)
+                conv_general_dilated=layers.conv_impl(self.conv))(x)
     x = nn.relu(layers.norm_layer(self.norm, w0, train=train, dtype=self.dtype,
                                   name='stem_norm')(x))
     for s, base in enumerate((16, 32, 64)):
       for b in range(n):
         x = BasicBlock(base * self.width, strides=2 if s > 0 and b == 0 else 1,
-                       norm=self.norm, dtype=self.dtype,
+                       norm=self.norm, dtype=self.dtype, conv=self.conv,
                        name=f'stage{s}_block{b}')(x, train=train)
     x = jnp.mean(x, axis=(1, 2))
     return layers.apply_heads(

@@ -7,7 +7,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
-from fedhelp_jax.models import loop_conv
 
 
 class EncoderBlock(nn.Module):
@@ -15,11 +14,12 @@ class EncoderBlock(nn.Module):
   features: int
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     return layers.double_conv(x, self.features, norm=self.norm, train=train,
-                              dtype=self.dtype)
+                              dtype=self.dtype, conv=self.conv)
 
 
 class DecoderBlock(nn.Module):
@@ -31,6 +31,7 @@ class DecoderBlock(nn.Module):
   features: int
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, skip, train: bool = False):
@@ -38,7 +39,7 @@ class DecoderBlock(nn.Module):
                          dtype=self.dtype, name='up')(x)
     x = jnp.concatenate([x, skip], axis=-1)
     return layers.double_conv(x, self.features, norm=self.norm, train=train,
-                              dtype=self.dtype)
+                              dtype=self.dtype, conv=self.conv)
 
 
 class UNet(nn.Module):
@@ -59,6 +60,8 @@ class UNet(nn.Module):
     norm: 'group', 'batch' or 'none'.
     aux_classes: per-pixel outputs of the aux head (0: none).
     dtype: computation dtype (params are float32).
+    conv: 'xla' or 'im2col' for the 3x3 and 1x1 convs (``layers.conv_impl``);
+      the 2x2 transposed up-convs always use XLA's.
   """
   num_classes: int
   base_features: int = 16
@@ -66,6 +69,7 @@ class UNet(nn.Module):
   norm: str = 'group'
   aux_classes: int = 0
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False, head: str = 'main'):
@@ -82,19 +86,22 @@ class UNet(nn.Module):
     skips = []
     for i in range(self.levels):
       x = EncoderBlock(self.base_features * 2**i, norm=self.norm,
-                       dtype=self.dtype, name=f'enc_{i}')(x, train=train)
+                       dtype=self.dtype, conv=self.conv,
+                       name=f'enc_{i}')(x, train=train)
       skips.append(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = EncoderBlock(self.base_features * 2**self.levels, norm=self.norm,
-                     dtype=self.dtype, name='bottleneck')(x, train=train)
+                     dtype=self.dtype, conv=self.conv,
+                     name='bottleneck')(x, train=train)
     for i in range(self.levels):
       level = self.levels - 1 - i
       x = DecoderBlock(self.base_features * 2**level, norm=self.norm,
-                       dtype=self.dtype, name=f'dec_{i}')(
+                       dtype=self.dtype, conv=self.conv,
+                       name=f'dec_{i}')(
                            x, skips[level], train=train)
     return layers.apply_heads(
         self, x, head, num_classes=self.num_classes,
         aux_classes=self.aux_classes,
         make_layer=lambda k, name: nn.Conv(
             k, (1, 1), dtype=self.dtype, name=name,
-            conv_general_dilated=loop_conv.conv_general_dilated))
+            conv_general_dilated=layers.conv_impl(self.conv)))

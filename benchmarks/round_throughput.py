@@ -1,0 +1,199 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""Round throughput: the compiled round vs a per-client Python loop.
+
+Same work for every row: FedAvg with the default CNN (2 conv layers 32/64,
+GroupNorm, dense 128) on 28x28x1 images, ``local_steps`` SGD steps of
+``batch_size`` per silo, for 8, 32 and 128 silos (add 1024 on accelerators).
+For each silo count it measures, side by side in one process:
+
+  * the compiled round (``engine.run_rounds``: ``rounds_per_call`` rounds in
+    one ``lax.scan``) under each client-parallel strategy (``vmap``,
+    ``chunked`` with each ``--chunk_sizes``, and ``auto``, reported with the
+    strategy it resolved to);
+  * the per-client Python loop of jitted single-silo steps (``loop``,
+    FedJAX-style), which is the baseline;
+
+and reports time per round, images/s, the ratio to the loop, compile time
+(separately from steady state) and peak device memory where the backend
+reports it. JSON goes to ``benchmarks/results/round_throughput-<backend>.json``.
+
+  python -m benchmarks.round_throughput                       # CPU defaults
+  python -m benchmarks.round_throughput --silos 8,32,128,1024 # accelerators
+  python -m benchmarks.round_throughput --find_max_silos     # largest fit
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+
+from benchmarks import common
+from fedhelp_jax import engine
+
+
+def _parse_ints(s):
+  return [int(v) for v in s.split(',') if v]
+
+
+def measure_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
+                     rounds_per_call, repeats, seed=0):
+  """Compile time and steady-state seconds per round of one strategy."""
+  fn, resolved = common.compiled_rounds(alg, rounds_per_call,
+                                        strategy=strategy,
+                                        chunk_size=chunk_size)
+  state = engine.init_state(alg, data, seed)
+  t0 = time.perf_counter()
+  compiled = fn.lower(state, data, weights, hparams).compile()
+  compile_s = time.perf_counter() - t0
+  box = [state]
+
+  def call():
+    box[0], metrics = compiled(box[0], data, weights, hparams)
+    common.block((box[0], metrics))
+
+  call()  # Warm-up (first execution allocates buffers).
+  times = common.time_calls(call, repeats)
+  return {'strategy': strategy, 'resolved': resolved.name,
+          'chunk_size': resolved.chunk_size,
+          'round_s': common.median(times) / rounds_per_call,
+          'compile_s': compile_s}
+
+
+def measure_loop(alg, hparams, data, weights, *, repeats, seed=0):
+  """Seconds per round of the per-client Python loop (after a warm-up)."""
+  loop = engine.build_round(alg, ('silos',), strategy='loop')
+  box = [engine.init_state(alg, data, seed)]
+
+  def call():
+    box[0], metrics = loop(box[0], data, weights, hparams)
+    common.block((box[0], metrics))
+
+  t0 = time.perf_counter()
+  call()  # Compiles the single-silo step and the server step.
+  first_s = time.perf_counter() - t0
+  times = common.time_calls(call, repeats)
+  round_s = common.median(times)
+  return {'round_s': round_s, 'compile_s': max(first_s - round_s, 0.0)}
+
+
+def find_max_silos(args, alg, hparams, strategy):
+  """Doubles the silo count until the compiled round runs out of memory."""
+  silos, largest = 64, None
+  while silos <= args.max_silos_limit:
+    data, weights = common.make_federation(
+        silos, args.batch_size * args.local_steps)
+    try:
+      data, weights = jax.device_put((data, weights))
+      measure_compiled(alg, hparams, data, weights, strategy=strategy,
+                       chunk_size=None, rounds_per_call=1, repeats=1)
+      largest = silos
+      print(f'  {silos} silos: fits', flush=True)
+    except Exception as e:  # pylint: disable=broad-except
+      if 'RESOURCE_EXHAUSTED' not in str(e) and 'memory' not in str(e).lower():
+        raise
+      print(f'  {silos} silos: out of memory', flush=True)
+      break
+    finally:
+      del data, weights
+    silos *= 2
+  return largest
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  backend = jax.default_backend()
+  parser.add_argument('--silos', default='8,32,128' if backend == 'cpu'
+                      else '8,32,128,1024')
+  parser.add_argument('--strategies', default='vmap,chunked,auto')
+  parser.add_argument('--chunk_sizes', default='1,4',
+                      help='chunk sizes tried for the chunked strategy')
+  parser.add_argument('--model', default='cnn', choices=('cnn', 'logreg'))
+  parser.add_argument('--dtype', default='float32',
+                      help='computation dtype (params stay float32)')
+  parser.add_argument('--convs', default='xla,im2col',
+                      help='convolution implementations of the CNN to try')
+  parser.add_argument('--batch_size', type=int, default=32)
+  parser.add_argument('--local_steps', type=int, default=4)
+  parser.add_argument('--rounds_per_call', type=int, default=2)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--loop_max_silos', type=int, default=1024,
+                      help='skip the Python loop above this silo count')
+  parser.add_argument('--find_max_silos', action='store_true',
+                      help='also find the largest silo count that fits')
+  parser.add_argument('--max_silos_limit', type=int, default=1 << 17)
+  parser.add_argument('--out', default=common.RESULTS_DIR)
+  args = parser.parse_args(argv)
+
+  record = {'benchmark': 'round_throughput', **common.device_record(),
+            'workload': {'algorithm': 'fedavg', 'model': args.model,
+                         'dtype': args.dtype, 'image': [28, 28, 1],
+                         'batch_size': args.batch_size,
+                         'local_steps': args.local_steps,
+                         'rounds_per_call': args.rounds_per_call,
+                         'repeats': args.repeats,
+                         'data': 'synthetic, shapes of PneumoniaMNIST'},
+            'rows': []}
+  print(f"device: {record['device']} ({record['backend']}, "
+        f"{record['num_devices']} devices), jax {record['jax']}", flush=True)
+  workloads = {conv: common.fedavg_workload(
+      args.model, batch_size=args.batch_size, local_steps=args.local_steps,
+      dtype=args.dtype, conv=conv) for conv in args.convs.split(',')}
+  runs = []
+  for conv in workloads:
+    for s in args.strategies.split(','):
+      if s == 'chunked':
+        runs += [(conv, 'chunked', k) for k in _parse_ints(args.chunk_sizes)]
+      else:
+        runs.append((conv, s, None))
+
+  header = (f"{'silos':>6} {'strategy':>24} {'round_s':>9} {'img/s':>10} "
+            f"{'loop img/s':>11} {'vs loop':>8} {'compile_s':>9}")
+  print(header, flush=True)
+  for silos in _parse_ints(args.silos):
+    data, weights = common.make_federation(
+        silos, args.batch_size * args.local_steps)
+    data, weights = jax.device_put((data, weights))
+    images = silos * args.local_steps * args.batch_size
+    # The loop baseline uses XLA's convolution: the library default.
+    loop = None
+    if silos <= args.loop_max_silos:
+      loop = measure_loop(*workloads[args.convs.split(',')[0]], data, weights,
+                          repeats=args.repeats)
+    for conv, strategy, chunk in runs:
+      alg, hparams = workloads[conv]
+      m = measure_compiled(alg, hparams, data, weights, strategy=strategy,
+                           chunk_size=chunk,
+                           rounds_per_call=args.rounds_per_call,
+                           repeats=args.repeats)
+      row = {'silos': silos, 'conv': conv, 'images_per_round': images, **m,
+             'images_per_s': images / m['round_s'],
+             'loop_round_s': loop and loop['round_s'],
+             'loop_compile_s': loop and loop['compile_s'],
+             'loop_images_per_s': loop and images / loop['round_s'],
+             'speedup_vs_loop': loop and loop['round_s'] / m['round_s'],
+             'peak_device_bytes': common.peak_device_bytes()}
+      record['rows'].append(row)
+      name = strategy + (f'({m["chunk_size"]})' if m['resolved'] == 'chunked'
+                         else '')
+      name = f'{conv}:{name}'
+      if strategy == 'auto':
+        name = f"{conv}:auto={m['resolved']}" + (
+            f"({m['chunk_size']})" if m['resolved'] == 'chunked' else '')
+      loop_ips = f"{row['loop_images_per_s']:11.0f}" if loop else ' ' * 11
+      ratio = f"{row['speedup_vs_loop']:7.2f}x" if loop else ' ' * 8
+      print(f"{silos:>6} {name:>24} {m['round_s']:9.3f} "
+            f"{row['images_per_s']:10.0f} {loop_ips} {ratio} "
+            f"{m['compile_s']:9.1f}", flush=True)
+    del data, weights
+  if args.find_max_silos:
+    print('largest silo count whose compiled round fits (auto):', flush=True)
+    record['max_silos_auto'] = find_max_silos(
+        args, *workloads[args.convs.split(',')[0]], 'auto')
+  record['host_maxrss_mb'] = common.host_maxrss_mb()
+  path = common.write_result('round_throughput', record, args.out)
+  print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,128 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""K ablation configs as one vmapped program vs K sequential runs.
+
+Same work on both sides: K FedAvg runs of ``rounds`` rounds that differ in
+seed (initial weights, data order) and learning rate, on the same silos.
+
+  * sweep: ``engine.run_sweep_rounds`` — one compiled program whose state and
+    hyperparameters carry a leading ``[K]`` axis;
+  * sequential: ``engine.run_rounds`` compiled ONCE and called K times (the
+    fair baseline: no recompilation between configs).
+
+Steady-state seconds and compile seconds are reported separately, for
+K = 1, 4, 8, 16, for two workloads: the default CNN on 28x28 images, and
+logistic regression on 30 tabular features (the pFedNet tabular task's
+shape). JSON goes to ``benchmarks/results/sweep-<backend>.json``.
+
+  python -m benchmarks.sweep
+  python -m benchmarks.sweep --configs 1,4,8,16 --workloads cnn
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from fedhelp_jax import engine
+
+_WORKLOADS = {
+    # name: (model, make_federation kwargs, local_steps, batch_size)
+    'cnn': ('cnn', {}, 4, 32),
+    'logreg': ('logreg', {'features': 30}, 10, 16),
+}
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _configs(alg, data, hparams, k):
+  """K initial states (seeds 0..K-1) and K learning rates, stacked."""
+  lrs = np.geomspace(0.01, 0.1, k).astype(np.float32) if k > 1 else [0.05]
+  states = [engine.init_state(alg, data, seed) for seed in range(k)]
+  hps = [dict(hparams, lr=jnp.float32(lr)) for lr in lrs]
+  return states, hps
+
+
+def measure(workload, k, *, silos, rounds, repeats, conv='xla'):
+  """Steady and compile seconds of the sweep and of the sequential runs."""
+  model, fed_kwargs, steps, batch = _WORKLOADS[workload]
+  alg, hparams = common.fedavg_workload(model, batch_size=batch,
+                                        local_steps=steps, conv=conv)
+  data, weights = common.make_federation(silos, batch * steps, **fed_kwargs)
+  data, weights = jax.device_put((data, weights))
+  round_fn = engine.build_round(alg, ('silos',), strategy='auto')
+  states, hps = _configs(alg, data, hparams, k)
+
+  sweep = engine.run_sweep_rounds(round_fn, rounds)
+  t0 = time.perf_counter()
+  sweep_c = sweep.lower(_stack(states), data, weights, _stack(hps)).compile()
+  sweep_compile = time.perf_counter() - t0
+
+  def run_sweep():
+    out = sweep_c(_stack(states), data, weights, _stack(hps))
+    common.block(out)
+
+  single = engine.run_rounds(round_fn, rounds)
+  t0 = time.perf_counter()
+  single_c = single.lower(states[0], data, weights, hps[0]).compile()
+  single_compile = time.perf_counter() - t0
+
+  def run_sequential():
+    for s, hp in zip(states, hps):
+      # Copy: the compiled call donates (consumes) its input state.
+      out = single_c(jax.tree.map(jnp.copy, s), data, weights, hp)
+      common.block(out)
+
+  run_sweep()
+  run_sequential()  # Warm-ups.
+  sweep_s = common.median(common.time_calls(run_sweep, repeats))
+  seq_s = common.median(common.time_calls(run_sequential, repeats))
+  return {'workload': workload, 'conv': conv, 'configs': k, 'silos': silos,
+          'rounds': rounds, 'strategy': round_fn.strategy.name,
+          'chunk_size': round_fn.strategy.chunk_size,
+          'sweep_s': sweep_s, 'sequential_s': seq_s,
+          'speedup': seq_s / sweep_s,
+          'sweep_compile_s': sweep_compile,
+          'sequential_compile_s': single_compile,
+          'speedup_incl_compile': (seq_s + single_compile)
+                                  / (sweep_s + sweep_compile)}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--configs', default='1,4,8,16')
+  parser.add_argument('--workloads', default='cnn,logreg')
+  parser.add_argument('--silos', type=int, default=8)
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--conv', default='xla', choices=('xla', 'im2col'),
+                      help='convolution implementation of the CNN')
+  parser.add_argument('--out', default=common.RESULTS_DIR)
+  args = parser.parse_args(argv)
+  record = {'benchmark': 'sweep', **common.device_record(),
+            'workload_note': 'FedAvg, configs differ in seed and lr; '
+                             'synthetic data with the real shapes',
+            'rows': []}
+  print(f"device: {record['device']} ({record['backend']}), jax "
+        f"{record['jax']}", flush=True)
+  print(f"{'workload':>8} {'K':>3} {'sweep_s':>8} {'seq_s':>8} "
+        f"{'speedup':>8} {'+compile':>8}", flush=True)
+  for workload in args.workloads.split(','):
+    for k in (int(v) for v in args.configs.split(',')):
+      row = measure(workload, k, silos=args.silos, rounds=args.rounds,
+                    repeats=args.repeats, conv=args.conv)
+      record['rows'].append(row)
+      print(f"{workload:>8} {k:>3} {row['sweep_s']:8.3f} "
+            f"{row['sequential_s']:8.3f} {row['speedup']:7.2f}x "
+            f"{row['speedup_incl_compile']:7.2f}x", flush=True)
+  path = common.write_result('sweep', record, args.out)
+  print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())
