@@ -1,0 +1,509 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""vmap-parallel ablations: K experiment configs as one compiled program.
+
+``run_sweep(configs)`` takes a list of experiment configs (or
+``grid(base, {...})``) and returns one result per config. Configs that
+differ ONLY in ``hparams`` values and ``seed`` run as one program: their
+states and hyperparameters are stacked on a leading ``[K]`` axis and
+``engine.run_sweep_rounds`` vmaps the compiled rounds over it. Everything
+else must match, including every data shape:
+
+  * the config fields other than ``seed``, ``hparams`` values and the
+    reporting fields (``progress``, ``tensorboard``, ``workdir``,
+    ``checkpoint_keep``): model, partition, local steps, rounds, eval_every,
+    strategy, ...;
+  * the set of hparams names (one pytree structure);
+  * the shape and dtype of every array of the built federation. A seed
+    changes WHICH examples a silo holds; with fixed silo sizes that keeps the
+    shapes, and the differing data are stacked over K as well
+    (``stacked_data``). With a size range (e.g. ``partition.small_size =
+    (16, 24)``) the seed also draws the sizes, the padded shapes differ and
+    the configs cannot share a program;
+  * what the algorithm's ``prepare`` hook derived from the data for the
+    program itself (e.g. pFedNet's similarity graph in ``info['pfednet']``).
+
+Configs that differ in any of these start a program of their own; programs
+run one after another, and a program of one config is a plain sequential
+run (``engine.run_rounds``, as in ``run_experiment``). A printed line names
+the field that caused each split.
+
+Each program runs ``eval_every`` rounds per compiled call, like
+``run_experiment``, and evaluates every config with ``experiment.evaluate``
+between calls. Sweeps keep no checkpoints and run on one device
+(``num_devices`` must be 1).
+"""
+
+import copy
+import difflib
+import itertools
+import json
+import os
+import time
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import experiment
+from fedhelp_jax import tasks
+from fedhelp_jax import validate
+from fedhelp_jax.algorithms import common
+
+# May differ inside one program (values only).
+VARYING = ('seed', 'hparams')
+# Never affect the numbers; ignored when comparing configs.
+REPORTING = ('progress', 'tensorboard', 'workdir', 'checkpoint_keep')
+# ``info`` entries that only describe the data for reports (per-silo sizes,
+# label counts, the FM query report); every other entry (e.g. a graph built
+# by a prepare hook) can change the program and must match.
+_INFO_REPORTING = ('train_sizes', 'label_counts', 'fm')
+
+
+def grid(base: ml_collections.ConfigDict,
+         axes: Mapping[str, Sequence[Any]]) -> list[ml_collections.ConfigDict]:
+  """The Cartesian product of ``axes`` applied to copies of ``base``.
+
+  Example::
+
+    configs = grid(base, {'hparams.lr': [0.1, 0.03], 'seed': [0, 1, 2]})
+    # 6 configs: (0.1, 0), (0.1, 1), (0.1, 2), (0.03, 0), ... (last fastest)
+
+  Args:
+    base: an experiment config (left unchanged).
+    axes: dotted field path -> values. Paths must exist in ``base``, except
+      new names under ``hparams`` (hparams are overrides of the algorithm's
+      defaults, see ``experiment.hparams_from_config``).
+
+  Returns:
+    ``prod(len(v))`` configs in ``itertools.product`` order.
+
+  Raises:
+    KeyError: a path that ``base`` does not have (with a suggestion).
+  """
+  keys = list(axes)
+  for key in keys:  # Fail before building anything.
+    _set_path(base.copy_and_resolve_references(), key, None, check_only=True)
+  out = []
+  for values in itertools.product(*(list(axes[k]) for k in keys)):
+    config = base.copy_and_resolve_references()
+    for key, value in zip(keys, values):
+      _set_path(config, key, value)
+    out.append(config)
+  return out
+
+
+def _set_path(config, path: str, value, *, check_only: bool = False):
+  *parents, leaf = path.split('.')
+  node = config
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part],
+                                          ml_collections.ConfigDict):
+      raise KeyError(_unknown(path, '.'.join(parents[:i + 1]), node, part))
+    node = node[part]
+  if leaf not in node and parents != ['hparams']:
+    raise KeyError(_unknown(path, path, node, leaf))
+  if check_only:
+    return
+  with node.unlocked():
+    node[leaf] = value
+
+
+def _unknown(path, prefix, node, part) -> str:
+  close = difflib.get_close_matches(part, list(node.keys()), n=1)
+  hint = f' Did you mean {close[0]!r}?' if close else ''
+  return (f'grid: {path!r}: the config has no field {prefix!r}.{hint} '
+          f'Fields here: {sorted(node.keys())}.')
+
+
+# ---------------------------------------------------------------------------
+# Host setup of one config (the first half of run_experiment).
+# ---------------------------------------------------------------------------
+
+
+class _Setup(NamedTuple):
+  config: Any
+  task: tasks.Task
+  raw: Mapping[str, Any]
+  fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
+  info: dict[str, Any]
+  weights: dict[str, np.ndarray]
+  hparams: dict[str, jax.Array]
+  groups: tuple[str, ...]
+
+
+def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
+  """Validates ``config`` and builds its federation, as run_experiment does."""
+  if int(config.get('num_devices', 1)) != 1:
+    raise ValueError(
+        f'config.num_devices={config.num_devices}: run_sweep runs the config '
+        'axis on one device. Set num_devices=1, or run sharded configs one '
+        'by one with experiment.run_experiment.')
+  if config.get('strategy', 'auto') == 'loop':
+    raise ValueError("config.strategy='loop' is a per-silo Python loop; "
+                     "run_sweep needs a compiled strategy ('auto', 'vmap' "
+                     "or 'chunked').")
+  validate.validate_config(config)
+  task = tasks.make_task(config.task, int(config.num_classes))
+  # load_raw reads the dataset, partition and seed fields only.
+  key = json.dumps([config.dataset.to_dict(),
+                    config.get('partition', ml_collections.ConfigDict())
+                    .to_dict(), int(config.seed)], sort_keys=True, default=str)
+  if key not in raw_cache:
+    raw_cache[key] = experiment.load_raw(config)
+  raw = raw_cache[key]
+  fed, info = experiment.build_federation(config, raw)
+  # Datasets with natural sites hand out the cached dicts: copy them so a
+  # prepare hook of one config cannot leak into another.
+  fed = {g: dict(d) for g, d in fed.items()}
+  info = copy.deepcopy(info)
+  validate.validate_federation(fed, task)
+  fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
+  groups = tuple(g for g in experiment.GROUPS if g in fed)
+  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
+         for g, d in fed.items()}
+  weights = experiment.aggregation_weights(
+      fed, config.get('aggregation', 'samples'))
+  hparams = experiment.hparams_from_config(config)
+  return _Setup(config, task, raw, fed, info, weights, hparams, groups)
+
+
+# ---------------------------------------------------------------------------
+# Planning: which configs share a program, and why the others cannot.
+# ---------------------------------------------------------------------------
+
+
+def _structure(config) -> dict[str, Any]:
+  return {k: v for k, v in config.to_dict().items()
+          if k not in VARYING + REPORTING}
+
+
+def _flatten(tree, prefix='') -> dict[str, Any]:
+  if isinstance(tree, Mapping):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def _shapes(s: _Setup) -> dict[str, Any]:
+  out = {f'{g}/{k}': (tuple(np.shape(v)), str(np.asarray(v).dtype))
+         for g, d in s.fed.items() for k, v in d.items()}
+  out.update({f'weights/{g}': tuple(np.shape(w))
+              for g, w in s.weights.items()})
+  out.update({f'hparams.{k}': tuple(np.shape(v))
+              for k, v in s.hparams.items()})
+  return out
+
+
+def _static_info(s: _Setup) -> dict[str, Any]:
+  return json.loads(json.dumps(
+      {k: v for k, v in s.info.items() if k not in _INFO_REPORTING},
+      sort_keys=True, default=str))
+
+
+def _incompatibility(a: _Setup, b: _Setup) -> Optional[str]:
+  """Why ``b`` cannot join ``a``'s program, or None if it can."""
+  fa, fb = _flatten(_structure(a.config)), _flatten(_structure(b.config))
+  for key in sorted(set(fa) | set(fb)):
+    if fa.get(key, '<unset>') != fb.get(key, '<unset>'):
+      return (f"field '{key}' differs ({fa.get(key, '<unset>')!r} vs "
+              f"{fb.get(key, '<unset>')!r})")
+  if set(a.hparams) != set(b.hparams):
+    only = sorted(set(a.hparams) ^ set(b.hparams))
+    return f'the hparams names differ ({only} set in only one)'
+  sa, sb = _shapes(a), _shapes(b)
+  for key in sorted(set(sa) | set(sb)):
+    if sa.get(key) != sb.get(key):
+      why = ''
+      if a.config.seed != b.config.seed:
+        why = (f'; seed {a.config.seed} vs {b.config.seed} changes the '
+               'partition, and with it the padded silo sizes (e.g. a '
+               'partition.small_size range is drawn per seed: use one size '
+               'to sweep seeds in one program)')
+      return (f"the data shape '{key}' differs ({sa.get(key)} vs "
+              f'{sb.get(key)}){why}')
+  ia, ib = _static_info(a), _static_info(b)
+  for key in sorted(set(ia) | set(ib)):
+    if ia.get(key) != ib.get(key):
+      return (f"info['{key}'] (derived from the data by the "
+              f"{a.config.algorithm} prepare hook) differs")
+  return None
+
+
+class _Program(NamedTuple):
+  """Configs (indices into the sweep) that run as one compiled program."""
+  members: list[int]
+  reason: str  # Why it is not part of the first program ('' for that one).
+
+
+def _plan(setups: Sequence[_Setup], *, vmap: bool = True) -> list[_Program]:
+  """Groups configs into programs: each joins the first compatible one."""
+  programs: list[_Program] = []
+  for i, s in enumerate(setups):
+    if not vmap:
+      programs.append(_Program([i], 'run_sweep(vmap=False)' if i else ''))
+      continue
+    reasons = []
+    for p in programs:
+      why = _incompatibility(setups[p.members[0]], s)
+      if why is None:
+        p.members.append(i)
+        break
+      reasons.append((p.members[0], why))
+    else:
+      reason = ('' if not reasons else
+                f'config {i} differs from config {reasons[0][0]}: '
+                f'{reasons[0][1]}')
+      programs.append(_Program([i], reason))
+  return programs
+
+
+def _describe_plan(programs: Sequence[_Program], num_configs: int) -> str:
+  lines = [f'[fedhelp_jax.sweep] {num_configs} configs -> {len(programs)} '
+           'program(s):']
+  for p in programs:
+    k = len(p.members)
+    mode = (f'one vmapped program (K={k})' if k > 1 else
+            'a sequential run (K=1)')
+    lines.append(f'  configs {p.members}: {mode}')
+    if p.reason:
+      lines.append(f'    falls back to its own program: {p.reason}')
+  return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Running.
+# ---------------------------------------------------------------------------
+
+
+def _same_data(setups: Sequence[_Setup]) -> bool:
+  first = setups[0]
+  for s in setups[1:]:
+    for g in first.fed:
+      for k, v in first.fed[g].items():
+        if not np.array_equal(v, s.fed[g][k]):
+          return False
+      if not np.array_equal(first.weights[g], s.weights[g]):
+        return False
+  return True
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _stack_host(trees):
+  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+def _take(tree, k):
+  return jax.tree.map(lambda x: x[k], tree)
+
+
+def _nonfinite(metrics_k, first_round: int) -> list[str]:
+  """Per-config non-finite events of one chunk (``[R, C]`` flags)."""
+  events = []
+  for g, m in metrics_k.items():
+    if g == 'server_nonfinite':
+      continue
+    for r, c in np.argwhere(np.asarray(m['nonfinite'])):
+      events.append(f'round {first_round + r + 1}: group {g!r} silo index '
+                    f'{c} produced a non-finite loss or update')
+  for r in np.flatnonzero(np.asarray(metrics_k['server_nonfinite'])):
+    events.append(f'round {first_round + r + 1}: the server state became '
+                  'non-finite')
+  return events
+
+
+def _run_program(setups: Sequence[_Setup], *, verbose: bool,
+                 return_states: bool) -> list[dict[str, Any]]:
+  """Runs configs that share one program; one result dict per config."""
+  first = setups[0]
+  config, groups, task = first.config, first.groups, first.task
+  k_configs = len(setups)
+  alg = algorithms.build(config.algorithm, config, task, groups,
+                         info=first.info)
+  round_fn = engine.build_round(
+      alg, groups, strategy=config.get('strategy', 'auto'),
+      chunk_size=config.get('chunk_size'),
+      nonfinite=config.get('nonfinite', 'stop'))
+  strategy = round_fn.strategy
+  predict_fn = engine.build_predict(
+      alg, groups, common.predict_probs(task), strategy=strategy.name,
+      chunk_size=strategy.chunk_size)
+  shared = _same_data(setups)
+  # Each config initialises from its own data, as run_experiment does.
+  states = [engine.init_state(alg, s.fed, int(s.config.seed))
+            for s in setups]
+  if k_configs == 1 or shared:
+    feds, weights = jax.device_put((first.fed, first.weights))
+  else:  # Stacked on the host: one device copy of the [K, ...] arrays.
+    feds, weights = jax.device_put(_stack_host(
+        [(s.fed, s.weights) for s in setups]))
+  if k_configs > 1:
+    states = _stack(states)
+    hparams = _stack([s.hparams for s in setups])
+  else:
+    states, hparams = states[0], first.hparams
+  if verbose and k_configs > 1:
+    data = ('one copy of the data' if shared else
+            'shapes, not data: data and weights stacked over K')
+    print(f'[fedhelp_jax.sweep] the {k_configs} configs share {data}; '
+          f'strategy {strategy.describe()}')
+
+  total = int(config.rounds)
+  every = max(1, min(int(config.eval_every), total))
+  metric = experiment.primary_metric(task)
+  chunks: dict[int, Any] = {}
+  compile_s = steady_s = host_s = 0.0
+  history = [[] for _ in setups]
+  losses = [{g: [] for g in groups} for _ in setups]
+  events = [[] for _ in setups]
+  best = [{} for _ in setups]
+  last = [None] * k_configs
+  r = 0
+  while r < total:
+    n = min(every, total - r)
+    if n not in chunks:
+      fn = (engine.run_sweep_rounds(round_fn, n, stacked_data=not shared)
+            if k_configs > 1 else engine.run_rounds(round_fn, n))
+      t0 = time.time()
+      chunks[n] = fn.lower(states, feds, weights, hparams).compile()
+      compile_s += time.time() - t0
+    t0 = time.time()
+    states, metrics = chunks[n](states, feds, weights, hparams)
+    metrics = jax.device_get(metrics)
+    steady_s += time.time() - t0
+    t0 = time.time()
+    for k, s in enumerate(setups):
+      metrics_k = _take(metrics, k) if k_configs > 1 else metrics
+      state_k = _take(states, k) if k_configs > 1 else states
+      events[k] += _nonfinite(metrics_k, r)
+      for g in groups:
+        real = len(s.info['groups'][g])
+        losses[k][g] += np.mean(np.asarray(metrics_k[g]['train_loss'])
+                                [:, :real], axis=1).tolist()
+      last[k] = experiment.evaluate(predict_fn, state_k, s.fed, s.task,
+                                    s.info)
+      value = last[k]['summary']['all'][metric]
+      history[k].append({'round': r + n, 'summary': last[k]['summary']})
+      if not best[k] or value > best[k]['value']:
+        best[k] = {'round': r + n, 'value': value}
+    host_s += time.time() - t0
+    r += n
+
+  timing = {'compile': compile_s, 'steady': steady_s,
+            'host_between_chunks': host_s, 'configs_in_program': k_configs}
+  results = []
+  for k, s in enumerate(setups):
+    res = {
+        'algorithm': s.config.algorithm, 'seed': int(s.config.seed),
+        'hparams': {h: np.asarray(v).tolist() for h, v in s.hparams.items()},
+        'metric': metric, 'rounds': total, 'final': last[k],
+        'best': best[k], 'history': history[k], 'train_loss': losses[k],
+        'nonfinite': events[k], 'strategy': strategy.describe(),
+        'timing_s': timing,
+    }
+    if return_states:
+      res['state'] = _take(states, k) if k_configs > 1 else states
+    results.append(res)
+  return results
+
+
+def run_sweep(configs: Sequence[ml_collections.ConfigDict],
+              workdir: Optional[str] = None, *, vmap: bool = True,
+              return_states: bool = False,
+              verbose: bool = True) -> list[dict[str, Any]]:
+  """Runs experiment configs, as few compiled programs as their shapes allow.
+
+  Example::
+
+    from experiments.configs import fedavg_cls
+    from fedhelp_jax import sweep
+    base = fedavg_cls.get_config()
+    base.partition.small_size = 50  # Fixed sizes: seeds keep the shapes.
+    configs = sweep.grid(base, {'hparams.lr': [0.1, 0.03],
+                                'seed': [0, 1, 2]})
+    results = sweep.run_sweep(configs)  # One program, K = 6.
+    for r in results:
+      print(r['label'], r['final']['summary']['all']['accuracy'])
+
+  Args:
+    configs: experiment ``ConfigDict``s (e.g. from ``grid``).
+    workdir: if given, ``workdir/sweep.json`` receives the results (without
+      states).
+    vmap: False runs every config as its own sequential program (the
+      reference, and the baseline for benchmarks).
+    return_states: add each config's final ``FederatedState`` (unstacked,
+      on device) as ``'state'``.
+    verbose: print the plan (which configs share a program, and which field
+      split the others) and one line per config.
+
+  Returns:
+    One dict per config, in input order: ``index``, ``label`` (the fields
+    that vary across the sweep -> this config's values), ``program`` and
+    ``mode`` ('vmap' or 'sequential'), ``algorithm``, ``seed``, ``hparams``
+    (floats), ``metric`` (the primary metric), ``final`` (per-silo
+    ``clients`` and per-group ``summary`` metrics, as
+    ``experiment.evaluate``), ``best`` (round and value of the primary
+    metric over evaluations), ``history`` (the summary at every
+    evaluation), ``train_loss`` (group -> per-round mean over real silos),
+    ``nonfinite`` (messages; empty when all was finite), ``strategy`` and
+    ``timing_s`` (of its program: compile, steady, host between chunks).
+    A config that goes non-finite does not stop the sweep: it is reported
+    in ``nonfinite`` (``config.nonfinite='skip'`` still drops the bad
+    updates, as in ``run_experiment``).
+
+  Raises:
+    ValueError: an invalid config (``validate.ConfigError``), one with
+      ``num_devices > 1`` or the 'loop' strategy.
+  """
+  configs = list(configs)
+  if not configs:
+    return []
+  raw_cache: dict[str, Any] = {}
+  setups = [_setup(c, raw_cache) for c in configs]
+  programs = _plan(setups, vmap=vmap)
+  if verbose:
+    print(_describe_plan(programs, len(configs)))
+  labels = _labels(configs)
+  results: list[Optional[dict[str, Any]]] = [None] * len(configs)
+  t_sweep = time.time()
+  for p_index, p in enumerate(programs):
+    out = _run_program([setups[i] for i in p.members], verbose=verbose,
+                       return_states=return_states)
+    for i, res in zip(p.members, out):
+      res.update(index=i, label=labels[i], program=p_index,
+                 mode='vmap' if len(p.members) > 1 else 'sequential')
+      results[i] = res
+      if verbose:
+        summ = res['final']['summary']
+        metric = res['metric']
+        per_group = ' '.join(f'{g}={summ[g][metric]:.4f}' for g in summ
+                             if g != 'gap')
+        print(f'[fedhelp_jax.sweep] config {i} {labels[i]}: {metric} '
+              f'{per_group}' + (' NON-FINITE' if res['nonfinite'] else ''))
+  if verbose:
+    print(f'[fedhelp_jax.sweep] done in {time.time() - t_sweep:.1f}s')
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    from fedhelp_jax import reporting  # pylint: disable=g-import-not-at-top
+    reporting.write_json(
+        os.path.join(workdir, 'sweep.json'),
+        [{k: v for k, v in r.items() if k != 'state'} for r in results])
+  return results
+
+
+def _labels(configs) -> list[dict[str, Any]]:
+  """Per config: the flattened fields whose values vary across the sweep."""
+  flat = [_flatten(c.to_dict()) for c in configs]
+  keys = sorted(set().union(*flat))
+  varying = [k for k in keys
+             if any(f.get(k, '<unset>') != flat[0].get(k, '<unset>')
+                    for f in flat)]
+  return [{k: f.get(k) for k in varying} for f in flat]
