@@ -28,19 +28,66 @@ class RunCheckpointer:
   complete, so a run killed mid-save leaves the previous checkpoint intact.
   """
 
-  def __init__(self, directory: str, *, config_hash: str, keep: int = 2):
+  def __init__(self, directory: str, *, config_hash: str, keep: int = 2,
+               hashed_config: Optional[dict[str, Any]] = None):
+    """Opens (or creates) ``directory``.
+
+    Args:
+      directory: where the step directories live.
+      config_hash: hash of the settings that change results.
+      keep: how many of the latest checkpoints to keep.
+      hashed_config: the settings behind ``config_hash``, stored so that a
+        refused resume can name the fields that differ.
+    """
     self.directory = os.path.abspath(directory)
     os.makedirs(self.directory, exist_ok=True)
     self._hash_path = os.path.join(self.directory, 'config_hash.json')
     self._config_hash = config_hash
+    self._hashed_config = hashed_config
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=False))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False,
+            # A save cut short by a kill leaves a temporary directory.
+            cleanup_tmp_directories=True))
 
   def latest_round(self) -> int:
     step = self._manager.latest_step()
     return 0 if step is None else int(step)
+
+  def check_resume(self, resume: Optional[bool] = None) -> Optional[int]:
+    """The round a run will resume from, checked before any work is done.
+
+    Args:
+      resume: True requires a checkpoint; False ignores any; None resumes
+        when one exists.
+
+    Returns:
+      The latest checkpointed round to resume from, or None to start fresh.
+
+    Raises:
+      FileNotFoundError: ``resume`` is True and there is no checkpoint.
+      ConfigMismatchError: the checkpoints were written by a config whose
+        results-changing settings differ.
+    """
+    step = self._manager.latest_step()
+    if resume is False or step is None:
+      if resume:
+        raise FileNotFoundError(
+            f'--resume was given but {self.directory} has no checkpoint. '
+            'Fix: drop --resume to start a fresh run there, or point '
+            '--workdir at the run you want to continue.')
+      return None
+    stored, stored_config = self._read_hash()
+    if stored is not None and stored != self._config_hash:
+      diff = _describe_diff(stored_config, self._hashed_config)
+      raise ConfigMismatchError(
+          f'{self.directory} holds checkpoints of a different config (hash '
+          f'{stored}, this config {self._config_hash}); settings that change '
+          f'results differ{diff}. Fix: use a new --workdir, restore the old '
+          'settings to continue that run, or pass --noresume (resume=False) '
+          'to start over and overwrite it.')
+    return int(step)
 
   def maybe_restore(self, state: Any, *, resume: Optional[bool] = None):
     """Restores the latest checkpoint into ``state``'s structure.
@@ -53,24 +100,16 @@ class RunCheckpointer:
 
     Returns:
       ``(state, round)``.
+
+    Raises:
+      FileNotFoundError, ConfigMismatchError: see ``check_resume``.
     """
-    step = self._manager.latest_step()
-    if resume is False or step is None:
-      if resume:
-        raise FileNotFoundError(
-            f'--resume was given but {self.directory} has no checkpoint.')
-      if step is not None:
-        for s in self._manager.all_steps():
-          self._manager.delete(s)
+    step = self.check_resume(resume)
+    if step is None:
+      for s in self._manager.all_steps():
+        self._manager.delete(s)
       self._write_hash()
       return state, 0
-    stored = self._read_hash()
-    if stored is not None and stored != self._config_hash:
-      raise ConfigMismatchError(
-          f'{self.directory} holds checkpoints of a different config (hash '
-          f'{stored}, this config {self._config_hash}); the settings that '
-          'change results differ. Use a new workdir, or pass resume=False '
-          '(--noresume) to start over and overwrite it.')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     restored = self._manager.restore(
         step, args=ocp.args.StandardRestore(abstract))
@@ -87,11 +126,38 @@ class RunCheckpointer:
     self._manager.close()
 
   def _write_hash(self) -> None:
-    with open(self._hash_path, 'w') as f:
-      json.dump({'config_hash': self._config_hash}, f)
+    tmp = self._hash_path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump({'config_hash': self._config_hash,
+                 'config': self._hashed_config}, f, sort_keys=True)
+    os.replace(tmp, self._hash_path)
 
-  def _read_hash(self) -> Optional[str]:
+  def _read_hash(self) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     if not os.path.exists(self._hash_path):
-      return None
+      return None, None
     with open(self._hash_path) as f:
-      return json.load(f)['config_hash']
+      stored = json.load(f)
+    return stored['config_hash'], stored.get('config')
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flatten(v, f'{prefix}.{k}' if prefix else k))
+  return out
+
+
+def _describe_diff(old: Optional[dict[str, Any]],
+                   new: Optional[dict[str, Any]], limit: int = 5) -> str:
+  """' (config.a: 1 -> 2, ...)' for the fields that differ, or ''."""
+  if old is None or new is None:
+    return ''
+  old, new = _flatten(old), _flatten(new)
+  show = lambda d, k: repr(d[k]) if k in d else '(unset)'
+  changed = [f'config.{k}: {show(old, k)} -> {show(new, k)}'
+             for k in sorted(set(old) | set(new))
+             if show(old, k) != show(new, k)]
+  more = f', and {len(changed) - limit} more' if len(changed) > limit else ''
+  return f" (checkpointed -> now: {', '.join(changed[:limit])}{more})"

@@ -150,12 +150,24 @@ def hparams_from_config(config) -> dict[str, jax.Array]:
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
 
 
+# Fields that do not change a run's numbers: reporting, the round budget
+# (a run may be extended), how silos are mapped onto devices, and what to do
+# after a non-finite update (so a run stopped by one can go on with 'skip').
+HASH_IGNORED = ('rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
+                'checkpoint_keep', 'strategy', 'chunk_size', 'num_devices',
+                'nonfinite')
+
+
+def hashed_config(config) -> dict[str, Any]:
+  """The JSON-able part of ``config`` that ``config_hash`` covers."""
+  return json.loads(json.dumps(
+      {k: v for k, v in config.to_dict().items() if k not in HASH_IGNORED},
+      sort_keys=True, default=str))
+
+
 def config_hash(config) -> str:
   """Hash of everything that changes results (not reporting settings)."""
-  ignore = {'rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
-            'checkpoint_keep', 'strategy', 'chunk_size', 'num_devices'}
-  blob = json.dumps({k: v for k, v in config.to_dict().items()
-                     if k not in ignore}, sort_keys=True, default=str)
+  blob = json.dumps(hashed_config(config), sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -213,24 +225,50 @@ class NonFiniteError(FloatingPointError):
   """Raised when a round produced a non-finite loss or update."""
 
 
-def _nonfinite_report(round_metrics, first_round, info):
-  """Names the first (round, silo, quantity) that went non-finite, or None."""
+def _nonfinite_events(round_metrics, first_round, info):
+  """Every (round, silo) whose loss or update went non-finite, in order.
+
+  Returns:
+    ``(events, server_round)``: ``events`` is a list of dicts with 'round',
+    'silo' (global index), 'group', 'index' (within the group), 'quantity'
+    ('train_loss' when the loss itself is non-finite, else 'update': the
+    upload or another local metric) and 'train_loss'; ``server_round`` is the
+    first round whose server state is non-finite, or None.
+  """
+  events = []
   for g in sorted(round_metrics):
     if g == 'server_nonfinite':
       continue
     flags = np.asarray(round_metrics[g]['nonfinite'])  # [R, C]
-    if flags.any():
-      r, c = np.argwhere(flags)[0]
-      silo = info['groups'][g][c] if c < len(info['groups'][g]) else c
-      loss = np.asarray(round_metrics[g]['train_loss'])[r, c]
-      return (f'round {first_round + r + 1}: silo {silo} (group {g!r}, index '
-              f'{c}) produced a non-finite train_loss or update '
-              f'(train_loss={loss}).')
+    losses = np.asarray(round_metrics[g]['train_loss'])  # [R, C]
+    for r, c in np.argwhere(flags):
+      ids = info['groups'][g]
+      loss = float(losses[r, c])
+      events.append({
+          'round': int(first_round + r + 1), 'group': g, 'index': int(c),
+          'silo': int(ids[c]) if c < len(ids) else int(c),
+          'quantity': 'update' if np.isfinite(loss) else 'train_loss',
+          'train_loss': loss})
+  events.sort(key=lambda e: (e['round'], e['silo']))
   server = np.asarray(round_metrics['server_nonfinite'])
-  if server.any():
-    r = int(np.argmax(server))
-    return f'round {first_round + r + 1}: the server state became non-finite.'
-  return None
+  server_round = (int(first_round + np.argmax(server) + 1) if server.any()
+                  else None)
+  return events, server_round
+
+
+def _mean_finite_loss(group_metrics, num_real: int) -> float:
+  """Last round's mean train loss over real silos whose update was kept."""
+  loss = np.asarray(group_metrics['train_loss'][-1][:num_real])
+  ok = ~np.asarray(group_metrics['nonfinite'][-1][:num_real])
+  return float(np.mean(loss[ok])) if ok.any() else float('nan')
+
+
+def _describe_event(e) -> str:
+  what = ('train_loss' if e['quantity'] == 'train_loss'
+          else 'model update (its train_loss was finite)')
+  return (f"round {e['round']}: silo {e['silo']} (group {e['group']!r}, index "
+          f"{e['index']}) produced a non-finite {what}, train_loss="
+          f"{e['train_loss']}.")
 
 
 def run_experiment(config, workdir: Optional[str] = None, *,
@@ -249,8 +287,18 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
   from fedhelp_jax import reporting
   validate.validate_config(config)
+  chash = config_hash(config)
+  workdir = workdir or config.get('workdir') or os.path.join(
+      'runs', f'{config.algorithm}-{chash}')
+  os.makedirs(workdir, exist_ok=True)
+  manager = ckpt_lib.RunCheckpointer(
+      os.path.join(workdir, 'checkpoints'), config_hash=chash,
+      keep=int(config.get('checkpoint_keep', 2)),
+      hashed_config=hashed_config(config))
+  manager.check_resume(resume)  # Refuse a bad resume before loading data.
   task = tasks.make_task(config.task, int(config.num_classes))
   raw = load_raw(config)
+  validate.validate_partition_fits(config, raw)
   fed, info = build_federation(config, raw)
   validate.validate_federation(fed, task)
   fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
@@ -268,10 +316,10 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     mesh = engine.make_mesh(int(config.num_devices))
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
+  nonfinite = config.get('nonfinite', 'stop')
   round_fn = engine.build_round(
       alg, groups, strategy=config.get('strategy', 'auto'),
-      chunk_size=config.get('chunk_size'),
-      nonfinite=config.get('nonfinite', 'stop'), mesh=mesh)
+      chunk_size=config.get('chunk_size'), nonfinite=nonfinite, mesh=mesh)
   strategy = round_fn.strategy
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
@@ -288,13 +336,6 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     device_weights = engine.shard_clients(device_weights, mesh)
     state = engine.shard_state(state, mesh)
 
-  workdir = workdir or config.get('workdir') or os.path.join(
-      'runs', f'{config.algorithm}-{config_hash(config)}')
-  os.makedirs(workdir, exist_ok=True)
-  chash = config_hash(config)
-  manager = ckpt_lib.RunCheckpointer(
-      os.path.join(workdir, 'checkpoints'), config_hash=chash,
-      keep=int(config.get('checkpoint_keep', 2)))
   state, start_round = manager.maybe_restore(state, resume=resume)
   logger = reporting.MetricsLogger(
       workdir, resumed=start_round > 0, resume_round=start_round,
@@ -313,6 +354,10 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                                 enabled=config.get('progress', True))
   compile_s, steady_s, host_s = 0.0, 0.0, 0.0
   best: dict[str, Any] = {}
+  for rec in logger.records():  # On resume: the best of the kept history.
+    value = rec['summary']['all'][metric]
+    if not best or value > best['value']:
+      best = {'round': rec['round'], 'value': value}
   last_eval = None
   t_run = time.time()
   r = start_round
@@ -330,20 +375,31 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     round_metrics = jax.device_get(round_metrics)
     steady_s += time.time() - t0
     t_host = time.time()
-    problem = _nonfinite_report(round_metrics, r, info)
-    if problem is not None:
+    events, server_round = _nonfinite_events(round_metrics, r, info)
+    if server_round is not None or (events and nonfinite == 'stop'):
       progress.close()
+      kept = manager.latest_round()
+      where = (f'The last good checkpoint (round {kept}) is kept in '
+               f'{manager.directory}.' if kept else
+               'No checkpoint was written yet.')
+      problem = (_describe_event(events[0]) if events else
+                 f'round {server_round}: the server state became non-finite.')
       raise NonFiniteError(
-          problem + f' The last good checkpoint is kept in {manager.directory}'
-          " (round %d). Lower the learning rate, or set config.nonfinite="
-          "'skip' to drop such updates." % manager.latest_round())
+          f'{problem} {where} Fix: check that silo\'s data, or lower the '
+          'learning rate (config.hparams.lr; a new --workdir or --noresume '
+          "then starts over), or rerun with --config.nonfinite=skip to "
+          "resume from the checkpoint and drop such silos' updates.")
+    for e in events:  # nonfinite == 'skip': the engine dropped these updates.
+      print(f'[fedhelp_jax] skipped: {_describe_event(e)}')
     r += n
     last_eval = evaluate(predict_fn, state, fed, task, info)
-    train_loss = {g: float(np.mean(round_metrics[g]['train_loss'][-1]
-                                   [:len(info['groups'][g])]))
+    train_loss = {g: _mean_finite_loss(round_metrics[g],
+                                       len(info['groups'][g]))
                   for g in groups}
     record = {'round': r, 'train_loss': train_loss,
               'elapsed_s': time.time() - t_run, **last_eval}
+    if events:
+      record['skipped'] = events
     logger.log(record)
     summ = last_eval['summary']
     if not best or summ['all'][metric] > best['value']:
@@ -356,7 +412,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   progress.close()
   if last_eval is None:  # Resumed a finished run: evaluate what was restored.
     last_eval = evaluate(predict_fn, state, fed, task, info)
-    best = {'round': r, 'value': last_eval['summary']['all'][metric]}
+    best = best or {'round': r, 'value': last_eval['summary']['all'][metric]}
   summary = {
       'algorithm': config.algorithm, 'dataset': config.dataset.name,
       'task': task.name, 'rounds': total, 'seed': int(config.seed),

@@ -28,8 +28,17 @@ def _default(x):
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """Reads JSON lines, dropping a last line cut short by a killed writer."""
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i != len(lines) - 1:
+        raise
+  return records
 
 
 class MetricsLogger:
@@ -46,10 +55,13 @@ class MetricsLogger:
     if not resumed and os.path.exists(self.path):
       os.remove(self.path)
     if resumed and resume_round is not None and os.path.exists(self.path):
+      # Rounds logged after the restored checkpoint will be run again.
       keep = [r for r in read_jsonl(self.path) if r['round'] <= resume_round]
-      with open(self.path, 'w') as f:
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
         for r in keep:
           f.write(json.dumps(r, default=_default) + '\n')
+      os.replace(tmp, self.path)
     self._tb = None
     if tensorboard:
       try:
@@ -58,6 +70,10 @@ class MetricsLogger:
       except ImportError:
         print('[fedhelp_jax] tensorboard=True but tensorboardX is not '
               'installed (pip install tensorboardX); JSONL only.')
+
+  def records(self) -> list[dict[str, Any]]:
+    """The records logged so far (after a resume: the kept history)."""
+    return read_jsonl(self.path) if os.path.exists(self.path) else []
 
   def log(self, record: dict[str, Any]) -> None:
     with open(self.path, 'a') as f:

@@ -5,6 +5,7 @@ Every error names the config field (or data array) and says how to fix it.
 """
 
 import difflib
+import math
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,16 @@ class ConfigError(ValueError):
   """A config field has a wrong type, range or combination."""
 
 
+class DataError(ValueError):
+  """Packed silo data has a wrong shape, dtype or value."""
+
+
 def _fail(field: str, problem: str, fix: str):
   raise ConfigError(f'config.{field}: {problem} Fix: {fix}')
+
+
+def _data_fail(where: str, problem: str, fix: str):
+  raise DataError(f'{where}: {problem} Fix: {fix}')
 
 
 def _choice(field, value, options):
@@ -81,32 +90,30 @@ def validate_config(config: Any) -> None:
           'set the other one to None.')
   if steps is not None:
     _int(config, 'local.local_steps', minimum=1)
-  if epochs is not None and not float(epochs) > 0:
-    _fail('local.local_epochs', f'must be > 0, got {epochs}.',
+  if epochs is not None and (
+      isinstance(epochs, bool) or not isinstance(epochs, (int, float))
+      or not epochs > 0):
+    _fail('local.local_epochs', f'must be a number > 0, got {epochs!r}.',
           'use e.g. 1.0.')
   _choice('local.optimizer', config.local.optimizer, ('sgd', 'adam'))
   _choice('strategy', config.get('strategy', 'auto'), _STRATEGIES)
   _choice('aggregation', config.get('aggregation', 'samples'), _AGGREGATIONS)
   _choice('nonfinite', config.get('nonfinite', 'stop'), ('stop', 'skip'))
   if config.get('num_devices') is not None:
-    _int(config, 'num_devices', minimum=1)
+    num_devices = _int(config, 'num_devices', minimum=1)
+    import jax  # pylint: disable=g-import-not-at-top
+    visible = jax.device_count()
+    if num_devices > visible:
+      _fail('num_devices', f'asks for {num_devices} devices but {visible} '
+            f'{jax.default_backend()} device(s) are visible.',
+            f'set it to at most {visible}; on CPU, simulate more with '
+            'XLA_FLAGS=--xla_force_host_platform_device_count=N set before '
+            'jax is imported.')
   models_ok = _TASK_MODELS[config.task]
   if config.model.name not in models_ok:
     _fail('model.name', f'{config.model.name!r} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
-  for key, value in config.get('hparams', {}).items():
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-      _fail(f'hparams.{key}', f'expected a number, got {value!r}.',
-            'hyperparameters are numbers (they become arrays).')
-    if key in ('lr', 'server_lr') and not value > 0:
-      _fail(f'hparams.{key}', f'must be > 0, got {value}.',
-            'use a positive learning rate, e.g. 0.01.')
-    if key in ('mu', 'temperature', 'momentum') and value < 0:
-      _fail(f'hparams.{key}', f'must be >= 0, got {value}.',
-            'use a non-negative value.')
-  if 'temperature' in config.get('hparams', {}) and not (
-      config.hparams.temperature > 0):
-    _fail('hparams.temperature', 'must be > 0.', 'use e.g. 1.0.')
+  _check_hparams(config, algorithms)
   part = config.get('partition')
   if part is not None:
     num_large = _int(config, 'partition.num_large', minimum=0)
@@ -133,45 +140,117 @@ def validate_config(config: Any) -> None:
             'use e.g. 0.5 (smaller = more skew), or None for no skew.')
 
 
-def validate_federation(fed: dict[str, dict[str, np.ndarray]], task) -> None:
-  """Checks packed silo data: shapes, label range, masks, empty silos.
+def _check_hparams(config, algorithms) -> None:
+  """Names, types and ranges of ``config.hparams``."""
+  # One hparams section may serve several algorithms (pfednet_tabular), so
+  # only names that no registered algorithm knows are typos.
+  known = sorted({k for name in algorithms.names()
+                  for k in algorithms.default_hparams(name)})
+  for key, value in config.get('hparams', {}).items():
+    if key not in known:
+      close = difflib.get_close_matches(key, known, n=1)
+      hint = f' (did you mean {close[0]!r}?)' if close else ''
+      _fail(f'hparams.{key}', f'no algorithm has this hyperparameter{hint}; '
+            'it would be silently ignored.',
+            f'use one of {algorithms.default_hparams(config.algorithm)} '
+            f'for {config.algorithm!r}.')
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      _fail(f'hparams.{key}', f'expected a number, got {value!r} '
+            f'({type(value).__name__}).',
+            'write a number, e.g. 0.01 (hyperparameters become arrays).')
+    if not math.isfinite(value):
+      _fail(f'hparams.{key}', f'must be finite, got {value}.',
+            'use a finite number.')
+    if key in ('lr', 'lr_large', 'server_lr', 'server_kd_lr') and (
+        not value > 0):
+      _fail(f'hparams.{key}', f'must be > 0, got {value}.',
+            'use a positive learning rate, e.g. 0.01.')
+    if key == 'temperature' and not value > 0:
+      _fail('hparams.temperature', f'must be > 0, got {value}.',
+            'use e.g. 1.0 (softmax temperature of distillation).')
+    if key in ('mu', 'momentum') and value < 0:
+      _fail(f'hparams.{key}', f'must be >= 0, got {value}.',
+            'use a non-negative value.')
+
+
+def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
+  """Checks that the configured silos fit in the loaded training split.
 
   Raises:
-    ValueError: naming the group, array and problem.
+    ConfigError: naming ``config.partition`` and what to lower.
+  """
+  part = config.get('partition')
+  if part is None or 'train_y' not in raw or 'silos' in raw:
+    return  # Datasets with natural sites are not partitioned.
+  small = part.get('small_size')
+  hi = max(small) if isinstance(small, (list, tuple)) else small
+  num_large, num_small = int(part.num_large), int(part.num_small)
+  worst = (num_large * int(part.large_size) if num_large else 0) + (
+      num_small * int(hi) if num_small else 0)
+  n = len(raw['train_y'])
+  ds = config.dataset
+  name = '/'.join(str(x) for x in (ds.name, ds.get('subset')) if x)
+  if worst > n:
+    _fail('partition', f'{num_large} large silos x large_size='
+          f'{part.large_size} + {num_small} small silos x max(small_size)='
+          f'{hi} may need {worst} training examples, but {name} has {n}.',
+          'lower partition.large_size, partition.small_size, num_large or '
+          'num_small.')
+
+
+def validate_federation(fed: dict[str, dict[str, np.ndarray]], task) -> None:
+  """Checks packed silo data: shapes, dtypes, label range, masks, empty silos.
+
+  Raises:
+    DataError: naming the group, array, problem and fix.
   """
   for g, d in fed.items():
+    where = f'data[{g!r}]'
     for key in ('x', 'y', 'n', 'test_x', 'test_y', 'test_n'):
       if key not in d:
-        raise ValueError(f'data[{g!r}] lacks {key!r}; pack silos with '
-                         'fedhelp_jax.data.pack_group.')
+        _data_fail(where, f'lacks {key!r}.',
+                   'pack silos with fedhelp_jax.data.pack_group.')
     x, y, n = d['x'], d['y'], d['n']
     c = n.shape[0]
     if x.shape[0] != c or y.shape[0] != c:
-      raise ValueError(f'data[{g!r}]: x {x.shape}, y {y.shape} and n '
-                       f'{n.shape} disagree on the number of silos.')
+      _data_fail(where, f'x {x.shape}, y {y.shape} and n {n.shape} disagree '
+                 'on the number of silos.', 'give every array one row per '
+                 'silo (pack_group does).')
     if x.shape[:2] != y.shape[:2]:
-      raise ValueError(f'data[{g!r}]: x {x.shape} and y {y.shape} disagree on '
-                       'examples per silo.')
+      _data_fail(where, f'x {x.shape} and y {y.shape} disagree on examples '
+                 'per silo.', 'pad x and y to the same [C, N] prefix.')
+    if d['test_x'].shape[2:] != x.shape[2:]:
+      _data_fail(where, f'test_x examples {d["test_x"].shape[2:]} differ from '
+                 f'training examples {x.shape[2:]}.',
+                 'resize/pad both splits to one input shape.')
     if np.any(n < 1):
       bad = np.flatnonzero(n < 1).tolist()
-      raise ValueError(f'data[{g!r}]: silos {bad} have no training examples; '
-                       'enlarge partition sizes or drop those silos.')
+      _data_fail(where, f'silos {bad} have no training examples.',
+                 'enlarge the partition sizes or drop those silos.')
     if np.any(n > x.shape[1]):
-      raise ValueError(f'data[{g!r}]: n exceeds the padded size {x.shape[1]}.')
-    if not np.all(np.isfinite(x)):
-      raise ValueError(f'data[{g!r}]["x"] contains NaN or inf values.')
-    if task.name == 'segmentation' and y.ndim != x.ndim - 1:
-      raise ValueError(f'data[{g!r}]: segmentation masks must be [C, N, H, W] '
-                       f'matching x {x.shape}; got y {y.shape}.')
+      _data_fail(where, f'n {n.tolist()} exceeds the padded size '
+                 f'{x.shape[1]}.', 'set n to the real example counts.')
+    for key in ('x', 'test_x'):
+      if not np.all(np.isfinite(d[key])):
+        bad = sorted(set(np.argwhere(~np.isfinite(d[key]))[:, 0].tolist()))
+        _data_fail(f'{where}[{key!r}]', f'silos {bad} contain NaN or inf '
+                   'values.', 'clean or drop those examples before packing.')
+    if task.name == 'segmentation' and y.shape[2:] != x.shape[2:-1]:
+      _data_fail(where, f'segmentation masks must be [C, N, H, W] matching x '
+                 f'{x.shape}; got y {y.shape}.',
+                 'give one integer class per pixel.')
     if task.name == 'classification' and y.ndim != 2:
-      raise ValueError(f'data[{g!r}]: classification labels must be [C, N]; '
-                       f'got {y.shape}.')
+      _data_fail(where, f'classification labels must be [C, N]; got y '
+                 f'{y.shape}.', 'give one integer label per example.')
+    what = 'mask values' if task.name == 'segmentation' else 'labels'
     for key in ('y', 'test_y'):
       arr = d[key]
+      if not np.issubdtype(arr.dtype, np.integer):
+        _data_fail(f'{where}[{key!r}]', f'{what} must be integers, got '
+                   f'{arr.dtype}.', 'cast them, e.g. (mask > 0.5).astype('
+                   'np.int32) for a binary mask.')
       if arr.size and (arr.min() < 0 or arr.max() >= task.num_classes):
-        what = 'mask values' if task.name == 'segmentation' else 'labels'
-        raise ValueError(
-            f'data[{g!r}][{key!r}]: {what} must lie in [0, '
-            f'{task.num_classes - 1}] (num_classes={task.num_classes}); found '
-            f'range [{arr.min()}, {arr.max()}]. Fix config.num_classes or the '
-            'data.')
+        _data_fail(f'{where}[{key!r}]', f'{what} must lie in [0, '
+                   f'{task.num_classes - 1}] (num_classes={task.num_classes})'
+                   f'; found range [{arr.min()}, {arr.max()}].',
+                   'fix config.num_classes or the data.')
