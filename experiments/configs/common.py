@@ -2,6 +2,25 @@
 """Defaults shared by every experiment config."""
 
 import ml_collections
+from ml_collections import config_dict
+
+
+def local_training(*, batch_size: int, local_steps: int | None = None,
+                   local_epochs: float | None = None,
+                   optimizer: str = 'sgd') -> ml_collections.ConfigDict:
+  """``config.local``: exactly one of ``local_steps`` / ``local_epochs``.
+
+  Both fields accept ``None`` from the command line, so the schedule can be
+  switched there, e.g. ``--config.local.local_steps=None
+  --config.local.local_epochs=1`` (a field created as a plain ``None``, or as
+  a typed placeholder, cannot be set to or from ``None`` by flags).
+  ``validate_config`` checks the values.
+  """
+  steps = config_dict.FieldReference(local_steps, field_type=object)
+  epochs = config_dict.FieldReference(local_epochs, field_type=object)
+  return ml_collections.ConfigDict(
+      {'batch_size': batch_size, 'local_steps': steps,
+       'local_epochs': epochs, 'optimizer': optimizer})
 
 
 def classification_base() -> ml_collections.ConfigDict:
@@ -24,9 +43,7 @@ def classification_base() -> ml_collections.ConfigDict:
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 100})
   c.model = ml_collections.ConfigDict(
       {'name': 'cnn', 'norm': 'group'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 32, 'local_steps': 10, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = local_training(batch_size=32, local_steps=10)
   c.hparams = ml_collections.ConfigDict({'lr': 0.05, 'momentum': 0.9})
   c.aggregation = 'samples'
   c.rounds = 30

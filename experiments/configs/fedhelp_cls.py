@@ -56,9 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group'})
   c.large_model = ml_collections.ConfigDict(
       {'name': 'resnet', 'depth': 8, 'width': 1, 'norm': 'group'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 16, 'local_steps': 5, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = common.local_training(batch_size=16, local_steps=5)
   c.hparams = ml_collections.ConfigDict({'lr': 0.05, 'momentum': 0.9})
   if c.algorithm == 'fedhelp':
     c.hparams.lr_large = 0.05

@@ -34,6 +34,7 @@ Expected wall time and results: ``experiments/results/fedhelp_seg/``.
 
 import ml_collections
 
+from experiments.configs import common
 from experiments.configs import fedhelp_cls
 
 METHODS = fedhelp_cls.METHODS
@@ -54,9 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group'})
   c.large_model = ml_collections.ConfigDict(
       {'name': 'unet', 'base_features': 8, 'levels': 3, 'norm': 'group'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 8, 'local_steps': 4, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = common.local_training(batch_size=8, local_steps=4)
   c.rounds = 10
   c.fedhelp.public_batch_size = 8
   c.fm.proxy_steps = 300

@@ -19,6 +19,7 @@ steps, batch 16). Results: ``experiments/results/pfednet_cls/``.
 
 import ml_collections
 
+from experiments.configs import common
 from experiments.configs import pfednet_tabular
 
 METHODS = pfednet_tabular.METHODS
@@ -35,9 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 60})
   c.model = ml_collections.ConfigDict(
       {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 16, 'local_steps': 5, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = common.local_training(batch_size=16, local_steps=5)
   c.hparams.lr = 0.05
   c.rounds = 15
   c.eval_every = 5

@@ -25,6 +25,7 @@ steps, batch 8; with 20 rounds of 4 steps every method stayed near Dice
 
 import ml_collections
 
+from experiments.configs import common
 from experiments.configs import pfednet_tabular
 
 METHODS = pfednet_tabular.METHODS
@@ -43,9 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
        'test_size': 1, 'label_skew_alpha': None})
   c.model = ml_collections.ConfigDict(
       {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 8, 'local_steps': 10, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = common.local_training(batch_size=8, local_steps=10)
   c.hparams.lr = 0.05
   c.rounds = 30
   c.eval_every = 10

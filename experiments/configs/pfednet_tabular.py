@@ -25,6 +25,8 @@ Budget: seconds per run on a 2-core CPU. Results:
 
 import ml_collections
 
+from experiments.configs import common
+
 # Baselines and pFedNet, in table order.
 METHODS = ('fedavg', 'fedprox', 'ditto', 'fedper', 'local', 'pfednet')
 
@@ -51,9 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {'num_large': 0, 'num_small': 8, 'large_size': 1,
        'small_size': (25, 45), 'label_skew_alpha': 0.3, 'test_size': 40})
   c.model = ml_collections.ConfigDict({'name': 'logreg', 'norm': 'none'})
-  c.local = ml_collections.ConfigDict(
-      {'batch_size': 16, 'local_steps': 5, 'local_epochs': None,
-       'optimizer': 'sgd'})
+  c.local = common.local_training(batch_size=16, local_steps=5)
   c.hparams = ml_collections.ConfigDict(
       {'lr': 0.1, 'momentum': 0.9, 'mu': 0.1, 'ditto_lam': 0.1, 'lam': 0.1,
        'eta': 1.0, 'rho': 1.0, 'gamma': 0.0})
