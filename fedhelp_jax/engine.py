@@ -244,15 +244,18 @@ def map_clients_sharded(fn: Callable[..., Any], placed: Sequence[Any],
   spec = jax.sharding.PartitionSpec('clients')
 
   def local(placed, unplaced):
-    # Per-device copies: differentiating w.r.t. a replicated value inside
-    # shard_map would otherwise psum its gradient over devices (the transpose
-    # of the implicit broadcast), mixing the silos' local training.
-    unplaced = jax.lax.pcast(unplaced, 'clients', to='varying')
     return map_clients(fn, placed, unplaced, strategy)
 
+  # check_vma=False: silo code has no collectives, so the varying-axes type
+  # system only gets in the way. With it on, (1) the gradient w.r.t. a
+  # replicated input (the broadcast params) would be psum-ed over devices,
+  # the transpose of its implicit broadcast, mixing the silos' training; and
+  # (2) every loop whose carry starts from a constant and picks up silo data
+  # (pFedNet's ADMM and TV-prox while_loops) fails to type-check unless the
+  # algorithm pcasts it: shard_map details that algorithms must not need.
   return jax.shard_map(
       local, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
-      out_specs=spec)(tuple(placed), tuple(unplaced))
+      out_specs=spec, check_vma=False)(tuple(placed), tuple(unplaced))
 
 
 def weighted_mean(placed: types.PyTree, weights: jax.Array) -> types.PyTree:
