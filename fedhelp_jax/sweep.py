@@ -191,12 +191,12 @@ def _flatten(tree, prefix='') -> dict[str, Any]:
 
 
 def _shapes(s: _Setup) -> dict[str, Any]:
-  out = {f'{g}/{k}': (tuple(np.shape(v)), str(np.asarray(v).dtype))
-         for g, d in s.fed.items() for k, v in d.items()}
-  out.update({f'weights/{g}': tuple(np.shape(w))
-              for g, w in s.weights.items()})
-  out.update({f'hparams.{k}': tuple(np.shape(v))
-              for k, v in s.hparams.items()})
+  def describe(x):
+    return f'{tuple(np.shape(x))} {np.asarray(x).dtype}'
+  out = {f'{g}/{k}': describe(v) for g, d in s.fed.items()
+         for k, v in d.items()}
+  out.update({f'weights/{g}': describe(w) for g, w in s.weights.items()})
+  out.update({f'hparams.{k}': describe(v) for k, v in s.hparams.items()})
   return out
 
 
