@@ -136,7 +136,11 @@ class _Setup(NamedTuple):
 
 
 def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
-  """Validates ``config`` and builds its federation, as run_experiment does."""
+  """Validates ``config`` and builds its federation, as run_experiment does.
+
+  The same steps in the same order as ``run_experiment`` (which interleaves
+  them with its checkpoint checks); keep the two in step.
+  """
   if int(config.get('num_devices', 1)) != 1:
     raise ValueError(
         f'config.num_devices={config.num_devices}: run_sweep runs the config '
@@ -155,6 +159,7 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
   if key not in raw_cache:
     raw_cache[key] = experiment.load_raw(config)
   raw = raw_cache[key]
+  validate.validate_partition_fits(config, raw)
   fed, info = experiment.build_federation(config, raw)
   # Datasets with natural sites hand out the cached dicts: copy them so a
   # prepare hook of one config cannot leak into another.
