@@ -110,9 +110,9 @@ def silo_bars_figure(per_silo: Sequence[float], partition: dict[str, Any],
   labels = [f'{s}\n{sizes[s]}' if s < len(sizes) else str(s)
             for s in range(num)]
   ax.set_xticks(range(num), labels, fontsize=6)
-  ax.set(xlabel='silo (training examples)', ylabel=f'final test {metric}',
-         ylim=(0, 1.05), title=title or f'final {metric} per silo '
-         '(dotted: group mean)')
+  ax.set(xlabel='silo (training examples)',
+         ylabel=f'final test {metric}\n(dotted: group mean)', ylim=(0, 1.05))
+  ax.set_title(title or f'final {metric} per silo', fontsize=10)
   ax.legend(fontsize=8, loc='lower right')
   ax.grid(axis='y', alpha=0.3)
   return fig
@@ -164,8 +164,8 @@ def save_figures(run_dir: str, out_dir: Optional[str] = None) -> list[str]:
       'curves.png': curves_figure(records, metric, groups, title=name),
       'silos.png': silo_bars_figure(
           final['clients'][metric], partition, metric,
-          title=f"{name}: final {metric} per silo after round "
-          f"{records[-1]['round']} (dotted: group mean)"),
+          title=f"{name}: {metric} per silo at round "
+          f"{records[-1]['round']}"),
       'partition.png': partition_figure(partition),
   }
   paths = []

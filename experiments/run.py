@@ -5,8 +5,12 @@ r"""Runs one federated experiment from a config file.
       --workdir runs/fedavg --config.rounds=50
 
 Resumes automatically when ``--workdir`` holds a checkpoint of the same
-config; ``--resume`` requires one, ``--noresume`` starts over.
+config; ``--resume`` requires one, ``--noresume`` starts over. Errors a user
+can fix (bad config or data, a refused resume, a non-finite round) print one
+line naming the problem and the fix, and exit with status 1.
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -26,9 +30,20 @@ def main(argv):
   del argv
   # Orbax logs every checkpoint step at INFO; keep the progress bar readable.
   logging.set_verbosity(logging.WARNING)
-  from fedhelp_jax import experiment  # Import after flags parse (fast --help).
-  experiment.run_experiment(_CONFIG.value, _WORKDIR.value,
-                            resume=_RESUME.value)
+  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import checkpoint  # Import after flags parse (fast --help).
+  from fedhelp_jax import experiment
+  from fedhelp_jax import validate
+  # pylint: enable=g-import-not-at-top
+  user_errors = (validate.ConfigError, validate.DataError,
+                 checkpoint.ConfigMismatchError, experiment.NonFiniteError,
+                 FileNotFoundError)
+  try:
+    experiment.run_experiment(_CONFIG.value, _WORKDIR.value,
+                              resume=_RESUME.value)
+  except user_errors as e:  # The message is the report; no traceback.
+    print(f'{type(e).__name__}: {e}', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

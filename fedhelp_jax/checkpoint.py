@@ -11,6 +11,7 @@ directory written by a config that changes results is refused.
 
 import json
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
@@ -44,12 +45,11 @@ class RunCheckpointer:
     self._hash_path = os.path.join(self.directory, 'config_hash.json')
     self._config_hash = config_hash
     self._hashed_config = hashed_config
+    _remove_unfinished_saves(self.directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False,
-            # A save cut short by a kill leaves a temporary directory.
-            cleanup_tmp_directories=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=False))
 
   def latest_round(self) -> int:
     step = self._manager.latest_step()
@@ -138,6 +138,22 @@ class RunCheckpointer:
     with open(self._hash_path) as f:
       stored = json.load(f)
     return stored['config_hash'], stored.get('config')
+
+
+# Orbax writes step N to 'N<suffix>' and renames it to 'N' when complete.
+_ORBAX_TMP_SUFFIX = '.orbax-checkpoint-tmp'
+
+
+def _remove_unfinished_saves(directory: str) -> None:
+  """Deletes step directories left half-written by a killed save.
+
+  Orbax's own ``cleanup_tmp_directories`` runs in a background thread that
+  can outlive a run which stops early, so this is done synchronously.
+  """
+  for name in os.listdir(directory):
+    step, sep, _ = name.partition(_ORBAX_TMP_SUFFIX)
+    if sep and step.isdigit():
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:

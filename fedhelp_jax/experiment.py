@@ -377,8 +377,10 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     t_host = time.time()
     events, server_round = _nonfinite_events(round_metrics, r, info)
     if server_round is not None or (events and nonfinite == 'stop'):
-      progress.close()
       kept = manager.latest_round()
+      progress.close()
+      logger.close()
+      manager.close()
       where = (f'The last good checkpoint (round {kept}) is kept in '
                f'{manager.directory}.' if kept else
                'No checkpoint was written yet.')
@@ -422,6 +424,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                    'host_between_chunks': host_s,
                    'wall': time.time() - t_run},
       'resumed_from_round': start_round,
+      # Over the whole history (metrics.jsonl), not just this invocation.
+      'skipped_updates': [e for rec in logger.records()
+                          for e in rec.get('skipped', [])],
   }
   reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
   reporting.print_summary(summary, groups)

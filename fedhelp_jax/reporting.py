@@ -132,7 +132,12 @@ def print_summary(summary: dict[str, Any], groups) -> None:
   lines.append(f"  best {metric} (all silos): {summary['best']['value']:.4f} "
                f"at round {summary['best']['round']}")
   t = summary['timing_s']
-  lines.append(f"  time: compile {t['compile']:.1f}s, steady {t['steady']:.1f}s,"
-               f" host between chunks {t['host_between_chunks']:.1f}s, wall "
-               f"{t['wall']:.1f}s")
+  lines.append(f"  time: compile {t['compile']:.1f}s, steady "
+               f"{t['steady']:.1f}s, host between chunks "
+               f"{t['host_between_chunks']:.1f}s, wall {t['wall']:.1f}s")
+  skipped = summary.get('skipped_updates') or []
+  if skipped:
+    lines.append(f'  skipped non-finite silo updates: {len(skipped)} (rounds '
+                 f"{sorted({e['round'] for e in skipped})}, silos "
+                 f"{sorted({e['silo'] for e in skipped})})")
   print('\n'.join(lines))

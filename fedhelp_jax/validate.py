@@ -152,8 +152,8 @@ def _check_hparams(config, algorithms) -> None:
       hint = f' (did you mean {close[0]!r}?)' if close else ''
       _fail(f'hparams.{key}', f'no algorithm has this hyperparameter{hint}; '
             'it would be silently ignored.',
-            f'use one of {algorithms.default_hparams(config.algorithm)} '
-            f'for {config.algorithm!r}.')
+            f'use one of {sorted(algorithms.default_hparams(config.algorithm))}'
+            f' for {config.algorithm!r}.')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       _fail(f'hparams.{key}', f'expected a number, got {value!r} '
             f'({type(value).__name__}).',
@@ -191,9 +191,10 @@ def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
   ds = config.dataset
   name = '/'.join(str(x) for x in (ds.name, ds.get('subset')) if x)
   if worst > n:
-    _fail('partition', f'{num_large} large silos x large_size='
-          f'{part.large_size} + {num_small} small silos x max(small_size)='
-          f'{hi} may need {worst} training examples, but {name} has {n}.',
+    _fail('partition', f'num_large={num_large} x large_size='
+          f'{part.large_size} + num_small={num_small} x max(small_size)='
+          f'{hi} = {worst} training examples may be needed, but {name} has '
+          f'{n}.',
           'lower partition.large_size, partition.small_size, num_large or '
           'num_small.')
 

@@ -7,6 +7,7 @@ PneumoniaMNIST federation (``tests/tiny_config.py``). Select them with
 ``pytest -k resume``, ``-k determinis``, ``-k nan`` or ``-k bad_config``.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,12 +17,14 @@ import sys
 import time
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from experiments import plot
+from fedhelp_jax import algorithms
 from fedhelp_jax import checkpoint as ckpt_lib
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
@@ -87,8 +90,8 @@ def _rounds_logged(workdir) -> list[int]:
   return [r['round'] for r in reporting.read_jsonl(path)]
 
 
-def _tiny(**overrides) -> ml_collections.ConfigDict:
-  config = tiny_config.get_config()
+def _tiny(algorithm=None, **overrides) -> ml_collections.ConfigDict:
+  config = tiny_config.get_config(algorithm)
   for key, value in overrides.items():
     node = config
     *parents, leaf = key.split('.')
@@ -119,6 +122,29 @@ def _poison(monkeypatch):
   monkeypatch.setattr(validate, 'validate_federation', lambda fed, task: None)
 
 
+@contextlib.contextmanager
+def _persistent_cache(cli_env):
+  """In-process runs inside this block share the CLI runs' compile cache.
+
+  Only to save time where compilation is not what a test checks; the
+  determinism test compiles its first run from scratch.
+  """
+  names = ('jax_compilation_cache_dir',
+           'jax_persistent_cache_min_compile_time_secs',
+           'jax_persistent_cache_min_entry_size_bytes')
+  old = {n: getattr(jax.config, n) for n in names}
+  jax.config.update(names[0], cli_env['JAX_COMPILATION_CACHE_DIR'])
+  jax.config.update(names[1], 0.0)
+  jax.config.update(names[2], 0)
+  compilation_cache.reset_cache()
+  try:
+    yield
+  finally:
+    for n, v in old.items():
+      jax.config.update(n, v)
+    compilation_cache.reset_cache()
+
+
 @pytest.fixture(scope='module')
 def cli_env(tmp_path_factory):
   # A shared persistent compilation cache: the CLI runs after the first skip
@@ -128,6 +154,12 @@ def cli_env(tmp_path_factory):
               JAX_COMPILATION_CACHE_DIR=str(cache),
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+
+@pytest.fixture
+def cached(cli_env):
+  with _persistent_cache(cli_env):
+    yield
 
 
 @pytest.fixture(scope='module')
@@ -208,9 +240,34 @@ def test_resume_flag_without_checkpoint_errors(cli_env, tmp_path):
   done = subprocess.run(_cli(tmp_path / 'empty', '--resume'), cwd=ROOT,
                         env=cli_env, text=True, capture_output=True,
                         timeout=300, check=False)
-  assert done.returncode != 0
+  assert done.returncode == 1
+  # One line naming the problem and the fix, no traceback.
   assert 'FileNotFoundError: --resume was given but' in done.stderr
   assert 'has no checkpoint. Fix: drop --resume' in done.stderr
+  assert 'Traceback' not in done.stderr
+
+
+# ditto carries per-silo personal models and optimizer state; the others run
+# with `pytest -m slow` (fedhelp trains a small FM proxy first).
+_FAST = ('ditto',)
+
+
+@pytest.mark.parametrize('name', [
+    pytest.param(n, marks=() if n in _FAST else pytest.mark.slow)
+    for n in algorithms.names()])
+def test_resume_in_process_is_bit_exact(name, tmp_path, cached):
+  del cached
+  fm_cache = str(tmp_path / 'fm_cache')
+  config = lambda rounds: _tiny(name, rounds=rounds,
+                                **{'fm.cache_dir': fm_cache})
+  full = experiment.run_experiment(config(2), str(tmp_path / 'full'))
+  part = str(tmp_path / 'part')
+  experiment.run_experiment(config(1), part)
+  resumed = experiment.run_experiment(config(2), part)  # Extends the run.
+  assert resumed['resumed_from_round'] == 1
+  assert _dump(resumed['final']) == _dump(full['final'])
+  assert _history(part) == _history(tmp_path / 'full')
+  _assert_trees_equal(_restore(part, 2), _restore(tmp_path / 'full', 2))
 
 
 # ---------------------------------------------------------------------------
@@ -218,16 +275,18 @@ def test_resume_flag_without_checkpoint_errors(cli_env, tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def test_determinism_same_seed_bit_exact(reference_run, tmp_path):
+def test_determinism_same_seed_bit_exact(reference_run, cli_env, tmp_path):
   ref_dir, ref_summary = reference_run
-  # In-process here, a separate CLI process for the reference.
+  # In-process and compiled afresh here; a separate CLI process for the
+  # reference.
   summary = experiment.run_experiment(_tiny(), str(tmp_path / 'same'))
   assert _dump(summary['final']) == _dump(ref_summary['final'])
   assert _history(tmp_path / 'same') == _history(ref_dir)
   _assert_trees_equal(_restore(tmp_path / 'same', ROUNDS),
                       _restore(ref_dir, ROUNDS))
   # A different seed gives different numbers from the first round on.
-  experiment.run_experiment(_tiny(seed=1, rounds=1), str(tmp_path / 'other'))
+  with _persistent_cache(cli_env):
+    experiment.run_experiment(_tiny(seed=1, rounds=1), str(tmp_path / 'other'))
   first = lambda d: json.loads(_history(d)[0])['train_loss']
   assert first(tmp_path / 'other') != first(ref_dir)
 
@@ -238,7 +297,8 @@ def test_determinism_same_seed_bit_exact(reference_run, tmp_path):
 
 
 def test_nan_stops_run_naming_round_silo_and_keeps_last_good_checkpoint(
-    reference_run, tmp_path, monkeypatch):
+    reference_run, tmp_path, monkeypatch, cached):
+  del cached
   ref_dir, _ = reference_run
   workdir = str(tmp_path / 'nan')
   shutil.copytree(ref_dir, workdir)  # A healthy run to round ROUNDS ...
@@ -267,11 +327,14 @@ def test_nan_stops_run_naming_round_silo_and_keeps_last_good_checkpoint(
     assert [(e['round'], e['silo'], e['quantity']) for e in r['skipped']] == [
         (r['round'], BAD_SILO, 'train_loss')]
     assert np.isfinite(r['train_loss'][BAD_GROUP])
+  assert [(e['round'], e['silo']) for e in summary['skipped_updates']] == [
+      (ROUNDS + 1, BAD_SILO), (ROUNDS + 2, BAD_SILO)]
   final = _restore(workdir, ROUNDS + 2)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(final))
 
 
-def test_nan_skip_drops_only_that_silos_update(tmp_path, monkeypatch):
+def test_nan_skip_drops_only_that_silos_update(tmp_path, monkeypatch, cached):
+  del cached
   config = _tiny(rounds=2, eval_every=2, nonfinite='skip')
   # Reference: clean data, but the silo has aggregation weight 0.
   weights_fn = experiment.aggregation_weights
@@ -332,8 +395,8 @@ BAD_CONFIGS = [
     ('negative_silo_size', _set('partition.large_size', -64),
      ['config.partition.large_size: must be >= 1, got -64.', 'Fix:']),
     ('more_silos_than_examples', _set('partition.num_small', 400),
-     ['config.partition: 1 large silos x large_size=64 + 400 small silos x '
-      'max(small_size)=24 may need 9664 training examples, but '
+     ['config.partition: num_large=1 x large_size=64 + num_small=400 x '
+      'max(small_size)=24 = 9664 training examples may be needed, but '
       'medmnist/pneumonia has',
       'Fix: lower partition.large_size']),
     ('small_size_min_above_max', _set('partition.small_size', (24, 16)),
