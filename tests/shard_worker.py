@@ -216,7 +216,7 @@ def _tiny_config(num_devices):
   c.local.local_steps = 2
   c.local.batch_size = 16
   c.rounds = 2
-  c.eval_every = 1
+  c.eval_every = 2  # One compiled chunk: compile time dominates here.
   c.progress = False
   c.num_devices = num_devices
   return c
