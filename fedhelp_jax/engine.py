@@ -81,7 +81,8 @@ class Strategy:
     return f'{self.name}{chunk}: {self.reason}'
 
 
-def resolve_strategy(strategy: str = 'auto', *, chunk_size: Optional[int] = None,
+def resolve_strategy(strategy: str = 'auto', *,
+                     chunk_size: Optional[int] = None,
                      backend: Optional[str] = None) -> Strategy:
   """Resolves ``strategy`` (possibly 'auto') for a backend.
 
