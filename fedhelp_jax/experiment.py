@@ -8,6 +8,7 @@ and between chunks evaluates, logs JSONL metrics, checkpoints and updates
 the progress bar. It is the only place that syncs with the device.
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -376,7 +377,12 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     steady_s += time.time() - t0
     t_host = time.time()
     events, server_round = _nonfinite_events(round_metrics, r, info)
-    if server_round is not None or (events and nonfinite == 'stop'):
+    num_silos = sum(len(ix) for ix in info['groups'].values())
+    per_round = collections.Counter(e['round'] for e in events)
+    all_bad = [k for k, v in sorted(per_round.items()) if v >= num_silos]
+    # With every update dropped the server would silently stand still.
+    if server_round is not None or all_bad or (
+        events and nonfinite == 'stop'):
       kept = manager.latest_round()
       progress.close()
       logger.close()
@@ -384,13 +390,21 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       where = (f'The last good checkpoint (round {kept}) is kept in '
                f'{manager.directory}.' if kept else
                'No checkpoint was written yet.')
-      problem = (_describe_event(events[0]) if events else
-                 f'round {server_round}: the server state became non-finite.')
-      raise NonFiniteError(
-          f'{problem} {where} Fix: check that silo\'s data, or lower the '
-          'learning rate (config.hparams.lr; a new --workdir or --noresume '
-          "then starts over), or rerun with --config.nonfinite=skip to "
-          "resume from the checkpoint and drop such silos' updates.")
+      if nonfinite == 'skip' and all_bad:
+        problem = (f'round {all_bad[0]}: every silo produced a non-finite '
+                   "train_loss or update, so nonfinite='skip' has nothing "
+                   'left to aggregate.')
+      elif events:
+        problem = _describe_event(events[0])
+      else:
+        problem = f'round {server_round}: the server state became non-finite.'
+      fix = ('check the data of the silos named, or lower the learning rate '
+             '(config.hparams.lr; a new --workdir or --noresume then starts '
+             'over)')
+      if nonfinite == 'stop':
+        fix += (', or rerun with --config.nonfinite=skip to resume from the '
+                "checkpoint and drop such silos' updates")
+      raise NonFiniteError(f'{problem} {where} Fix: {fix}.')
     for e in events:  # nonfinite == 'skip': the engine dropped these updates.
       print(f'[fedhelp_jax] skipped: {_describe_event(e)}')
     r += n

@@ -101,8 +101,8 @@ def _tiny(algorithm=None, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-def _poison(monkeypatch):
-  """Makes one small silo's training images NaN after validation.
+def _poison(monkeypatch, every_silo=False):
+  """Makes one small silo's (or every silo's) training images NaN.
 
   ``validate_federation`` rejects NaN pixels (tested below), so the check is
   bypassed here to get a silo whose training really goes non-finite inside
@@ -112,10 +112,12 @@ def _poison(monkeypatch):
 
   def poisoned(config, raw):
     fed, info = build(config, raw)
-    x = fed[BAD_GROUP]['x'].copy()
-    x[BAD_INDEX] = np.nan
-    fed[BAD_GROUP]['x'] = x
     assert info['groups'][BAD_GROUP][BAD_INDEX] == BAD_SILO
+    for g in fed:
+      if g == BAD_GROUP or every_silo:
+        x = fed[g]['x'].copy()
+        x[slice(None) if every_silo else BAD_INDEX] = np.nan
+        fed[g]['x'] = x
     return fed, info
 
   monkeypatch.setattr(experiment, 'build_federation', poisoned)
@@ -362,6 +364,18 @@ def test_nan_skip_drops_only_that_silos_update(tmp_path, monkeypatch, cached):
     _assert_trees_equal(jax.tree.map(lambda x, k=keep: x[k], a['clients'][g]),
                         jax.tree.map(lambda x, k=keep: x[k], b['clients'][g]))
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(a))
+
+
+def test_nan_skip_stops_when_every_silo_is_bad(tmp_path, monkeypatch, cached):
+  del cached
+  _poison(monkeypatch, every_silo=True)
+  with pytest.raises(experiment.NonFiniteError) as err:
+    experiment.run_experiment(_tiny(rounds=2, eval_every=2, nonfinite='skip'),
+                              str(tmp_path))
+  assert str(err.value).startswith(
+      "round 1: every silo produced a non-finite train_loss or update, so "
+      "nonfinite='skip' has nothing left to aggregate. No checkpoint was "
+      'written yet.')
 
 
 # ---------------------------------------------------------------------------
