@@ -198,8 +198,9 @@ def test_resume_after_sigkill_is_bit_exact(reference_run, cli_env, tmp_path):
         time.sleep(0.005)
       proc.send_signal(signal.SIGKILL)
     finally:
-      if proc.poll() is None and proc.returncode is None:
-        proc.wait(timeout=60)
+      if proc.poll() is None:
+        proc.kill()  # Cleanup if an assertion above failed.
+      proc.wait(timeout=60)
   assert proc.returncode == -signal.SIGKILL, (
       'the run finished before it was killed:\n' + log_path.read_text())
   killed_at = _steps(ckpt_dir)[-1]
