@@ -44,7 +44,10 @@ def classification_base() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(
       {'name': 'cnn', 'norm': 'group'})
   c.local = local_training(batch_size=32, local_steps=10)
-  c.hparams = ml_collections.ConfigDict({'lr': 0.05, 'momentum': 0.9})
+  # lr 0.05 (with momentum 0.9) collapsed this 32-64 channel CNN to the
+  # majority class within 5 rounds (AUC 0.50 for 30 rounds); 0.01 trains
+  # (seed 0, 10 rounds: accuracy 0.86, AUC 0.94).
+  c.hparams = ml_collections.ConfigDict({'lr': 0.01, 'momentum': 0.9})
   c.aggregation = 'samples'
   c.rounds = 30
   c.eval_every = 5
