@@ -3,6 +3,9 @@ r"""FedHelp vs baselines: all methods x seeds, results JSON and a figure.
 
   python -m experiments.fedhelp_table --experiment=cls
   python -m experiments.fedhelp_table --experiment=seg --seeds=3
+  python -m experiments.fedhelp_table --experiment=cls --local_epochs=1 \
+      --methods=fedhelp,fedavg,local,fml,fedavg_fm \
+      --out=experiments/results/fedhelp_cls_epoch1
 
 For one experiment (``experiments/configs/fedhelp_{cls,seg}.py``) this builds
 the silos ONCE (the same partition for every method and seed), runs every
@@ -28,6 +31,7 @@ is the faster one measured on the 2-core CPU.
 large silos separately, every metric) from the JSON files of a finished run.
 """
 
+import ast
 import copy
 import json
 import os
@@ -52,6 +56,13 @@ _SEEDS = flags.DEFINE_integer('seeds', 3, 'Training seeds per method.')
 _METHODS = flags.DEFINE_list('methods', None, 'Subset of methods (default: '
                              'all of the config module).')
 _ROUNDS = flags.DEFINE_integer('rounds', None, 'Override config.rounds.')
+_LOCAL_EPOCHS = flags.DEFINE_float(
+    'local_epochs', None, 'Train every silo for this many local epochs '
+    'instead of the config\'s fixed local_steps (e.g. 1.0, as in the '
+    'authors\' code; small silos then take fewer steps than large ones).')
+_OVERRIDE = flags.DEFINE_multi_string(
+    'override', None, 'key=value set on EVERY method\'s config, e.g. '
+    '--override=hparams.lr=0.01 (repeatable; values are Python literals).')
 _SEED_MODE = flags.DEFINE_enum('seed_mode', 'sequential',
                                 ['sequential', 'vmap'],
                                 'Seeds one after another, or vmapped.')
@@ -69,6 +80,30 @@ def _config_module(name):
   else:
     from experiments.configs import fedhelp_seg as module
   return module
+
+
+def _apply_flags(config):
+  """``--rounds`` / ``--local_epochs`` / ``--override`` on a config."""
+  if _ROUNDS.value:
+    config.rounds = _ROUNDS.value
+  if _LOCAL_EPOCHS.value is not None:
+    config.local.local_steps = None
+    config.local.local_epochs = float(_LOCAL_EPOCHS.value)
+  for item in _OVERRIDE.value or ():
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise ValueError(f'--override wants key=value, got {item!r}.')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.split('.')
+    node = config
+    for name in parents:
+      node = node[name]
+    with node.unlocked():
+      node[leaf] = value
+  return config
 
 
 def _group_stats(values):
@@ -105,8 +140,12 @@ def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
   metric = experiment.primary_metric(task)
 
   def check(round_metrics, r, seed):
-    problem = experiment._nonfinite_report(round_metrics, r - every, info)  # pylint: disable=protected-access
-    if problem:
+    events, server_round = experiment._nonfinite_events(  # pylint: disable=protected-access
+        round_metrics, r - every, info)
+    if events or server_round is not None:
+      problem = (experiment._describe_event(events[0]) if events  # pylint: disable=protected-access
+                 else f'round {server_round}: the server state became '
+                 'non-finite.')
       raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
 
   def point(ev, r):
@@ -219,9 +258,7 @@ def time_seed_modes(module, method, raw, fed0, info0, seeds, log):
   """Wall time of one method's seeds: one vmapped program vs one by one."""
   out = {'method': method, 'seeds': len(seeds)}
   for mode in ('sequential', 'vmap'):
-    config = module.get_config(method)
-    if _ROUNDS.value:
-      config.rounds = _ROUNDS.value
+    config = _apply_flags(module.get_config(method))
     rec = run_method(config, raw, fed0, info0, seeds, lambda _: None, mode)
     out[mode] = {'compile_s': rec['compile_s'], 'total_s': rec['wall_s'],
                  'run_s': rec['wall_s'] - rec['compile_s'],
@@ -293,16 +330,12 @@ def main(argv):
     print(msg, flush=True)
     lines.append(msg)
 
-  base = module.get_config()
-  if _ROUNDS.value:
-    base.rounds = _ROUNDS.value
+  base = _apply_flags(module.get_config())
   raw = experiment.load_raw(base)
   fed0, info0 = experiment.build_federation(base, raw)
   records = {}
   for m in methods:
-    config = module.get_config(m)
-    if _ROUNDS.value:
-      config.rounds = _ROUNDS.value
+    config = _apply_flags(module.get_config(m))
     log(f'[{m}] aggregation={config.aggregation}')
     records[m] = run_method(config, raw, fed0, info0, seeds, log,
                             _SEED_MODE.value)
@@ -334,6 +367,9 @@ def main(argv):
       'wall_time_s': wall, 'device': str(jax.devices()[0]),
       'backend': jax.default_backend(), 'jax': jax.__version__,
       'rounds': int(base.rounds),
+      'local': {k: base.local[k] for k in ('batch_size', 'local_steps',
+                                           'local_epochs', 'optimizer')},
+      'overrides': list(_OVERRIDE.value or []),
       'method_wall_s': {m: r['wall_s'] for m, r in records.items()},
       'method_compile_s': {m: r['compile_s'] for m, r in records.items()},
       'seed_mode': _SEED_MODE.value,
