@@ -36,9 +36,12 @@ def _parse_ints(s):
   return [int(v) for v in s.split(',') if v]
 
 
-def measure_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
-                     rounds_per_call, repeats, seed=0):
-  """Compile time and steady-state seconds per round of one strategy."""
+def prepare_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
+                     rounds_per_call, seed=0):
+  """Compiles one strategy; returns ``(call, info)`` after a warm-up call.
+
+  ``call()`` runs ``rounds_per_call`` rounds and blocks.
+  """
   fn, resolved = common.compiled_rounds(alg, rounds_per_call,
                                         strategy=strategy,
                                         chunk_size=chunk_size)
@@ -53,15 +56,13 @@ def measure_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
     common.block((box[0], metrics))
 
   call()  # Warm-up (first execution allocates buffers).
-  times = common.time_calls(call, repeats)
-  return {'strategy': strategy, 'resolved': resolved.name,
-          'chunk_size': resolved.chunk_size,
-          'round_s': common.median(times) / rounds_per_call,
-          'compile_s': compile_s}
+  return call, {'strategy': strategy, 'resolved': resolved.name,
+                'chunk_size': resolved.chunk_size, 'compile_s': compile_s,
+                'rounds_per_call': rounds_per_call}
 
 
-def measure_loop(alg, hparams, data, weights, *, repeats, seed=0):
-  """Seconds per round of the per-client Python loop (after a warm-up)."""
+def prepare_loop(alg, hparams, data, weights, *, seed=0):
+  """The per-client Python loop; ``(call, info)`` after a warm-up round."""
   loop = engine.build_round(alg, ('silos',), strategy='loop')
   box = [engine.init_state(alg, data, seed)]
 
@@ -71,10 +72,23 @@ def measure_loop(alg, hparams, data, weights, *, repeats, seed=0):
 
   t0 = time.perf_counter()
   call()  # Compiles the single-silo step and the server step.
-  first_s = time.perf_counter() - t0
-  times = common.time_calls(call, repeats)
-  round_s = common.median(times)
-  return {'round_s': round_s, 'compile_s': max(first_s - round_s, 0.0)}
+  return call, {'first_call_s': time.perf_counter() - t0,
+                'rounds_per_call': 1}
+
+
+def interleaved_round_times(calls, repeats):
+  """Median seconds per round of each call, timed in alternation.
+
+  Every repeat times each call once, in turn, so a change in background load
+  hits all of them alike and the ratios stay fair.
+  """
+  times = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, (call, info) in calls.items():
+      t0 = time.perf_counter()
+      call()
+      times[name].append((time.perf_counter() - t0) / info['rounds_per_call'])
+  return {name: common.median(ts) for name, ts in times.items()}
 
 
 def find_max_silos(args, alg, hparams, strategy):
@@ -85,8 +99,8 @@ def find_max_silos(args, alg, hparams, strategy):
         silos, args.batch_size * args.local_steps)
     try:
       data, weights = jax.device_put((data, weights))
-      measure_compiled(alg, hparams, data, weights, strategy=strategy,
-                       chunk_size=None, rounds_per_call=1, repeats=1)
+      prepare_compiled(alg, hparams, data, weights, strategy=strategy,
+                       chunk_size=None, rounds_per_call=1)
       largest = silos
       print(f'  {silos} silos: fits', flush=True)
     except Exception as e:  # pylint: disable=broad-except
@@ -155,23 +169,30 @@ def main(argv=None):
         silos, args.batch_size * args.local_steps)
     data, weights = jax.device_put((data, weights))
     images = silos * args.local_steps * args.batch_size
-    # The loop baseline uses XLA's convolution: the library default.
-    loop = None
-    if silos <= args.loop_max_silos:
-      loop = measure_loop(*workloads[args.convs.split(',')[0]], data, weights,
-                          repeats=args.repeats)
+    calls = {}
     for conv, strategy, chunk in runs:
       alg, hparams = workloads[conv]
-      m = measure_compiled(alg, hparams, data, weights, strategy=strategy,
-                           chunk_size=chunk,
-                           rounds_per_call=args.rounds_per_call,
-                           repeats=args.repeats)
+      calls[(conv, strategy, chunk)] = prepare_compiled(
+          alg, hparams, data, weights, strategy=strategy, chunk_size=chunk,
+          rounds_per_call=args.rounds_per_call)
+    # The loop baseline uses XLA's convolution: the library default.
+    with_loop = silos <= args.loop_max_silos
+    if with_loop:
+      calls['loop'] = prepare_loop(*workloads[args.convs.split(',')[0]],
+                                   data, weights)
+    round_s = interleaved_round_times(calls, args.repeats)
+    loop_s = round_s.get('loop')
+    for key, (_, m) in calls.items():
+      if key == 'loop':
+        continue
+      conv, strategy, _ = key
       row = {'silos': silos, 'conv': conv, 'images_per_round': images, **m,
-             'images_per_s': images / m['round_s'],
-             'loop_round_s': loop and loop['round_s'],
-             'loop_compile_s': loop and loop['compile_s'],
-             'loop_images_per_s': loop and images / loop['round_s'],
-             'speedup_vs_loop': loop and loop['round_s'] / m['round_s'],
+             'round_s': round_s[key], 'images_per_s': images / round_s[key],
+             'loop_round_s': loop_s,
+             'loop_first_call_s': with_loop and calls['loop'][1][
+                 'first_call_s'],
+             'loop_images_per_s': loop_s and images / loop_s,
+             'speedup_vs_loop': loop_s and loop_s / round_s[key],
              'peak_device_bytes': common.peak_device_bytes()}
       record['rows'].append(row)
       name = strategy + (f'({m["chunk_size"]})' if m['resolved'] == 'chunked'
@@ -180,11 +201,13 @@ def main(argv=None):
       if strategy == 'auto':
         name = f"{conv}:auto={m['resolved']}" + (
             f"({m['chunk_size']})" if m['resolved'] == 'chunked' else '')
-      loop_ips = f"{row['loop_images_per_s']:11.0f}" if loop else ' ' * 11
-      ratio = f"{row['speedup_vs_loop']:7.2f}x" if loop else ' ' * 8
-      print(f"{silos:>6} {name:>24} {m['round_s']:9.3f} "
+      loop_ips = (f"{row['loop_images_per_s']:11.0f}" if with_loop
+                  else ' ' * 11)
+      ratio = f"{row['speedup_vs_loop']:7.2f}x" if with_loop else ' ' * 8
+      print(f"{silos:>6} {name:>24} {round_s[key]:9.3f} "
             f"{row['images_per_s']:10.0f} {loop_ips} {ratio} "
             f"{m['compile_s']:9.1f}", flush=True)
+    del calls
     del data, weights
   if args.find_max_silos:
     print('largest silo count whose compiled round fits (auto):', flush=True)
