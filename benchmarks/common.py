@@ -36,11 +36,23 @@ def device_record() -> dict[str, Any]:
          'num_devices': jax.device_count(), 'jax': jax.__version__,
          'host_cpus': os.cpu_count(), 'platform': platform.platform(),
          'python': platform.python_version()}
+  rec['host_cpu_model'] = _cpu_model()
   if hasattr(os, 'getloadavg'):
     # Another process on the host skews CPU timings; record the load so a
     # reader can tell.
     rec['load_avg_1m_at_start'] = round(os.getloadavg()[0], 2)
   return rec
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
 
 
 def make_federation(num_silos: int, examples: int, *, hw: int = 28,

@@ -10,12 +10,13 @@ seed (initial weights, data order) and learning rate, on the same silos.
     fair baseline: no recompilation between configs).
 
 Steady-state seconds and compile seconds are reported separately, for
-K = 1, 4, 8, 16, for two workloads: the default CNN on 28x28 images, and
+K = 1, 4, 8, 16, for three workloads: the default CNN on 28x28 images with
+XLA's convolution and with the im2col convolution (``model.conv``), and
 logistic regression on 30 tabular features (the pFedNet tabular task's
 shape). JSON goes to ``benchmarks/results/sweep-<backend>.json``.
 
   python -m benchmarks.sweep
-  python -m benchmarks.sweep --configs 1,4,8,16 --workloads cnn
+  python -m benchmarks.sweep --configs 1,4,8,16 --workloads cnn,cnn_im2col
 """
 
 import argparse
@@ -30,9 +31,10 @@ from benchmarks import common
 from fedhelp_jax import engine
 
 _WORKLOADS = {
-    # name: (model, make_federation kwargs, local_steps, batch_size)
-    'cnn': ('cnn', {}, 4, 32),
-    'logreg': ('logreg', {'features': 30}, 10, 16),
+    # name: (model, conv, make_federation kwargs, local_steps, batch_size)
+    'cnn': ('cnn', 'xla', {}, 4, 32),
+    'cnn_im2col': ('cnn', 'im2col', {}, 4, 32),
+    'logreg': ('logreg', None, {'features': 30}, 10, 16),
 }
 
 
@@ -48,9 +50,9 @@ def _configs(alg, data, hparams, k):
   return states, hps
 
 
-def measure(workload, k, *, silos, rounds, repeats, conv='xla'):
+def measure(workload, k, *, silos, rounds, repeats):
   """Steady and compile seconds of the sweep and of the sequential runs."""
-  model, fed_kwargs, steps, batch = _WORKLOADS[workload]
+  model, conv, fed_kwargs, steps, batch = _WORKLOADS[workload]
   alg, hparams = common.fedavg_workload(model, batch_size=batch,
                                         local_steps=steps, conv=conv)
   data, weights = common.make_federation(silos, batch * steps, **fed_kwargs)
@@ -80,8 +82,12 @@ def measure(workload, k, *, silos, rounds, repeats, conv='xla'):
 
   run_sweep()
   run_sequential()  # Warm-ups.
-  sweep_s = common.median(common.time_calls(run_sweep, repeats))
-  seq_s = common.median(common.time_calls(run_sequential, repeats))
+  # Alternate the two so a change in background load hits both alike.
+  sweep_t, seq_t = [], []
+  for _ in range(repeats):
+    sweep_t += common.time_calls(run_sweep, 1)
+    seq_t += common.time_calls(run_sequential, 1)
+  sweep_s, seq_s = common.median(sweep_t), common.median(seq_t)
   return {'workload': workload, 'conv': conv, 'configs': k, 'silos': silos,
           'rounds': rounds, 'strategy': round_fn.strategy.name,
           'chunk_size': round_fn.strategy.chunk_size,
@@ -96,12 +102,11 @@ def measure(workload, k, *, silos, rounds, repeats, conv='xla'):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--configs', default='1,4,8,16')
-  parser.add_argument('--workloads', default='cnn,logreg')
+  parser.add_argument('--workloads', default='cnn,cnn_im2col,logreg',
+                      help=f'some of {sorted(_WORKLOADS)}')
   parser.add_argument('--silos', type=int, default=8)
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--repeats', type=int, default=3)
-  parser.add_argument('--conv', default='xla', choices=('xla', 'im2col'),
-                      help='convolution implementation of the CNN')
   parser.add_argument('--out', default=common.RESULTS_DIR)
   args = parser.parse_args(argv)
   record = {'benchmark': 'sweep', **common.device_record(),
@@ -115,7 +120,7 @@ def main(argv=None):
   for workload in args.workloads.split(','):
     for k in (int(v) for v in args.configs.split(',')):
       row = measure(workload, k, silos=args.silos, rounds=args.rounds,
-                    repeats=args.repeats, conv=args.conv)
+                    repeats=args.repeats)
       record['rows'].append(row)
       print(f"{workload:>8} {k:>3} {row['sweep_s']:8.3f} "
             f"{row['sequential_s']:8.3f} {row['speedup']:7.2f}x "
