@@ -54,13 +54,16 @@ def _allclose_metrics(a, b):
 
 def test_grid_expands_the_product_in_order():
   base = _tiny()
+  base_seed, base_lr = base.seed, base.hparams.lr
   configs = sweep.grid(base, {'hparams.lr': [0.1, 0.03], 'seed': [0, 1, 2],
                               'hparams.mu': [0.5]})
   assert len(configs) == 6
   assert [(c.hparams.lr, c.seed) for c in configs] == [
       (0.1, 0), (0.1, 1), (0.1, 2), (0.03, 0), (0.03, 1), (0.03, 2)]
   assert all(c.hparams.mu == 0.5 for c in configs)  # New hparams are allowed.
-  assert base.seed == 0 and base.hparams.lr == 0.05  # Base untouched.
+  # Base untouched.
+  assert (base.seed, base.hparams.lr) == (base_seed, base_lr)
+  assert base_lr not in (0.1, 0.03)
   assert 'mu' not in base.hparams
   configs[0].model.features = (9,)
   assert configs[1].model.features == (4,)  # Deep copies.
