@@ -5,6 +5,8 @@ Tiny PneumoniaMNIST federations (1 large + 3 small silos, a 4-channel CNN,
 2 local steps, 2 rounds) keep every compile to a few seconds on a CPU.
 """
 
+import types
+
 import jax
 import numpy as np
 import pytest
@@ -141,3 +143,15 @@ def test_sweep_rejects_sharded_and_loop_configs():
     sweep.run_sweep([_tiny(num_devices=2)])
   with pytest.raises(ValueError, match="strategy='loop'"):
     sweep.run_sweep([_tiny(strategy='loop')])
+
+
+def test_cpu_hint_for_vmapped_conv_configs():
+  program = lambda members: types.SimpleNamespace(members=members)
+  cnn = _tiny()
+  hint = sweep._cpu_conv_hint([cnn, cnn], [program([0, 1])])
+  assert "model.conv='im2col'" in hint and 'vmap=False' in hint
+  # No hint for sequential programs or for im2col models.
+  assert sweep._cpu_conv_hint([cnn, cnn], [program([0]), program([1])]) is None
+  im2col = _tiny()
+  im2col.model.conv = 'im2col'
+  assert sweep._cpu_conv_hint([im2col, im2col], [program([0, 1])]) is None

@@ -42,7 +42,8 @@ def classification_base() -> ml_collections.ConfigDict:
       {'num_large': 3, 'num_small': 20, 'large_size': 1000,
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 100})
   c.model = ml_collections.ConfigDict(
-      {'name': 'cnn', 'norm': 'group'})
+      {'name': 'cnn', 'norm': 'group',
+       'conv': 'xla'})
   c.local = local_training(batch_size=32, local_steps=10)
   # lr 0.05 (with momentum 0.9) collapsed this 32-64 channel CNN to the
   # majority class within 5 rounds (AUC 0.50 for 30 rounds); 0.01 trains

@@ -53,9 +53,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.classification_base()
   c.algorithm = arg or 'fedhelp'
   c.model = ml_collections.ConfigDict(
-      {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group'})
+      {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group',
+       'conv': 'xla'})
   c.large_model = ml_collections.ConfigDict(
-      {'name': 'resnet', 'depth': 8, 'width': 1, 'norm': 'group'})
+      {'name': 'resnet', 'depth': 8, 'width': 1, 'norm': 'group',
+       'conv': 'xla'})
   c.local = common.local_training(batch_size=16, local_steps=5)
   c.hparams = ml_collections.ConfigDict({'lr': 0.05, 'momentum': 0.9})
   if c.algorithm == 'fedhelp':

@@ -35,7 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {'num_large': 2, 'num_small': 6, 'large_size': 300,
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 60})
   c.model = ml_collections.ConfigDict(
-      {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group'})
+      {'name': 'cnn', 'features': (8, 16), 'dense': 32, 'norm': 'group',
+       'conv': 'xla'})
   c.local = common.local_training(batch_size=16, local_steps=5)
   c.hparams.lr = 0.05
   c.rounds = 15

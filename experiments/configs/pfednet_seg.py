@@ -43,7 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
        'small_size': (12, 20), 'test_fraction': 0.25, 'shift_large': True,
        'test_size': 1, 'label_skew_alpha': None})
   c.model = ml_collections.ConfigDict(
-      {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group'})
+      {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group',
+       'conv': 'xla'})
   c.local = common.local_training(batch_size=8, local_steps=10)
   c.hparams.lr = 0.05
   c.rounds = 30
