@@ -43,17 +43,7 @@ METHODS = fedhelp_cls.METHODS
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The FedHelp segmentation config; ``arg`` picks the algorithm."""
   c = fedhelp_cls.get_config(arg)
-  c.task = 'segmentation'
-  c.num_classes = 3
-  c.dataset = ml_collections.ConfigDict(
-      {'name': 'brain_slices', 'data_dir': None, 'manual_dir': None})
-  c.partition = ml_collections.ConfigDict(
-      {'num_large': 2, 'num_small': 4, 'large_size': 100,
-       'small_size': (12, 20), 'test_fraction': 0.25, 'shift_large': True,
-       'test_size': 1, 'label_skew_alpha': None})
-  c.model = ml_collections.ConfigDict(
-      {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group',
-       'conv': 'xla'})
+  common.make_brain_segmentation(c)
   c.large_model = ml_collections.ConfigDict(
       {'name': 'unet', 'base_features': 8, 'levels': 3, 'norm': 'group',
        'conv': 'xla'})

@@ -34,17 +34,7 @@ METHODS = pfednet_tabular.METHODS
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The segmentation config; ``arg`` picks the algorithm."""
   c = pfednet_tabular.get_config(arg)
-  c.task = 'segmentation'
-  c.num_classes = 3
-  c.dataset = ml_collections.ConfigDict(
-      {'name': 'brain_slices', 'data_dir': None, 'manual_dir': None})
-  c.partition = ml_collections.ConfigDict(
-      {'num_large': 2, 'num_small': 4, 'large_size': 100,
-       'small_size': (12, 20), 'test_fraction': 0.25, 'shift_large': True,
-       'test_size': 1, 'label_skew_alpha': None})
-  c.model = ml_collections.ConfigDict(
-      {'name': 'unet', 'base_features': 4, 'levels': 3, 'norm': 'group',
-       'conv': 'xla'})
+  common.make_brain_segmentation(c)
   c.local = common.local_training(batch_size=8, local_steps=10)
   c.hparams.lr = 0.05
   c.rounds = 30
