@@ -9,11 +9,12 @@ the progress bar. It is the only place that syncs with the device.
 """
 
 import collections
+import copy
 import hashlib
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -149,6 +150,40 @@ def hparams_from_config(config) -> dict[str, jax.Array]:
   for key, value in config.get('hparams', {}).items():
     hp[key] = value
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+
+
+class Federation(NamedTuple):
+  """The host-side silos of one config, ready to be put on device."""
+  task: tasks.Task
+  fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
+  info: dict[str, Any]
+  groups: tuple[str, ...]
+  weights: dict[str, np.ndarray]
+  hparams: dict[str, jax.Array]
+
+
+def prepare_federation(config, raw) -> Federation:
+  """Validates, partitions, packs and prepares the silos of ``config``.
+
+  The host setup shared by ``run_experiment`` and ``sweep.run_sweep``; it
+  runs before anything is compiled. ``raw`` is ``load_raw(config)`` (a sweep
+  shares one load between configs with the same data fields).
+  """
+  task = tasks.make_task(config.task, int(config.num_classes))
+  validate.validate_partition_fits(config, raw)
+  fed, info = build_federation(config, raw)
+  # Datasets with natural sites hand out dicts cached in ``raw``: copy them so
+  # a prepare hook of one run cannot leak into another sharing ``raw``.
+  fed = {g: dict(d) for g, d in fed.items()}
+  info = copy.deepcopy(info)
+  validate.validate_federation(fed, task)
+  fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
+  groups = tuple(g for g in GROUPS if g in fed)
+  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
+         for g, d in fed.items()}
+  weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
+  return Federation(task, fed, info, groups, weights,
+                    hparams_from_config(config))
 
 
 # Fields that do not change a run's numbers: reporting, the round budget
@@ -297,19 +332,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       keep=int(config.get('checkpoint_keep', 2)),
       hashed_config=hashed_config(config))
   manager.check_resume(resume)  # Refuse a bad resume before loading data.
-  task = tasks.make_task(config.task, int(config.num_classes))
-  raw = load_raw(config)
-  validate.validate_partition_fits(config, raw)
-  fed, info = build_federation(config, raw)
-  validate.validate_federation(fed, task)
-  fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
-  groups = tuple(g for g in GROUPS if g in fed)
-  host_only = {g: {k: v for k, v in d.items() if k.startswith('_')}
-               for g, d in fed.items()}
-  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
-         for g, d in fed.items()}
-  weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
-  hparams = hparams_from_config(config)
+  task, fed, info, groups, weights, hparams = prepare_federation(
+      config, load_raw(config))
   alg = algorithms.build(config.algorithm, config, task, groups, info=info)
 
   mesh = None

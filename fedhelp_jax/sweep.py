@@ -33,7 +33,6 @@ between calls. Sweeps keep no checkpoints and run on one device
 (``num_devices`` must be 1).
 """
 
-import copy
 import difflib
 import itertools
 import json
@@ -86,17 +85,23 @@ def grid(base: ml_collections.ConfigDict,
   """
   keys = list(axes)
   for key in keys:  # Fail before building anything.
-    _set_path(base.copy_and_resolve_references(), key, None, check_only=True)
+    set_field(base.copy_and_resolve_references(), key, None, check_only=True)
   out = []
   for values in itertools.product(*(list(axes[k]) for k in keys)):
     config = base.copy_and_resolve_references()
     for key, value in zip(keys, values):
-      _set_path(config, key, value)
+      set_field(config, key, value)
     out.append(config)
   return out
 
 
-def _set_path(config, path: str, value, *, check_only: bool = False):
+def set_field(config, path: str, value, *, check_only: bool = False):
+  """Sets the dotted ``path`` of ``config`` (e.g. 'hparams.lr') to ``value``.
+
+  The path must exist, except new names under ``hparams``; otherwise a
+  ``KeyError`` names the missing field and suggests a close one. With
+  ``check_only`` nothing is set.
+  """
   *parents, leaf = path.split('.')
   node = config
   for i, part in enumerate(parents):
@@ -115,7 +120,7 @@ def _set_path(config, path: str, value, *, check_only: bool = False):
 def _unknown(path, prefix, node, part) -> str:
   close = difflib.get_close_matches(part, list(node.keys()), n=1)
   hint = f' Did you mean {close[0]!r}?' if close else ''
-  return (f'grid: {path!r}: the config has no field {prefix!r}.{hint} '
+  return (f'{path!r}: the config has no field {prefix!r}.{hint} '
           f'Fields here: {sorted(node.keys())}.')
 
 
@@ -127,7 +132,6 @@ def _unknown(path, prefix, node, part) -> str:
 class _Setup(NamedTuple):
   config: Any
   task: tasks.Task
-  raw: Mapping[str, Any]
   fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
   info: dict[str, Any]
   weights: dict[str, np.ndarray]
@@ -138,8 +142,8 @@ class _Setup(NamedTuple):
 def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
   """Validates ``config`` and builds its federation, as run_experiment does.
 
-  The same steps in the same order as ``run_experiment`` (which interleaves
-  them with its checkpoint checks); keep the two in step.
+  Both use ``experiment.prepare_federation``; the dataset is loaded once per
+  distinct (dataset, partition, seed).
   """
   if int(config.get('num_devices', 1)) != 1:
     raise ValueError(
@@ -151,29 +155,15 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
                      "run_sweep needs a compiled strategy ('auto', 'vmap' "
                      "or 'chunked').")
   validate.validate_config(config)
-  task = tasks.make_task(config.task, int(config.num_classes))
   # load_raw reads the dataset, partition and seed fields only.
   key = json.dumps([config.dataset.to_dict(),
                     config.get('partition', ml_collections.ConfigDict())
                     .to_dict(), int(config.seed)], sort_keys=True, default=str)
   if key not in raw_cache:
     raw_cache[key] = experiment.load_raw(config)
-  raw = raw_cache[key]
-  validate.validate_partition_fits(config, raw)
-  fed, info = experiment.build_federation(config, raw)
-  # Datasets with natural sites hand out the cached dicts: copy them so a
-  # prepare hook of one config cannot leak into another.
-  fed = {g: dict(d) for g, d in fed.items()}
-  info = copy.deepcopy(info)
-  validate.validate_federation(fed, task)
-  fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
-  groups = tuple(g for g in experiment.GROUPS if g in fed)
-  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
-         for g, d in fed.items()}
-  weights = experiment.aggregation_weights(
-      fed, config.get('aggregation', 'samples'))
-  hparams = experiment.hparams_from_config(config)
-  return _Setup(config, task, raw, fed, info, weights, hparams, groups)
+  f = experiment.prepare_federation(config, raw_cache[key])
+  return _Setup(config, f.task, f.fed, f.info, f.weights, f.hparams,
+                f.groups)
 
 
 # ---------------------------------------------------------------------------
