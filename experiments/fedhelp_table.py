@@ -46,6 +46,7 @@ import numpy as np
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import sweep
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
@@ -97,12 +98,7 @@ def _apply_flags(config):
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
-    *parents, leaf = key.split('.')
-    node = config
-    for name in parents:
-      node = node[name]
-    with node.unlocked():
-      node[leaf] = value
+    sweep.set_field(config, key, value)
   return config
 
 

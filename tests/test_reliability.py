@@ -29,6 +29,7 @@ from fedhelp_jax import checkpoint as ckpt_lib
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
+from fedhelp_jax import sweep
 from fedhelp_jax import validate
 from tests import conftest
 from tests import tiny_config
@@ -93,11 +94,7 @@ def _rounds_logged(workdir) -> list[int]:
 def _tiny(algorithm=None, **overrides) -> ml_collections.ConfigDict:
   config = tiny_config.get_config(algorithm)
   for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    sweep.set_field(config, key, value)
   return config
 
 

@@ -34,12 +34,8 @@ def _tiny(**overrides):
   c.rounds = 2
   c.eval_every = 1
   c.progress = False
-  for path, value in overrides.items():
-    node = c
-    *parents, leaf = path.split('__')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  for path, value in overrides.items():  # 'a__b' stands for 'a.b'.
+    sweep.set_field(c, path.replace('__', '.'), value)
   return c
 
 
