@@ -33,6 +33,7 @@ large silos separately, every metric) from the JSON files of a finished run.
 
 import ast
 import copy
+import importlib
 import json
 import os
 import time
@@ -51,8 +52,11 @@ from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 
-_EXPERIMENT = flags.DEFINE_enum('experiment', 'cls', ['cls', 'seg'],
-                                'Which table.')
+EXPERIMENTS = ('cls', 'seg', 'cls_authors', 'cls_hetero', 'blood_authors',
+               'seg_authors', 'ablations')
+_EXPERIMENT = flags.DEFINE_enum(
+    'experiment', 'cls', EXPERIMENTS,
+    'Which table: the config module experiments/configs/fedhelp_<name>.py.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Training seeds per method.')
 _METHODS = flags.DEFINE_list('methods', None, 'Subset of methods (default: '
                              'all of the config module).')
@@ -76,11 +80,7 @@ _OUT = flags.DEFINE_string('out', None, 'Output directory (default '
 
 
 def _config_module(name):
-  if name == 'cls':
-    from experiments.configs import fedhelp_cls as module
-  else:
-    from experiments.configs import fedhelp_seg as module
-  return module
+  return importlib.import_module(f'experiments.configs.fedhelp_{name}')
 
 
 def _apply_flags(config):

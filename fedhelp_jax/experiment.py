@@ -71,13 +71,88 @@ def load_raw(config) -> dict[str, Any]:
     conv = lambda s: (splits[s]['image'].astype(np.float32) / 255.0,
                       splits[s]['label'].astype(np.int32))
     (tx, ty), (vx, vy), (sx, sy) = conv('train'), conv('val'), conv('test')
-    return {'train_x': tx, 'train_y': ty, 'test_x': sx, 'test_y': sy,
-            'public_x': vx, 'public_y': vy}
+    raw = {'train_x': tx, 'train_y': ty, 'test_x': sx, 'test_y': sy,
+           'public_x': vx, 'public_y': vy}
+    return reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
+                         seed=int(ds.get('reserve_seed') or 0))
   if ds.name == 'brain_slices':
     return data_lib.brain_federation_raw(config)
   if ds.name == 'breast_cancer':
     return data_lib.breast_cancer_raw(config)
   raise ValueError(f'config.dataset.name: unknown dataset {ds.name!r}.')
+
+
+PARTITION_KINDS = ('large_small', 'shares')
+
+
+def _silo_indices(config, raw):
+  """Per-silo train and test indices into ``raw`` (large silos first).
+
+  ``partition.kind``:
+    * 'large_small' (default): ``num_large`` IID silos of ``large_size`` and
+      ``num_small`` silos of ``small_size`` (optionally Dirichlet label
+      skew); each silo's test set is a draw of ``test_size`` official test
+      images with the silo's own label mix.
+    * 'shares': the FedHelp authors' split. The training split is divided by
+      ``shares`` (the first ``num_large`` silos are large) with the global
+      label mix in every silo (``stratified_shares``), and the official test
+      split is divided by the same shares, also with the global label mix.
+  """
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  part = config.partition
+  kind = part.get('kind', 'large_small')
+  seed = int(config.seed)
+  if kind == 'shares':
+    shares = [float(s) for s in part.shares]
+    train = data_lib.stratified_shares(raw['train_y'], shares=shares,
+                                       seed=seed)
+    test = data_lib.stratified_shares(raw['test_y'], shares=shares,
+                                      seed=seed + 1)
+    return train, test
+  small_size = part.small_size
+  if isinstance(small_size, (list, tuple)):
+    small_size = tuple(int(s) for s in small_size)
+  indices = data_lib.large_small_split(
+      raw['train_y'], num_large=int(part.num_large),
+      num_small=int(part.num_small), large_size=int(part.large_size),
+      small_size=small_size, label_skew_alpha=part.get('label_skew_alpha'),
+      seed=seed)
+  rng = np.random.default_rng(seed + 1)
+  test_idx = [_matched_test_indices(raw['train_y'][i], raw['test_y'],
+                                    int(part.test_size), rng)
+              for i in indices]
+  return indices, test_idx
+
+
+def num_silos(partition) -> tuple[int, int]:
+  """``(num_large, num_small)`` of a ``config.partition``."""
+  if partition.get('kind', 'large_small') == 'shares':
+    num_large = int(partition.num_large)
+    return num_large, len(partition.shares) - num_large
+  return int(partition.num_large), int(partition.num_small)
+
+
+def reserve_split(raw, fraction: float, *, seed: int) -> dict[str, Any]:
+  """Removes a stratified ``fraction`` of the training split BEFORE
+  partitioning, as ``raw['reserve_x'/'reserve_y']``.
+
+  The reserve is never silo data: it trains the in-domain foundation-model
+  proxy (``config.fm.proxy_data='reserved'``). It is taken whatever the
+  algorithm, so every method of a table sees the same silos.
+  """
+  if fraction == 0.0:
+    return raw
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f'config.dataset.reserve_fraction must be in [0, 1), '
+                     f'got {fraction}.')
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  reserve, keep = data_lib.stratified_split(
+      raw['train_y'], [fraction, 1.0 - fraction], seed=seed)
+  out = dict(raw)
+  out.update(train_x=raw['train_x'][keep], train_y=raw['train_y'][keep],
+             reserve_x=raw['train_x'][reserve],
+             reserve_y=raw['train_y'][reserve])
+  return out
 
 
 def build_federation(config, raw) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -92,20 +167,10 @@ def build_federation(config, raw) -> tuple[dict[str, Any], dict[str, Any]]:
   if 'silos' in raw:  # Datasets with natural/simulated sites.
     return raw['silos'], raw['info']
   part = config.partition
-  small_size = part.small_size
-  if isinstance(small_size, (list, tuple)):
-    small_size = tuple(int(s) for s in small_size)
-  indices = data_lib.large_small_split(
-      raw['train_y'], num_large=int(part.num_large),
-      num_small=int(part.num_small), large_size=int(part.large_size),
-      small_size=small_size, label_skew_alpha=part.get('label_skew_alpha'),
-      seed=int(config.seed))
-  rng = np.random.default_rng(int(config.seed) + 1)
-  test_idx = [_matched_test_indices(raw['train_y'][i], raw['test_y'],
-                                    int(part.test_size), rng)
-              for i in indices]
-  groups = {'large': slice(0, part.num_large),
-            'small': slice(part.num_large, part.num_large + part.num_small)}
+  indices, test_idx = _silo_indices(config, raw)
+  num_large, num_small = num_silos(part)
+  groups = {'large': slice(0, num_large),
+            'small': slice(num_large, num_large + num_small)}
   fed, info = {}, {'groups': {}, 'train_sizes': [], 'label_counts': []}
   offset = 0
   for g in GROUPS:

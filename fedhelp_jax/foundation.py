@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from fedhelp_jax import metrics as metrics_lib
 from fedhelp_jax import models
@@ -382,7 +383,8 @@ def train_proxy(module, task: tasks.Task, train_x, train_y, *, test_x, test_y,
   opt_state = tx.init(variables['params'])
   n = train_x.shape[0]
   perm, pos = order.permutation(n), 0
-  for _ in range(int(steps)):
+  for _ in tqdm.trange(int(steps), desc='proxy FM training', unit='step',
+                       leave=False, mininterval=2.0):
     if pos + batch_size > n:  # Reshuffle each epoch.
       perm, pos = order.permutation(n), 0
     idx = perm[pos:pos + min(batch_size, n)]
@@ -426,10 +428,14 @@ def _unassigned(num_train: int, fed) -> np.ndarray:
   return np.flatnonzero(~used)
 
 
+PROXY_DATA = ('unassigned', 'large_pooled', 'outside', 'reserved')
+
+
 def fm_config_defaults() -> dict[str, Any]:
   """Defaults of ``config.fm`` (see ``prepare_fm``)."""
   return {'provider': 'proxy', 'path': None, 'cache_dir': 'runs/fm_cache',
           'num_public': None, 'proxy_data': 'unassigned',
+          'outside_subset': 'organa', 'outside_public': 2000,
           'proxy_model': None, 'proxy_steps': 600, 'proxy_batch_size': 64,
           'proxy_lr': 1e-3, 'proxy_seed': 0, 'proxy_fraction': 0.5,
           'temperature': 1.0,
@@ -445,14 +451,88 @@ def fm_settings(config) -> dict[str, Any]:
   if out['provider'] not in PROVIDERS:
     raise ValueError(f'config.fm.provider: unknown provider '
                      f'{out["provider"]!r}; expected one of {PROVIDERS}.')
+  if out['provider'] == 'proxy' and out['proxy_data'] not in PROXY_DATA:
+    raise ValueError(f'config.fm.proxy_data: unknown {out["proxy_data"]!r}; '
+                     f'expected one of {PROXY_DATA}.')
   return out
+
+
+def fm_num_classes(config, task: tasks.Task) -> int:
+  """Classes of the FM's answers (the width of the small model's public head).
+
+  The 'outside' proxy answers over its own dataset's classes (as CLIP in the
+  authors' code answers over the public set's classes); every other source
+  answers over the task's classes. ``config.fedhelp.public_classes``, when
+  set, must agree.
+  """
+  fm = fm_settings(config)
+  if fm['provider'] == 'proxy' and fm['proxy_data'] == 'outside':
+    from fedhelp_jax.data import builders  # Lazy: TFDS is a heavy import.
+    num = builders.MEDMNIST_SUBSETS[fm['outside_subset']].num_classes
+  else:
+    num = task.num_classes
+  given = (config.get('fedhelp', {}) or {}).get('public_classes')
+  if given is not None and int(given) != num:
+    raise ValueError(f'config.fedhelp.public_classes={given} but the FM '
+                     f'(proxy_data={fm["proxy_data"]!r}) answers over {num} '
+                     'classes; remove public_classes or set it to match.')
+  return num
+
+
+def _outside_data(fm) -> dict[str, np.ndarray]:
+  """The 'outside' FM's data: another MedMNIST subset no silo draws from.
+
+  Its official train split is cut (stratified, seeded by ``proxy_seed``)
+  into a public, unlabeled query set of ``outside_public`` images and the
+  FM's training set (the rest); the FM is scored on its official test split.
+  """
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  subset = fm['outside_subset']
+  if subset not in data_lib.MEDMNIST_SUBSETS:
+    raise ValueError(f'config.fm.outside_subset: unknown MedMNIST subset '
+                     f'{subset!r}; expected one of '
+                     f'{sorted(data_lib.MEDMNIST_SUBSETS)}.')
+  splits = data_lib.load_medmnist(subset)
+  x = splits['train']['image'].astype(np.float32) / 255.0
+  y = splits['train']['label']
+  num_public = int(fm['outside_public'])
+  if not 0 < num_public < len(y):
+    raise ValueError(f'config.fm.outside_public must be in [1, {len(y) - 1}] '
+                     f'(the {subset} train split), got {num_public}.')
+  public, train = data_lib.stratified_split(
+      y, [num_public / len(y), 1.0 - num_public / len(y)],
+      seed=int(fm['proxy_seed']))
+  return {'public_x': x[public], 'proxy_x': x[train], 'proxy_y': y[train],
+          'test_x': splits['test']['image'].astype(np.float32) / 255.0,
+          'test_y': splits['test']['label'],
+          'public_index': public, 'proxy_index': train}
+
+
+def match_channels(x: np.ndarray, channels: int) -> np.ndarray:
+  """Grey-scale public images repeated to ``channels`` (e.g. RGB silos)."""
+  if x.shape[-1] == channels:
+    return x
+  if x.shape[-1] == 1:
+    return np.repeat(x, channels, axis=-1)
+  raise ValueError(f'public images have {x.shape[-1]} channels but the silos '
+                   f'have {channels}; use a grey-scale outside subset or '
+                   'silos with the same channels.')
 
 
 def public_and_proxy_data(config, fed, raw):
   """The public query set and the proxy FM's training/test data.
 
   Public set: ``raw['public_x']`` (PneumoniaMNIST: the official val split,
-  labels dropped). Proxy training data, by ``config.fm.proxy_data``:
+  labels dropped), except for 'outside'. Proxy training data, by
+  ``config.fm.proxy_data``:
+    * 'outside': another dataset that no silo draws from
+      (``fm.outside_subset``, default OrganAMNIST, abdominal CT): its own
+      public subset, training set and test split (``_outside_data``); the FM
+      answers over that dataset's classes, like CLIP over the public set's
+      classes in the authors' code;
+    * 'reserved': an in-domain split removed from the training split BEFORE
+      partitioning (``config.dataset.reserve_fraction``), so never silo
+      data;
     * 'unassigned' (default): the official train examples that no silo holds
       (``raw['train_x']`` minus every ``fed[g]['_train_index']``). Datasets
       without a global train split (the simulated brain sites) instead split
@@ -469,9 +549,21 @@ def public_and_proxy_data(config, fed, raw):
     (proxy entries None for the 'precomputed' provider).
   """
   fm = fm_settings(config)
+  if fm['provider'] == 'proxy' and fm['proxy_data'] == 'outside':
+    out = _outside_data(fm)
+    if fm['num_public'] is not None:
+      out['public_x'] = out['public_x'][:int(fm['num_public'])]
+    return out
   public_x = np.asarray(raw['public_x'], np.float32)
   proxy_x = proxy_y = None
-  if fm['provider'] == 'proxy' and fm['proxy_data'] == 'unassigned':
+  if fm['provider'] == 'proxy' and fm['proxy_data'] == 'reserved':
+    if 'reserve_x' not in raw:
+      raise ValueError("config.fm.proxy_data='reserved' needs a reserved "
+                       'split: set config.dataset.reserve_fraction (e.g. '
+                       '0.1), which removes a stratified part of the '
+                       'training split before partitioning.')
+    proxy_x, proxy_y = raw['reserve_x'], raw['reserve_y']
+  elif fm['provider'] == 'proxy' and fm['proxy_data'] == 'unassigned':
     if 'train_x' in raw:
       keep = _unassigned(raw['train_x'].shape[0], fed)
       proxy_x, proxy_y = raw['train_x'][keep], raw['train_y'][keep]
@@ -486,9 +578,6 @@ def public_and_proxy_data(config, fed, raw):
     d = fed['large']
     proxy_x = np.concatenate([d['x'][c, :n] for c, n in enumerate(d['n'])])
     proxy_y = np.concatenate([d['y'][c, :n] for c, n in enumerate(d['n'])])
-  elif fm['provider'] == 'proxy':
-    raise ValueError(f'config.fm.proxy_data: unknown {fm["proxy_data"]!r}; '
-                     "expected 'unassigned' or 'large_pooled'.")
   if fm['num_public'] is not None:
     public_x = public_x[:int(fm['num_public'])]
   if 'test_x' in raw:
@@ -527,9 +616,14 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
   else:
     from fedhelp_jax import algorithms  # Avoid an import cycle.
     model_cfg = fm['proxy_model'] or config.get('large_model') or config.model
-    module = algorithms.make_module(model_cfg, task.num_classes)
+    fm_task = tasks.make_task(task.name, fm_num_classes(config, task))
+    module = algorithms.make_module(model_cfg, fm_task.num_classes)
+    print(f'[fedhelp_jax] training the proxy FM once on '
+          f'{len(split["proxy_y"])} images ({fm["proxy_data"]}, '
+          f'{fm["proxy_steps"]} steps; cached in {fm["cache_dir"]})',
+          flush=True)
     pm = train_proxy(
-        module, task, split['proxy_x'], split['proxy_y'],
+        module, fm_task, split['proxy_x'], split['proxy_y'],
         test_x=split['test_x'], test_y=split['test_y'],
         steps=int(fm['proxy_steps']), batch_size=int(fm['proxy_batch_size']),
         lr=float(fm['proxy_lr']), seed=int(fm['proxy_seed']),
@@ -538,12 +632,17 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
     identity = {'provider': 'proxy', 'module': repr(module),
                 'data': fm['proxy_data'],
                 'weights': _hash_arrays(*jax.tree.leaves(pm.variables))}
-    report.update({'proxy_data': fm['proxy_data'],
+    if fm['proxy_data'] == 'outside':
+      report['outside_subset'] = fm['outside_subset']
+    report.update({'proxy_data': fm['proxy_data'], 'classes':
+                   fm_task.num_classes,
                    'proxy_train_size': pm.train_size,
                    'proxy_test_' + pm.metric: pm.test_score,
                    'proxy_test_size': int(len(split['test_y']))})
   outputs, calls = query_once(provider, public_x, cache_dir=fm['cache_dir'],
                               provider_config=identity, ids=ids)
+  if 'train_x' in raw:  # The small models see the silos' channel count.
+    public_x = match_channels(public_x, raw['train_x'].shape[-1])
   public_q = soften(outputs, temperature=float(fm['temperature']),
                     label_smoothing=float(fm['label_smoothing']))
   report.update({'api_calls': int(calls), 'cache_hit': calls == 0,

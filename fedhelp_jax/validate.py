@@ -115,7 +115,11 @@ def validate_config(config: Any) -> None:
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config, algorithms)
   part = config.get('partition')
-  if part is not None:
+  if part is not None and part.get('kind', 'large_small') == 'shares':
+    _check_shares_partition(config, part)
+  elif part is not None:
+    _choice('partition.kind', part.get('kind', 'large_small'),
+            ('large_small', 'shares'))
     num_large = _int(config, 'partition.num_large', minimum=0)
     num_small = _int(config, 'partition.num_small', minimum=0)
     if num_large + num_small < 1:
@@ -140,12 +144,27 @@ def validate_config(config: Any) -> None:
             'use e.g. 0.5 (smaller = more skew), or None for no skew.')
 
 
+def _check_shares_partition(config, part) -> None:
+  """``partition.kind='shares'``: ``shares`` and ``num_large``."""
+  shares = part.get('shares')
+  if (not isinstance(shares, (list, tuple)) or not shares or any(
+      isinstance(s, bool) or not isinstance(s, (int, float))
+      or not math.isfinite(s) or s <= 0 for s in shares)):
+    _fail('partition.shares', f'expected a list of positive numbers, got '
+          f'{shares!r}.', 'use e.g. (0.6, 0.2, 0.08, 0.06, 0.04, 0.02).')
+  num_large = _int(config, 'partition.num_large', minimum=0)
+  if num_large > len(shares):
+    _fail('partition.num_large', f'{num_large} large silos but only '
+          f'{len(shares)} shares.', 'lower num_large or add shares.')
+
+
 def _check_hparams(config, algorithms) -> None:
   """Names, types and ranges of ``config.hparams``."""
   # One hparams section may serve several algorithms (pfednet_tabular), so
   # only names that no registered algorithm knows are typos.
   known = sorted({k for name in algorithms.names()
-                  for k in algorithms.default_hparams(name)})
+                  for k in algorithms.default_hparams(name)}
+                 | set(algorithms.common.OPTIMIZER_HPARAMS))
   for key, value in config.get('hparams', {}).items():
     if key not in known:
       close = difflib.get_close_matches(key, known, n=1)
@@ -168,7 +187,7 @@ def _check_hparams(config, algorithms) -> None:
     if key == 'temperature' and not value > 0:
       _fail('hparams.temperature', f'must be > 0, got {value}.',
             'use e.g. 1.0 (softmax temperature of distillation).')
-    if key in ('mu', 'momentum') and value < 0:
+    if key in ('mu', 'momentum', 'weight_decay') and value < 0:
       _fail(f'hparams.{key}', f'must be >= 0, got {value}.',
             'use a non-negative value.')
 
@@ -182,6 +201,15 @@ def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
   part = config.get('partition')
   if part is None or 'train_y' not in raw or 'silos' in raw:
     return  # Datasets with natural sites are not partitioned.
+  if part.get('kind', 'large_small') == 'shares':
+    smallest = min(part.shares) / sum(part.shares)
+    for split in ('train', 'test'):
+      n = len(raw[f'{split}_y'])
+      if smallest * n < 1:
+        _fail('partition.shares', f'the smallest share ({smallest:.4f}) of '
+              f'the {n} {split} examples is less than one example.',
+              'raise the smallest share or use fewer silos.')
+    return
   small = part.get('small_size')
   hi = max(small) if isinstance(small, (list, tuple)) else small
   num_large, num_small = int(part.num_large), int(part.num_small)

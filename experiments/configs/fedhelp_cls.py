@@ -71,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval_every = 5
   c.fedhelp = ml_collections.ConfigDict(
       {'rank_k': 1, 'rank_sign': 1, 'backward_kl': 'student',
-       'public_batch_size': 16})
+       'public_batch_size': 16, 'fm_kd': True})
   c.fm = ml_collections.ConfigDict(
       {'provider': 'proxy', 'proxy_data': 'large_pooled', 'proxy_steps': 600,
        'proxy_batch_size': 64, 'proxy_lr': 1e-3, 'proxy_seed': 0,

@@ -54,15 +54,31 @@ class LocalConfig:
         local_steps=self.local_steps, local_epochs=self.local_epochs)
 
 
+# Hyperparameters every local optimizer reads (on top of each algorithm's own).
+OPTIMIZER_HPARAMS = ('weight_decay',)
+
+
 def make_optimizer(name: str, hparams: types.HParams,
                    lr_key: str = 'lr') -> optax.GradientTransformation:
-  """An optax optimizer whose hyperparameters are (traced) arrays."""
+  """An optax optimizer whose hyperparameters are (traced) arrays.
+
+  ``hparams['weight_decay']`` (optional, default 0) is COUPLED weight decay,
+  as torch's ``Adam(weight_decay=...)`` and ``SGD(weight_decay=...)`` do it:
+  ``wd * params`` is added to the gradient before the optimizer's moments see
+  it (not AdamW's decoupled decay). The FedHelp authors' recipe is Adam 1e-3
+  with weight_decay 1e-4.
+  """
   lr = hparams[lr_key]
   if name == 'sgd':
-    return optax.sgd(lr, momentum=hparams.get('momentum', 0.0))
-  if name == 'adam':
-    return optax.adam(lr)
-  raise ValueError(f'Unknown optimizer {name!r}.')
+    tx = optax.sgd(lr, momentum=hparams.get('momentum', 0.0))
+  elif name == 'adam':
+    tx = optax.adam(lr)
+  else:
+    raise ValueError(f'Unknown optimizer {name!r}.')
+  # Always chained (decay 0 by default) so the optimizer state has one
+  # structure whatever the hparams hold (init sometimes sees placeholders).
+  return optax.chain(
+      optax.add_decayed_weights(hparams.get('weight_decay', 0.0)), tx)
 
 
 def model_variables(params, model_state):

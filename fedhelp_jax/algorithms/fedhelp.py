@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import optax
 
 from fedhelp_jax import engine
+from fedhelp_jax import foundation
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
@@ -398,12 +399,12 @@ def build(config, task, groups, *, name: str = 'fedhelp',
   Reads ``config.model`` (the small shared model ``S``),
   ``config.large_model`` (the private ``L_k``; defaults to ``config.model``),
   ``config.fedhelp`` (``FedHelpConfig`` fields plus ``public_classes``, the
-  FM output classes, default ``config.num_classes``) and ``config.local``.
+  FM output classes, checked against ``foundation.fm_num_classes``) and
+  ``config.local``.
   """
   from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   cfg = static_config(config, **overrides)
-  public = (config.get('fedhelp', {}) or {}).get('public_classes')
-  public = int(public or task.num_classes)
+  public = foundation.fm_num_classes(config, task)
   small = algorithms.make_module(config.model, task.num_classes,
                                  aux_classes=public if cfg.fm_kd else 0)
   large = algorithms.make_module(config.get('large_model') or config.model,

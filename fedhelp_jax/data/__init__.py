@@ -15,6 +15,7 @@ from fedhelp_jax.data.pack import pad_clients
 from fedhelp_jax.data.partition import dirichlet_label_skew
 from fedhelp_jax.data.partition import large_small_split
 from fedhelp_jax.data.partition import quantity_skew
+from fedhelp_jax.data.partition import stratified_shares
 from fedhelp_jax.data.partition import train_test_split_per_client
 from fedhelp_jax.data.site_shift import apply_site_shift
 from fedhelp_jax.data.site_shift import brain_federation_raw
@@ -48,5 +49,6 @@ __all__ = [
     'SiteShift', 'apply_site_shift', 'brain_federation_raw', 'brain_silos',
     'dirichlet_label_skew', 'group_weights', 'large_small_split',
     'pack_group', 'pad_clients', 'quantity_skew', 'sample_site_shifts',
+    'stratified_shares',
     'train_test_split_per_client', *_LAZY,
 ]

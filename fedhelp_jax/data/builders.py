@@ -20,7 +20,7 @@ class, never through ``tfds.builder(name)``.
 Source files are read from the TFDS ``manual_dir``
 (``tfds.download.DownloadConfig(manual_dir=...)``). When no ``manual_dir`` is
 given, the files vendored in ``fedhelp_jax/data/assets`` are used where one
-exists (PneumoniaMNIST and the MNI152 slices). Every source file's MD5 is
+exists (PneumoniaMNIST, OrganAMNIST, BloodMNIST and the MNI152 slices). Every source file's MD5 is
 verified before any example is written; ``expected_md5`` overrides the
 accepted hashes for files the user made (tests, custom subsets).
 """
@@ -88,10 +88,12 @@ MEDMNIST_SUBSETS: Mapping[str, MedMNISTSubset] = {
                        vendored='pneumoniamnist_28.npz',
                        vendored_md5=VENDORED_PNEUMONIA_MD5),
         MedMNISTSubset('breast', 2, 1, '750601b1f35ba3300ea97c75c52ff8f6'),
-        MedMNISTSubset('blood', 8, 3, '7053d0359d879ad8a5505303e11de1dc'),
+        MedMNISTSubset('blood', 8, 3, '7053d0359d879ad8a5505303e11de1dc',
+                       vendored='bloodmnist_28.npz'),
         MedMNISTSubset('derma', 7, 3, '0744692d530f8e62ec473284d019b0c7',
                        license='CC BY-NC 4.0'),
-        MedMNISTSubset('organa', 11, 1, '68e3f8846a6bd62f0c9bf841c0d9eacc'),
+        MedMNISTSubset('organa', 11, 1, '68e3f8846a6bd62f0c9bf841c0d9eacc',
+                       vendored='organamnist_28.npz'),
         MedMNISTSubset('organc', 11, 1, 'b9ceb9546e10131b32923c5bbeaea2b1'),
         MedMNISTSubset('organs', 11, 1, '9ab87b696fb54e2a387ebe992d6ed5f1'),
         MedMNISTSubset('path', 9, 3, 'a8b06965200029087d5bd730944a56c1'),

@@ -263,6 +263,52 @@ def quantity_skew(num_examples: int, *, num_clients: int,
           for p in np.split(perm, np.cumsum(sizes)[:-1])]
 
 
+def stratified_shares(labels, *, shares: Sequence[float],
+                      seed: int) -> list[np.ndarray]:
+  """IID-by-size partition: silo ``i`` gets ``shares[i]`` of EVERY class.
+
+  The FedHelp authors' split (quantity skew, no label skew): sizes follow
+  ``shares`` (normalized) and every silo has the global label mix, up to
+  rounding. Within each class the counts are rounded by the largest-remainder
+  method, so all examples are used and the per-class counts of silo ``i``
+  differ from ``shares[i] * class_count`` by less than 1.
+
+  Args:
+    labels: ``[N]`` integer class labels.
+    shares: ``[C]`` positive weights, e.g. ``(0.6, 0.2, 0.08, 0.06, 0.04,
+      0.02)``.
+    seed: random seed (chooses which examples of a class go where).
+
+  Returns:
+    ``C`` sorted index arrays that together hold every example exactly once.
+
+  Raises:
+    ValueError: non-positive or non-finite shares, or a share so small that
+      its silo would get no example.
+  """
+  labels = _class_labels(labels)
+  weights = np.asarray(shares, np.float64)
+  if weights.ndim != 1 or weights.size < 1:
+    raise ValueError(f'shares must be a non-empty list of weights, got '
+                     f'{shares!r}.')
+  if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+    raise ValueError(f'shares must be finite and > 0, got {list(shares)}.')
+  weights = weights / weights.sum()
+  rng = np.random.default_rng(seed)
+  parts: list[list[np.ndarray]] = [[] for _ in weights]
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    counts = _largest_remainder(idx.size, weights)
+    for part, chunk in zip(parts, np.split(idx, np.cumsum(counts)[:-1])):
+      part.append(chunk)
+  silos = [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
+  empty = [i for i, s in enumerate(silos) if s.size == 0]
+  if empty:
+    raise ValueError(f'stratified_shares: silos {empty} get no example of '
+                     f'the {labels.size}; raise their shares.')
+  return silos
+
+
 def _largest_remainder(total: int, shares: np.ndarray) -> np.ndarray:
   """Integers proportional to ``shares`` summing exactly to ``total``."""
   raw = shares * total
