@@ -209,6 +209,82 @@ def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
   return record
 
 
+def all_metric_stats(record):
+  """Per group, every metric: mean ± std over seeds of the group mean.
+
+  A group mean that is undefined in some seed (e.g. AUC of a one-class test
+  set) is left out of that metric's statistics; ``seeds`` says how many
+  seeds it covers.
+  """
+  out = {}
+  for g in ('small', 'large', 'all'):
+    out[g] = {}
+    for k in _COLUMNS[record['metric']]:
+      vals = np.array([r['final']['summary'][g].get(k, np.nan)
+                       if r['final']['summary'][g].get(k) is not None
+                       else np.nan for r in record['runs']], np.float64)
+      ok = vals[np.isfinite(vals)]
+      out[g][k] = {'mean': float(np.mean(ok)) if ok.size else None,
+                   'std': float(np.std(ok)) if ok.size else None,
+                   'seeds': int(ok.size)}
+  return out
+
+
+def paired_gains(records, metric):
+  """Per-seed small-silo gain of every FedHelp variant over each baseline.
+
+  ``{variant: {baseline: {mean, std, wins, seeds}}}`` where ``wins`` counts
+  the seeds in which the variant's small-silo mean is higher (paired by
+  seed: same partition, same seed).
+  """
+  out = {}
+  for name, rec in records.items():
+    if rec['algorithm'] != 'fedhelp':
+      continue
+    mine = {r['seed']: r['final']['summary']['small'][metric]
+            for r in rec['runs']}
+    out[name] = {}
+    for other, orec in records.items():
+      if other == name:
+        continue
+      theirs = {r['seed']: r['final']['summary']['small'][metric]
+                for r in orec['runs']}
+      seeds = sorted(set(mine) & set(theirs))
+      d = np.array([mine[s] - theirs[s] for s in seeds], np.float64)
+      if not d.size:
+        continue
+      out[name][other] = {'mean': float(d.mean()), 'std': float(d.std()),
+                          'wins': int(np.sum(d > 0)), 'seeds': len(seeds)}
+  return out
+
+
+def protocol_record(config, fm):
+  """The recipe every method of the table shared, for the results."""
+  hp = config.get('hparams', {})
+  return {
+      'optimizer': config.local.optimizer, 'lr': hp.get('lr'),
+      'weight_decay': hp.get('weight_decay', 0.0),
+      'weight_decay_kind': 'coupled (added to the gradient, torch Adam)',
+      'batch_size': config.local.batch_size,
+      'public_batch_size': (config.get('fedhelp') or {}).get(
+          'public_batch_size'),
+      'local_steps': config.local.get('local_steps'),
+      'local_epochs': config.local.get('local_epochs'),
+      'rounds': int(config.rounds),
+      'aggregation': config.get('aggregation'),
+      'partition': config.get('partition') and config.partition.to_dict(),
+      'dataset': config.dataset.to_dict(),
+      'model_small': config.model.to_dict(),
+      'model_large': config.get('large_model') and
+                     config.large_model.to_dict(),
+      'fm_source': fm and fm.get('proxy_data', fm.get('provider')),
+      'fm_test_score': fm and next(
+          (v for k, v in fm.items() if k.startswith('proxy_test_')
+           and k != 'proxy_test_size'), None),
+      'fm_api_calls_first_run': fm and fm.get('num_public'),
+  }
+
+
 def plot(summary, records, path, metric):
   """Per-group bars with error bars, and small/large curves over rounds."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -350,6 +426,7 @@ def main(argv):
       vmap_timing = {'error': repr(e)}
   metric = records[methods[0]]['metric']
   fm = next((r['fm'] for r in records.values() if 'fm' in r), None)
+  fm_by_method = {m: r['fm'] for m, r in records.items() if 'fm' in r}
   summary = {
       'experiment': f'fedhelp_{_EXPERIMENT.value}', 'metric': metric,
       'seeds': len(seeds),
@@ -371,6 +448,10 @@ def main(argv):
       'seed_mode': _SEED_MODE.value,
       'seed_vmap_timing': vmap_timing,
       'fm': fm,
+      'fm_by_method': fm_by_method,
+      'metrics': {m: all_metric_stats(r) for m, r in records.items()},
+      'paired_small_gain': paired_gains(records, metric),
+      'protocol': protocol_record(base, fm),
       'partition': experiment._jsonable(  # pylint: disable=protected-access
           {k: v for k, v in info0.items() if k != 'label_counts'}),
       'std': 'population std over seeds of the per-seed group mean',

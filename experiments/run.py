@@ -46,5 +46,41 @@ def main(argv):
     sys.exit(1)
 
 
+_HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+_MAIN_FIELDS = (
+    'algorithm', 'rounds', 'eval_every', 'seed', 'hparams.lr',
+    'local.batch_size', 'local.local_steps', 'local.local_epochs',
+    'local.optimizer', 'aggregation', 'strategy', 'num_devices',
+    'dataset.manual_dir', 'dataset.data_dir', 'partition.*', 'fm.*',
+    'nonfinite', 'progress')
+
+
+def usage() -> str:
+  """The --help text: flags, config files, algorithms and main fields."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import algorithms  # pylint: disable=g-import-not-at-top
+  configs = sorted(
+      os.path.relpath(p) for p in glob.glob(os.path.join(
+          os.path.dirname(os.path.abspath(__file__)), 'configs', '*.py'))
+      if not os.path.basename(p).startswith(('_', 'common')))
+  return '\n'.join([
+      (__doc__ or '').strip(), '',
+      'Flags:',
+      '  --config=FILE[:ALGORITHM]  experiment config (default '
+      'experiments/configs/fedavg_cls.py)',
+      '  --config.FIELD=VALUE       override one config field',
+      '  --workdir=DIR              output directory (default '
+      'runs/<algorithm>-<config hash>)',
+      '  --[no]resume               require / forbid resuming', '',
+      'Config files:', *[f'  {c}' for c in configs], '',
+      'Algorithms (after the colon, or --config.algorithm=NAME):',
+      '  ' + ', '.join(algorithms.names()), '',
+      'Main fields: ' + ', '.join(_MAIN_FIELDS), ''])
+
+
 if __name__ == '__main__':
+  if any(a in _HELP_FLAGS for a in sys.argv[1:]):
+    print(usage())
+    sys.exit(0)
   app.run(main)

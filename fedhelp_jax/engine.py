@@ -227,8 +227,10 @@ def map_clients(fn: Callable[..., Any], placed: Sequence[Any],
   if strategy.name == 'vmap':
     return jax.vmap(lambda *p: fn(*p, *unplaced))(*placed)
   if strategy.name == 'chunked':
-    return lax.map(lambda p: fn(*p, *unplaced), placed,
-                   batch_size=strategy.chunk_size)
+    # Chunk 1 is a plain scan over silos, not a vmap of size 1: unbatched,
+    # a silo's lax.cond (e.g. a padded local step) really skips its branch.
+    chunk = strategy.chunk_size if strategy.chunk_size != 1 else None
+    return lax.map(lambda p: fn(*p, *unplaced), placed, batch_size=chunk)
   raise ValueError(f'map_clients cannot run strategy {strategy.name!r}.')
 
 

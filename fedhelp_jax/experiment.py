@@ -23,6 +23,7 @@ import numpy as np
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import metrics as metrics_lib
+from fedhelp_jax import reporting
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
@@ -67,7 +68,8 @@ def load_raw(config) -> dict[str, Any]:
   ds = config.dataset
   if ds.name == 'medmnist':
     splits = data_lib.load_medmnist(
-        ds.subset, data_dir=ds.get('data_dir'), manual_dir=ds.get('manual_dir'))
+        ds.subset, data_dir=ds.get('data_dir'), manual_dir=ds.get('manual_dir'),
+        expected_md5=ds.get('expected_md5'))
     conv = lambda s: (splits[s]['image'].astype(np.float32) / 255.0,
                       splits[s]['label'].astype(np.int32))
     (tx, ty), (vx, vy), (sx, sy) = conv('train'), conv('val'), conv('test')
@@ -302,15 +304,7 @@ def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
 
 
 def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  return x
+  return reporting.strict(x)
 
 
 def primary_metric(task) -> str:

@@ -3,6 +3,7 @@
 """
 
 import json
+import math
 import os
 import sys
 from typing import Any, Optional
@@ -10,12 +11,40 @@ from typing import Any, Optional
 import numpy as np
 
 
+def strict(x: Any) -> Any:
+  """``x`` with numpy values made plain and NaN/inf made ``None``.
+
+  JSON has no NaN: a bare ``NaN`` (e.g. the AUC of a one-class test set)
+  breaks strict parsers (``jq``, browsers, ``JSON.parse``), so undefined
+  values are written as ``null``.
+  """
+  if isinstance(x, dict):
+    return {k: strict(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [strict(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return strict(x.tolist())
+  if isinstance(x, (bool, np.bool_)):
+    return bool(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    x = float(x)
+    return x if math.isfinite(x) else None
+  return x
+
+
+def dumps(obj: Any, **kwargs) -> str:
+  """Strict JSON text of ``obj`` (see ``strict``)."""
+  return json.dumps(strict(obj), allow_nan=False, default=_default, **kwargs)
+
+
 def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (temp file + rename), so a crash never leaves a
-  half-written file behind."""
+  """Writes strict JSON atomically (temp file + rename), so a crash never
+  leaves a half-written file behind."""
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=1, sort_keys=True, default=_default)
+    f.write(dumps(obj, indent=1, sort_keys=True))
   os.replace(tmp, path)
 
 
@@ -60,7 +89,7 @@ class MetricsLogger:
       tmp = self.path + '.tmp'
       with open(tmp, 'w') as f:
         for r in keep:
-          f.write(json.dumps(r, default=_default) + '\n')
+          f.write(dumps(r) + '\n')
       os.replace(tmp, self.path)
     self._tb = None
     if tensorboard:
@@ -77,7 +106,7 @@ class MetricsLogger:
 
   def log(self, record: dict[str, Any]) -> None:
     with open(self.path, 'a') as f:
-      f.write(json.dumps(record, default=_default) + '\n')
+      f.write(dumps(record) + '\n')
       f.flush()
     if self._tb is not None:
       step = record['round']

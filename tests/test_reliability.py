@@ -75,8 +75,9 @@ def _assert_trees_equal(a, b):
 
 
 def _dump(x) -> str:
-  """Exact, NaN-safe comparison key (JSON writes floats round-trip exact)."""
-  return json.dumps(x, sort_keys=True)
+  """Exact comparison key (JSON writes floats round-trip exact; NaN, which
+  result files write as null, compares equal to null)."""
+  return json.dumps(reporting.strict(x), sort_keys=True)
 
 
 def _history(workdir) -> list[str]:

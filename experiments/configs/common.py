@@ -1,6 +1,8 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
 """Defaults shared by every experiment config."""
 
+from typing import Any
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -23,6 +25,17 @@ def local_training(*, batch_size: int, local_steps: int | None = None,
        'local_epochs': epochs, 'optimizer': optimizer})
 
 
+def dataset_paths() -> dict[str, Any]:
+  """``data_dir``, ``manual_dir`` and ``expected_md5``, settable from flags.
+
+  A plain ``None`` field cannot be set from the command line (ml_collections
+  refuses to override a NoneType field), so these are typed placeholders:
+  ``--config.dataset.manual_dir=/path/to/files`` works.
+  """
+  return {k: config_dict.placeholder(str)
+          for k in ('data_dir', 'manual_dir', 'expected_md5')}
+
+
 def classification_base() -> ml_collections.ConfigDict:
   """PneumoniaMNIST (real pediatric chest X-rays), 3 large + 20 small silos.
 
@@ -36,8 +49,7 @@ def classification_base() -> ml_collections.ConfigDict:
   c.task = 'classification'
   c.num_classes = 2
   c.dataset = ml_collections.ConfigDict(
-      {'name': 'medmnist', 'subset': 'pneumonia', 'data_dir': None,
-       'manual_dir': None})
+      {'name': 'medmnist', 'subset': 'pneumonia', **dataset_paths()})
   c.partition = ml_collections.ConfigDict(
       {'num_large': 3, 'num_small': 20, 'large_size': 1000,
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 100})
@@ -73,7 +85,7 @@ def make_brain_segmentation(c: ml_collections.ConfigDict) -> None:
   c.task = 'segmentation'
   c.num_classes = 3
   c.dataset = ml_collections.ConfigDict(
-      {'name': 'brain_slices', 'data_dir': None, 'manual_dir': None})
+      {'name': 'brain_slices', **dataset_paths()})
   c.partition = ml_collections.ConfigDict(
       {'num_large': 2, 'num_small': 4, 'large_size': 100,
        'small_size': (12, 20), 'test_fraction': 0.25, 'shift_large': True,

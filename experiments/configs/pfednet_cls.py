@@ -29,8 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The classification config; ``arg`` picks the algorithm."""
   c = pfednet_tabular.get_config(arg)
   c.dataset = ml_collections.ConfigDict(
-      {'name': 'medmnist', 'subset': 'pneumonia', 'data_dir': None,
-       'manual_dir': None})
+      {'name': 'medmnist', 'subset': 'pneumonia',
+       **common.dataset_paths()})
   c.partition = ml_collections.ConfigDict(
       {'num_large': 2, 'num_small': 6, 'large_size': 300,
        'small_size': (30, 80), 'label_skew_alpha': 0.5, 'test_size': 60})

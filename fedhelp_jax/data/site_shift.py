@@ -320,7 +320,8 @@ def brain_federation_raw(config) -> dict[str, Any]:
   from fedhelp_jax.data import load  # Lazy: TFDS is a heavy import.
   ds, part = config.dataset, config.partition
   data = load.load_brain_slices(data_dir=ds.get('data_dir'),
-                                manual_dir=ds.get('manual_dir'))
+                                manual_dir=ds.get('manual_dir'),
+                                expected_md5=ds.get('expected_md5'))
   small = part.small_size
   if isinstance(small, (list, tuple)):
     small = tuple(int(s) for s in small)
