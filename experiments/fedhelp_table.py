@@ -367,20 +367,30 @@ def markdown_tables(out_dir):
         cells.append(f'{np.mean(vals):.3f} ± {np.std(vals):.3f}')
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
-  base = summary['per_seed']
-  metric = summary['metric']
-  if 'fedhelp' in base:
-    lines.append(f'Small-silo {metric} gain of `fedhelp` (paired by seed, '
-                 'mean ± std of the per-seed difference):')
+  gains = summary.get('paired_small_gain') or {}
+  for name, vs in gains.items():
+    lines.append(f'Small-silo {summary["metric"]} gain of `{name}` (paired by '
+                 'seed: mean ± std of the per-seed difference, seeds where '
+                 'it is higher):')
     lines.append('')
-    for other in base:
-      if other == 'fedhelp':
-        continue
-      d = np.array(base['fedhelp']['small']) - np.array(base[other]['small'])
-      dl = np.array(base['fedhelp']['large']) - np.array(base[other]['large'])
-      lines.append(f'- vs `{other}`: small {np.mean(d):+.3f} ± '
-                   f'{np.std(d):.3f}, large {np.mean(dl):+.3f} ± '
-                   f'{np.std(dl):.3f} (seeds {len(d)})')
+    for other, g in vs.items():
+      lines.append(f'- vs `{other}`: {g["mean"]:+.3f} ± {g["std"]:.3f} '
+                   f'({g["wins"]}/{g["seeds"]})')
+    lines.append('')
+  fms = summary.get('fm_by_method') or {}
+  if fms:
+    lines.append('| method | FM source | FM classes | FM own test score | '
+                 'public examples (API calls, first run) |')
+    lines.append('|---|---|---|---|---|')
+    for m, fm in fms.items():
+      score = next((f'{k[len("proxy_test_"):]} {v:.3f}' for k, v in fm.items()
+                    if k.startswith('proxy_test_') and k != 'proxy_test_size'
+                    and v is not None), 'n/a')
+      source = fm.get('proxy_data', fm.get('provider'))
+      if fm.get('outside_subset'):
+        source += f' ({fm["outside_subset"]}mnist)'
+      lines.append(f'| `{m}` | {source} | {fm.get("classes", "")} | {score} '
+                   f'| {fm.get("num_public")} |')
   return '\n'.join(lines)
 
 

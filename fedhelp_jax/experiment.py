@@ -300,7 +300,11 @@ def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
   per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
   groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
   summary = metrics_lib.per_group_summary(per_client_np, groups)
-  return {'clients': per_client, 'summary': _jsonable(summary)}
+  out = {'clients': per_client, 'summary': _jsonable(summary)}
+  covered = metrics_lib.coverage(per_client_np, groups)
+  if covered:  # Some group means skip silos where a metric is undefined.
+    out['coverage'] = covered
+  return out
 
 
 def _jsonable(x):
@@ -509,17 +513,25 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                        if g in summ})
     host_s += time.time() - t_host
   progress.close()
-  if last_eval is None:  # Resumed a finished run: evaluate what was restored.
+  timing = {'compile': compile_s, 'steady': steady_s,
+            'host_between_chunks': host_s, 'wall': time.time() - t_run}
+  already_complete = last_eval is None
+  if already_complete:  # Resumed a finished run: evaluate what was restored.
+    print(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
+          'nothing to train (the recorded timings are kept).')
     last_eval = evaluate(predict_fn, state, fed, task, info)
     best = best or {'round': r, 'value': last_eval['summary']['all'][metric]}
+    previous = os.path.join(workdir, 'summary.json')
+    if os.path.exists(previous):
+      with open(previous) as f:
+        timing = json.load(f).get('timing_s', timing)
   summary = {
       'algorithm': config.algorithm, 'dataset': config.dataset.name,
       'task': task.name, 'rounds': total, 'seed': int(config.seed),
       'metric': metric, 'final': last_eval, 'best': best,
       'strategy': strategy.describe(), 'config_hash': chash,
-      'timing_s': {'compile': compile_s, 'steady': steady_s,
-                   'host_between_chunks': host_s,
-                   'wall': time.time() - t_run},
+      'timing_s': timing,
+      'already_complete': already_complete,
       'resumed_from_round': start_round,
       # Over the whole history (metrics.jsonl), not just this invocation.
       'skipped_updates': [e for rec in logger.records()

@@ -144,3 +144,25 @@ def per_group_summary(per_client: Mapping[str, np.ndarray],
   if 'large' in groups and 'small' in groups:
     out['gap'] = {m: out['large'][m] - out['small'][m] for m in per_client}
   return out
+
+
+def coverage(per_client: Mapping[str, np.ndarray],
+             groups: Mapping[str, np.ndarray]) -> dict:
+  """How many silos each group mean covers, where some are undefined.
+
+  Returns:
+    ``{group: {metric: [defined, total]}}`` for the (group, metric) pairs
+    whose mean skips undefined (NaN) silos, e.g. the AUC of one-class test
+    sets; empty when every mean covers all its silos.
+  """
+  out: dict = {}
+  named = {**{g: np.asarray(ix, np.int64) for g, ix in groups.items()}}
+  total = max((len(v) for v in per_client.values()), default=0)
+  named['all'] = np.arange(total)
+  for g, idx in named.items():
+    for m, v in per_client.items():
+      vals = np.asarray(v, np.float64)[idx]
+      defined = int(np.sum(~np.isnan(vals)))
+      if defined < vals.size:
+        out.setdefault(g, {})[m] = [defined, int(vals.size)]
+  return out

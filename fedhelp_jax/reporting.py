@@ -156,6 +156,11 @@ def print_summary(summary: dict[str, Any], groups) -> None:
       vals = ', '.join(f'{k}={v:.4f}' for k, v in sorted(final[g].items())
                        if isinstance(v, (int, float)))
       lines.append(f'  {g:>5}: {vals}')
+  for g, per_metric in (summary['final'].get('coverage') or {}).items():
+    for m, (defined, total) in sorted(per_metric.items()):
+      lines.append(f'  note: {g} {m} is the mean over {defined} of {total} '
+                   f'silos ({m} is undefined for the others, e.g. a '
+                   'one-class test set)')
   if 'gap' in final:
     lines.append(f"  gap (large - small) {metric}: {final['gap'][metric]:.4f}")
   lines.append(f"  best {metric} (all silos): {summary['best']['value']:.4f} "

@@ -115,3 +115,12 @@ def test_per_group_summary():
   only = metrics.per_group_summary(per_client, {'all_silos': np.arange(5)})
   assert 'gap' not in only
   assert only['all_silos']['accuracy'] == pytest.approx(0.7)
+
+
+def test_coverage_counts_defined_silos_per_group():
+  per_client = {'accuracy': np.array([0.9, 0.8, 0.5, 0.6, 0.7]),
+                'auc': np.array([1.0, 0.8, np.nan, np.nan, 0.5])}
+  groups = {'large': np.array([0, 1]), 'small': np.array([2, 3, 4])}
+  assert metrics.coverage(per_client, groups) == {
+      'small': {'auc': [1, 3]}, 'all': {'auc': [3, 5]}}
+  assert metrics.coverage({'accuracy': per_client['accuracy']}, groups) == {}

@@ -271,6 +271,17 @@ def test_resume_in_process_is_bit_exact(name, tmp_path, cached):
   _assert_trees_equal(_restore(part, 2), _restore(tmp_path / 'full', 2))
 
 
+def test_rerun_of_a_finished_run_keeps_its_timings(reference_run, tmp_path):
+  ref_dir, ref_summary = reference_run
+  workdir = str(tmp_path / 'done')
+  shutil.copytree(ref_dir, workdir)
+  summary = experiment.run_experiment(_tiny(), workdir)
+  assert summary['already_complete'] and not ref_summary['already_complete']
+  assert summary['timing_s'] == ref_summary['timing_s']
+  assert summary['timing_s']['steady'] > 0
+  assert _dump(summary['final']) == _dump(ref_summary['final'])
+
+
 # ---------------------------------------------------------------------------
 # Determinism.
 # ---------------------------------------------------------------------------
