@@ -75,6 +75,8 @@ def load_raw(config) -> dict[str, Any]:
     (tx, ty), (vx, vy), (sx, sy) = conv('train'), conv('val'), conv('test')
     raw = {'train_x': tx, 'train_y': ty, 'test_x': sx, 'test_y': sy,
            'public_x': vx, 'public_y': vy}
+    raw = subsample_train(raw, float(ds.get('train_fraction') or 1.0),
+                          seed=int(ds.get('reserve_seed') or 0))
     return reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
                          seed=int(ds.get('reserve_seed') or 0))
   if ds.name == 'brain_slices':
@@ -132,6 +134,24 @@ def num_silos(partition) -> tuple[int, int]:
     num_large = int(partition.num_large)
     return num_large, len(partition.shares) - num_large
   return int(partition.num_large), int(partition.num_small)
+
+
+def subsample_train(raw, fraction: float, *, seed: int) -> dict[str, Any]:
+  """Keeps a stratified ``fraction`` of the training split (1.0: all).
+
+  A compute-budget knob (``config.dataset.train_fraction``): results made
+  with it must say so. The test split is untouched.
+  """
+  if fraction == 1.0:
+    return raw
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f'config.dataset.train_fraction must be in (0, 1], got '
+                     f'{fraction}.')
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  keep, _ = data_lib.stratified_split(raw['train_y'],
+                                      [fraction, 1.0 - fraction], seed=seed)
+  return {**raw, 'train_x': raw['train_x'][keep],
+          'train_y': raw['train_y'][keep]}
 
 
 def reserve_split(raw, fraction: float, *, seed: int) -> dict[str, Any]:

@@ -110,6 +110,20 @@ def test_reserved_split_is_removed_before_partitioning():
   assert proxy_ids == reserve_ids
 
 
+def test_train_subsample_is_stratified_and_leaves_test_alone():
+  rng = np.random.default_rng(5)
+  raw = _raw(rng)
+  sub = experiment.subsample_train(raw, 0.25, seed=0)
+  assert len(sub['train_y']) == pytest.approx(150, abs=3)
+  np.testing.assert_allclose(np.bincount(sub['train_y'], minlength=3) / 150,
+                             np.bincount(raw['train_y'], minlength=3) / 600,
+                             atol=0.02)
+  assert sub['test_x'] is raw['test_x']
+  assert experiment.subsample_train(raw, 1.0, seed=0) is raw
+  with pytest.raises(ValueError, match='train_fraction'):
+    experiment.subsample_train(raw, 1.5, seed=0)
+
+
 def test_reserved_fm_without_a_reserve_is_a_clear_error():
   rng = np.random.default_rng(3)
   raw = _raw(rng)
