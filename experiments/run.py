@@ -17,8 +17,23 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'experiments/configs/fedavg_cls.py', 'Experiment config file.')
+
+def _exit_one_line(kind: str, error: BaseException) -> None:
+  """Prints ``kind: message`` on ONE line to stderr and exits with 1."""
+  text = str(error)
+  if isinstance(error, (KeyError, AttributeError)) and text[:1] in '"\'':
+    text = text.strip('"\'').replace('\\n', ' ').replace("\\'", "'")
+  print(f'{kind}: {" ".join(text.split())}', file=sys.stderr)
+  sys.exit(1)
+
+
+try:
+  # Defining the flag reads ``--config`` and registers the ``--config.FIELD``
+  # overrides from sys.argv, so a misspelt field fails right here.
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', 'experiments/configs/fedavg_cls.py', 'Experiment config file.')
+except (AttributeError, KeyError, TypeError, ValueError) as e:
+  _exit_one_line('FlagError', e)
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Output directory (default runs/<alg>-<hash>).')
 _RESUME = flags.DEFINE_boolean(
@@ -34,16 +49,34 @@ def main(argv):
   from fedhelp_jax import checkpoint  # Import after flags parse (fast --help).
   from fedhelp_jax import experiment
   from fedhelp_jax import validate
+  from fedhelp_jax.data import load
   # pylint: enable=g-import-not-at-top
   user_errors = (validate.ConfigError, validate.DataError,
                  checkpoint.ConfigMismatchError, experiment.NonFiniteError,
-                 FileNotFoundError)
+                 FileNotFoundError, load.DataCacheError)
   try:
-    experiment.run_experiment(_CONFIG.value, _WORKDIR.value,
-                              resume=_RESUME.value)
+    # Overrides of fields are applied when the config is first read.
+    config = _CONFIG.value
+    'algorithm' in config  # pylint: disable=pointless-statement
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    _exit_one_line('FlagError', e)
+  try:
+    experiment.run_experiment(config, _WORKDIR.value, resume=_RESUME.value)
   except user_errors as e:  # The message is the report; no traceback.
-    print(f'{type(e).__name__}: {e}', file=sys.stderr)
-    sys.exit(1)
+    _exit_one_line(type(e).__name__, e)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with override errors as one line (exit 1).
+
+  ``--config.FIELD=VALUE`` overrides are applied while flags are parsed, so a
+  misspelt field or a value of the wrong type fails here, before ``main``.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError,
+          ValueError) as e:
+    _exit_one_line('FlagError', e)
 
 
 _HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
@@ -83,4 +116,4 @@ if __name__ == '__main__':
   if any(a in _HELP_FLAGS for a in sys.argv[1:]):
     print(usage())
     sys.exit(0)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -64,6 +64,15 @@ def load_raw(config) -> dict[str, Any]:
     one-time foundation-model queries (its labels are only used to score the
     foundation model itself).
   """
+  try:
+    return _load_raw(config)
+  except validate.ConfigError:
+    raise
+  except ValueError as e:  # MD5 mismatch, malformed source arrays.
+    raise validate.DataError(str(e)) from e
+
+
+def _load_raw(config) -> dict[str, Any]:
   from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
   ds = config.dataset
   if ds.name == 'medmnist':

@@ -237,6 +237,45 @@ def test_resume_refuses_changed_config(reference_run):
   assert _steps(os.path.join(ref_dir, 'checkpoints')) == before
 
 
+@pytest.mark.parametrize('flag, expected', [
+    ('--config.round=3', 'FlagError: \'round\' Did you mean "rounds"'),
+    ('--config.partition.num_lage=3', 'Did you mean "num_large"'),
+    ('--config.rounds=abc', 'FlagError: flag --config.rounds=abc'),
+])
+def test_cli_flag_errors_are_one_line(flag, expected, cli_env, tmp_path):
+  done = subprocess.run(_cli(tmp_path / 'w', flag), cwd=ROOT, env=cli_env,
+                        text=True, capture_output=True, timeout=300,
+                        check=False)
+  assert done.returncode == 1
+  assert expected in done.stderr
+  assert 'Traceback' not in done.stderr
+
+
+def test_cli_bad_source_file_is_one_line_with_the_md5_flag(cli_env,
+                                                           tmp_path):
+  bad = tmp_path / 'files'
+  bad.mkdir()
+  (bad / 'pneumoniamnist.npz').write_bytes(b'not an npz')
+  done = subprocess.run(
+      _cli(tmp_path / 'w', f'--config.dataset.manual_dir={bad}'), cwd=ROOT,
+      env=cli_env, text=True, capture_output=True, timeout=300, check=False)
+  assert done.returncode == 1
+  assert 'DataError: MD5 mismatch' in done.stderr
+  assert '--config.dataset.expected_md5' in done.stderr
+  assert 'Traceback' not in done.stderr
+
+
+def test_cli_help_lists_configs_and_algorithms(cli_env):
+  done = subprocess.run([sys.executable, '-m', 'experiments.run', '--help'],
+                        cwd=ROOT, env=cli_env, text=True,
+                        capture_output=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'experiments/configs/fedhelp_cls_authors.py' in done.stdout
+  for name in ('fedhelp', 'fedavg', 'pfednet', 'ditto'):
+    assert name in done.stdout
+  assert 'dataset.manual_dir' in done.stdout
+
+
 def test_resume_flag_without_checkpoint_errors(cli_env, tmp_path):
   done = subprocess.run(_cli(tmp_path / 'empty', '--resume'), cwd=ROOT,
                         env=cli_env, text=True, capture_output=True,

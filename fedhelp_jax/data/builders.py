@@ -180,7 +180,8 @@ def verify_md5(path: str, accepted: Sequence[str]) -> str:
         f'MD5 mismatch for {path!r}: got {md5}, expected '
         f'{" or ".join(accepted)}. The file is corrupt, truncated or a '
         'different release; download the official file again, or pass '
-        'expected_md5=<its MD5> if you made it yourself on purpose.')
+        'expected_md5=<its MD5> (--config.dataset.expected_md5=...) if you '
+        'made it yourself on purpose.')
   return md5
 
 

@@ -52,6 +52,25 @@ def _prepare(builder: builders._ManualSourceBuilder,
   builder.download_and_prepare(download_config=config)
 
 
+class DataCacheError(RuntimeError):
+  """The prepared TFDS cache of a dataset cannot be read."""
+
+
+def _read_split(builder, split: str) -> dict[str, np.ndarray]:
+  """One prepared split, or a ``DataCacheError`` naming the cache to delete.
+  """
+  try:
+    return _read_all(builder.as_data_source()[split])
+  except Exception as e:  # pylint: disable=broad-except
+    # A truncated or half-written array_record file fails deep inside the
+    # reader (e.g. 'Invalid Riegeli/records file'); the fix is always the
+    # same: rebuild the cache from the source file.
+    raise DataCacheError(
+        f'the prepared dataset cache {builder.data_dir!r} cannot be read '
+        f'({type(e).__name__}: {e}). Fix: delete that directory and run '
+        'again; it is rebuilt from the source file.') from e
+
+
 def _read_all(source) -> dict[str, np.ndarray]:
   """Reads a whole TFDS data source into stacked numpy arrays, by ``id``."""
   n = len(source)
@@ -97,10 +116,9 @@ def load_medmnist(subset: str = 'pneumonia', *, data_dir: Optional[str] = None,
       config=subset, data_dir=data_dir or default_data_dir(),
       file_format='array_record', expected_md5=expected_md5)
   _prepare(builder, manual_dir)
-  sources = builder.as_data_source()
   out = {}
   for split in builders.MEDMNIST_SPLITS:
-    arrays = _read_all(sources[split])
+    arrays = _read_split(builder, split)
     arrays['label'] = arrays['label'].astype(np.int32)
     out[split] = arrays
   info = builders.MEDMNIST_SUBSETS[subset]
@@ -139,7 +157,7 @@ def load_brain_slices(*, data_dir: Optional[str] = None,
       data_dir=data_dir or default_data_dir(), file_format='array_record',
       expected_md5=expected_md5)
   _prepare(builder, manual_dir)
-  out = _read_all(builder.as_data_source()['train'])
+  out = _read_split(builder, 'train')
   for key in ('mask', 'axis', 'slice_index'):
     out[key] = out[key].astype(np.int32)
   validate_arrays(out['image'], masks=out['mask'],
