@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedhelp_jax import types
+from fedhelp_jax import validate
 
 STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
 
@@ -419,6 +420,7 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
 
   if resolved.name != 'loop':
     round_fn.strategy = resolved
+    round_fn.nonfinite = nonfinite
     return round_fn
 
   # Reference: a Python loop of jitted single-silo updates, then a jitted
@@ -448,12 +450,80 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                       hparams)
 
   loop_round_fn.strategy = resolved
+  loop_round_fn.nonfinite = nonfinite
   return loop_round_fn
 
 
+class NonFiniteRoundError(FloatingPointError):
+  """A round of ``run_rounds`` produced a non-finite loss, upload or server
+  state (library path; the CLI host loop reports its own, richer error)."""
+
+
+class CheckedRounds:
+  """``run_rounds``'s callable: the jitted scan plus host-side guards.
+
+  On the first call with a given data object it runs
+  ``validate.check_federation`` (bad data fails with a named field before
+  compilation, not as NaN later). After every call it reads the round's
+  non-finite flags: a non-finite server state always raises
+  ``NonFiniteRoundError``, and so does a silo's non-finite loss or upload
+  when the round was built with ``nonfinite='stop'`` (with 'skip' the
+  engine already dropped that update). ``lower`` is the jitted function's,
+  for callers that compile ahead of time and check on their own (the host
+  loops of ``experiment`` and ``sweep``).
+  """
+
+  def __init__(self, jitted, *, nonfinite: str, check: bool):
+    self._jitted = jitted
+    self._nonfinite = nonfinite
+    self._check = check
+    self._checked_ids: set[int] = set()
+    self.lower = jitted.lower
+
+  def __call__(self, state, data, weights, hparams):
+    if self._check and id(data) not in self._checked_ids:
+      if not any(isinstance(x, jax.core.Tracer)
+                 for x in jax.tree.leaves(data)):
+        validate.check_federation(data, weights)
+        self._checked_ids.add(id(data))
+    state, metrics = self._jitted(state, data, weights, hparams)
+    if self._check:
+      _raise_if_nonfinite(metrics, self._nonfinite)
+    return state, metrics
+
+
+def _raise_if_nonfinite(metrics, nonfinite: str) -> None:
+  """Raises ``NonFiniteRoundError`` for a ``[rounds, ...]`` metrics tree."""
+  server = np.asarray(jax.device_get(metrics['server_nonfinite']))
+  silos = {g: np.asarray(jax.device_get(m['nonfinite']))
+           for g, m in metrics.items() if isinstance(m, Mapping)
+           and 'nonfinite' in m}
+  if nonfinite == 'stop':
+    for g, flags in silos.items():
+      if np.any(flags):
+        r, c = np.argwhere(flags)[0]
+        raise NonFiniteRoundError(
+            f'round {int(r) + 1} of this call: silo {int(c)} of group {g!r} '
+            'produced a non-finite loss or update. Fix: check that silo\'s '
+            "data or lower the learning rate; build_round(nonfinite='skip') "
+            'drops such updates instead.')
+  if np.any(server):
+    r = int(np.argmax(server))
+    raise NonFiniteRoundError(
+        f'round {r + 1} of this call: the server state became non-finite. '
+        'Fix: check the data of the silos and lower the learning rate.')
+
+
 def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
-               donate: bool = True) -> Callable[..., Any]:
+               donate: bool = True, check: bool = True) -> CheckedRounds:
   """Compiles ``num_rounds`` rounds into one ``lax.scan``.
+
+  Args:
+    round_fn: from ``build_round`` (a compiled strategy).
+    num_rounds: rounds per call.
+    donate: donate the input state's buffers.
+    check: validate the data on first use and raise on non-finite rounds
+      (see ``CheckedRounds``); benchmarks opt out with ``check=False``.
 
   Returns:
     ``fn(state, data, weights, hparams) -> (state, metrics)`` where every
@@ -463,9 +533,10 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
   if getattr(round_fn, 'strategy', None) is not None and (
       round_fn.strategy.name == 'loop'):
     raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
-
-  return jax.jit(run_rounds_unjitted(round_fn, num_rounds),
-                 donate_argnums=(0,) if donate else ())
+  jitted = jax.jit(run_rounds_unjitted(round_fn, num_rounds),
+                   donate_argnums=(0,) if donate else ())
+  return CheckedRounds(jitted, check=check,
+                       nonfinite=getattr(round_fn, 'nonfinite', 'stop'))
 
 
 def run_rounds_unjitted(round_fn, num_rounds):

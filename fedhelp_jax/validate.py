@@ -227,6 +227,86 @@ def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
           'num_small.')
 
 
+def check_federation(data, weights=None, *, task=None,
+                     required=('x', 'y', 'n')) -> None:
+  """Checks packed silo data on the host, before anything is compiled.
+
+  The one check for every entry point that takes data: ``run_experiment``
+  and ``sweep.run_sweep`` call it through ``validate_federation``, and
+  ``engine.run_rounds`` calls it on its first call (library users who build
+  rounds themselves). Without ``task`` the task-specific checks (label
+  range, label/mask shapes) are skipped; negative labels and mask values are
+  always refused.
+
+  Args:
+    data: ``{group: {'x', 'y', 'n', ...}}`` numpy or jax arrays.
+    weights: optional ``{group: [C]}`` server weights; a silo with ``n = 0``
+      is allowed only with weight 0 (the masked dummies that mesh padding
+      adds).
+    task: optional ``tasks.Task`` for the full checks.
+    required: keys every group must have.
+
+  Raises:
+    DataError: naming the group, array, problem and fix.
+  """
+  if not data:
+    _data_fail('data', 'has no groups.', 'give at least one group of silos.')
+  for g, d in data.items():
+    where = f'data[{g!r}]'
+    for key in required:
+      if key not in d:
+        _data_fail(where, f'lacks {key!r}.',
+                   'pack silos with fedhelp_jax.data.pack_group.')
+    x, y = np.asarray(d['x']), np.asarray(d['y'])
+    n = np.asarray(d['n'])
+    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
+      _data_fail(where, f'x has shape {list(x.shape)}: the group has no '
+                 'silos or a padded size of 0.', f'drop group {g!r} from '
+                 'the data, the weights and the groups of build_round, or '
+                 'give its silos examples.')
+    if x.shape[0] != n.shape[0] or y.shape[:2] != x.shape[:2]:
+      _data_fail(where, f'x {list(x.shape)}, y {list(y.shape)} and n '
+                 f'{list(n.shape)} disagree on silos or examples.',
+                 'give every array one row per silo, padded to one [C, N] '
+                 'prefix (pack_group does).')
+    w = None if weights is None else np.asarray(weights[g])
+    empty = np.flatnonzero(n < 1) if w is None else np.flatnonzero(
+        (n < 1) & (w != 0))
+    if empty.size:
+      _data_fail(where, f'silos {empty.tolist()} have no training examples '
+                 '(n = 0) but take part in the round.',
+                 'enlarge the partition sizes, drop those silos, or give '
+                 'them weight 0.')
+    if np.any(n > x.shape[1]):
+      _data_fail(where, f'n {n.tolist()} exceeds the padded size '
+                 f'{x.shape[1]}.', 'set n to the real example counts.')
+    for key in ('x', 'test_x', 'public_x'):
+      if key in d and not np.all(np.isfinite(np.asarray(d[key]))):
+        arr = np.asarray(d[key])
+        bad = sorted(set(np.argwhere(~np.isfinite(arr))[:, 0].tolist()))
+        _data_fail(f'{where}[{key!r}]', f'silos {bad} contain NaN or inf '
+                   'values.', 'clean or drop those examples before packing.')
+    for key in ('y', 'test_y'):
+      if key not in d:
+        continue
+      arr = np.asarray(d[key])
+      if not np.issubdtype(arr.dtype, np.integer):
+        _data_fail(f'{where}[{key!r}]', f'labels/masks must be integers, '
+                   f'got {arr.dtype}.', 'cast them, e.g. (mask > '
+                   '0.5).astype(np.int32) for a binary mask.')
+      if arr.size and arr.min() < 0:
+        _data_fail(f'{where}[{key!r}]', f'labels/masks must be >= 0; found '
+                   f'{arr.min()}.', 'use class indices 0..num_classes-1 '
+                   '(negative values are not "ignore" labels here).')
+    if w is not None and (w.shape != n.shape or not np.all(np.isfinite(w))
+                          or np.any(w < 0)):
+      _data_fail(f'weights[{g!r}]', f'must be {list(n.shape)} finite, '
+                 f'non-negative values; got {w.shape} {w.tolist()[:8]}.',
+                 'use experiment.aggregation_weights or n / n.sum().')
+  if task is not None:
+    validate_federation(data, task)
+
+
 def validate_federation(fed: dict[str, dict[str, np.ndarray]], task) -> None:
   """Checks packed silo data: shapes, dtypes, label range, masks, empty silos.
 
@@ -240,6 +320,10 @@ def validate_federation(fed: dict[str, dict[str, np.ndarray]], task) -> None:
         _data_fail(where, f'lacks {key!r}.',
                    'pack silos with fedhelp_jax.data.pack_group.')
     x, y, n = d['x'], d['y'], d['n']
+    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
+      _data_fail(where, f'x has shape {list(x.shape)}: the group has no '
+                 'silos or a padded size of 0.', f'drop group {g!r} or give '
+                 'its silos examples.')
     c = n.shape[0]
     if x.shape[0] != c or y.shape[0] != c:
       _data_fail(where, f'x {x.shape}, y {y.shape} and n {n.shape} disagree '

@@ -10,6 +10,7 @@ import pytest
 from fedhelp_jax import engine
 from fedhelp_jax import models
 from fedhelp_jax import tasks
+from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
 from tests import conftest
@@ -168,3 +169,44 @@ def test_nonfinite_silo_is_flagged_and_skipped(two_groups):
     finite = all(bool(jnp.all(jnp.isfinite(x)))
                  for x in jax.tree.leaves(state.server))
     assert finite == (mode == 'skip')
+
+
+def _library_run(data, weights, *, nonfinite='stop', lr=0.05):
+  alg = fedavg.fedavg(_module(), tasks.classification(2),
+                      common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
+  rf = engine.build_round(alg, GROUPS, strategy='chunked',
+                          nonfinite=nonfinite)
+  hp = dict(_hparams('fedavg'), lr=jnp.float32(lr))
+  return engine.run_rounds(rf, 2)(engine.init_state(alg, data, 0), data,
+                                  weights, hp)
+
+
+@pytest.mark.parametrize('corrupt, match', [
+    (lambda d: d['small']['x'].__setitem__((1, 0, 0, 0, 0), np.nan),
+     r"data\['small'\]\['x'\]: silos \[1\] contain NaN"),
+    (lambda d: d['small']['y'].__setitem__((0, 0), -1), 'must be >= 0'),
+    (lambda d: d['small']['n'].__setitem__(2, 0), r'silos \[2\] have no '
+     'training examples'),
+])
+def test_library_path_rejects_bad_data_before_compiling(two_groups, corrupt,
+                                                        match):
+  data, weights = two_groups
+  data = {g: {k: np.array(v) for k, v in d.items()} for g, d in data.items()}
+  corrupt(data)
+  with pytest.raises(validate.DataError, match=match):
+    _library_run(data, weights)
+
+
+def test_library_path_rejects_an_empty_group(two_groups):
+  data, weights = two_groups
+  data = dict(data, small={k: v[:0] for k, v in data['small'].items()})
+  weights = dict(weights, small=weights['small'][:0])
+  with pytest.raises(validate.DataError, match='no silos'):
+    _library_run(data, weights)
+
+
+def test_library_path_stops_on_a_non_finite_round(two_groups):
+  data, weights = two_groups
+  # A huge learning rate overflows every silo in the first round.
+  with pytest.raises(engine.NonFiniteRoundError, match='round 1'):
+    _library_run(data, weights, lr=1e30)
