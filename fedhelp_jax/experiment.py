@@ -468,7 +468,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   chunks: dict[int, Any] = {}
   metric = primary_metric(task)
   progress = reporting.Progress(total, initial=start_round,
-                                enabled=config.get('progress', True))
+                                enabled=config.get('progress', True),
+                                every=every)
   compile_s, steady_s, host_s = 0.0, 0.0, 0.0
   best: dict[str, Any] = {}
   for rec in logger.records():  # On resume: the best of the kept history.

@@ -125,10 +125,17 @@ class MetricsLogger:
 class Progress:
   """A tqdm progress bar over rounds (round, loss, per-group metric, ETA)."""
 
-  def __init__(self, total: int, *, initial: int = 0, enabled: bool = True):
+  def __init__(self, total: int, *, initial: int = 0, enabled: bool = True,
+               every: int = 1):
     self._bar = None
     if enabled:
       from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+      if every > 1:
+        # Rounds run in compiled chunks of eval_every; the bar can only move
+        # between chunks, so say when the next update comes.
+        print(f'[fedhelp_jax] progress updates every {every} rounds (one '
+              'compiled chunk; set --config.eval_every=1 for every round, at '
+              'some speed cost)', file=sys.stderr)
       self._bar = tqdm.tqdm(total=total, initial=initial, unit='round',
                             dynamic_ncols=True, file=sys.stderr)
 

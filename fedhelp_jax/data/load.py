@@ -10,9 +10,12 @@ The cache lives in ``data_dir``: the argument, else the environment variable
 ``FEDHELP_DATA_DIR``, else ``~/.cache/fedhelp_jax/tfds``.
 """
 
+import contextlib
+import io
 import os
 from typing import Iterable, Optional, Sequence
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -49,7 +52,18 @@ def _prepare(builder: builders._ManualSourceBuilder,
   config = tfds.download.DownloadConfig(
       manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
       download_mode=mode, try_download_gcs=False)
-  builder.download_and_prepare(download_config=config)
+  # TFDS says "Downloading and preparing" and warns about a missing
+  # dataset_info.json; nothing is downloaded (the source is a local file),
+  # so say what really happens and keep only TFDS's progress bars (stderr).
+  print(f'[fedhelp_jax] preparing {builder.name}/{builder.builder_config.name}'
+        f' once from {path} (offline) into {builder.data_dir}', flush=True)
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(download_config=config)
+  finally:
+    absl_logging.set_verbosity(verbosity)
 
 
 class DataCacheError(RuntimeError):
