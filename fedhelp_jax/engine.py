@@ -473,10 +473,11 @@ class CheckedRounds:
   loops of ``experiment`` and ``sweep``).
   """
 
-  def __init__(self, jitted, *, nonfinite: str, check: bool):
+  def __init__(self, jitted, *, nonfinite: str, check: bool, task=None):
     self._jitted = jitted
     self._nonfinite = nonfinite
     self._check = check
+    self._task = task
     self._checked_ids: set[int] = set()
     self.lower = jitted.lower
 
@@ -484,7 +485,7 @@ class CheckedRounds:
     if self._check and id(data) not in self._checked_ids:
       if not any(isinstance(x, jax.core.Tracer)
                  for x in jax.tree.leaves(data)):
-        validate.check_federation(data, weights)
+        validate.check_federation(data, weights, task=self._task)
         self._checked_ids.add(id(data))
     state, metrics = self._jitted(state, data, weights, hparams)
     if self._check:
@@ -515,7 +516,8 @@ def _raise_if_nonfinite(metrics, nonfinite: str) -> None:
 
 
 def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
-               donate: bool = True, check: bool = True) -> CheckedRounds:
+               donate: bool = True, check: bool = True,
+               task=None) -> CheckedRounds:
   """Compiles ``num_rounds`` rounds into one ``lax.scan``.
 
   Args:
@@ -524,6 +526,8 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
     donate: donate the input state's buffers.
     check: validate the data on first use and raise on non-finite rounds
       (see ``CheckedRounds``); benchmarks opt out with ``check=False``.
+    task: optional ``tasks.Task``; with it the first-call check also covers
+      the label range and shapes (e.g. label 5 with 2 classes).
 
   Returns:
     ``fn(state, data, weights, hparams) -> (state, metrics)`` where every
@@ -535,7 +539,7 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
     raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
   jitted = jax.jit(run_rounds_unjitted(round_fn, num_rounds),
                    donate_argnums=(0,) if donate else ())
-  return CheckedRounds(jitted, check=check,
+  return CheckedRounds(jitted, check=check, task=task,
                        nonfinite=getattr(round_fn, 'nonfinite', 'stop'))
 
 

@@ -171,14 +171,14 @@ def test_nonfinite_silo_is_flagged_and_skipped(two_groups):
     assert finite == (mode == 'skip')
 
 
-def _library_run(data, weights, *, nonfinite='stop', lr=0.05):
+def _library_run(data, weights, *, nonfinite='stop', lr=0.05, task=None):
   alg = fedavg.fedavg(_module(), tasks.classification(2),
                       common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
   rf = engine.build_round(alg, GROUPS, strategy='chunked',
                           nonfinite=nonfinite)
   hp = dict(_hparams('fedavg'), lr=jnp.float32(lr))
-  return engine.run_rounds(rf, 2)(engine.init_state(alg, data, 0), data,
-                                  weights, hp)
+  return engine.run_rounds(rf, 2, task=task)(
+      engine.init_state(alg, data, 0), data, weights, hp)
 
 
 @pytest.mark.parametrize('corrupt, match', [
@@ -210,3 +210,12 @@ def test_library_path_stops_on_a_non_finite_round(two_groups):
   # A huge learning rate overflows every silo in the first round.
   with pytest.raises(engine.NonFiniteRoundError, match='round 1'):
     _library_run(data, weights, lr=1e30)
+
+
+def test_library_path_with_a_task_checks_the_label_range(two_groups):
+  data, weights = two_groups
+  data = {g: {k: np.array(v) for k, v in d.items()} for g, d in data.items()}
+  data['small']['y'][1, 0] = 5
+  with pytest.raises(validate.DataError, match=r"labels must lie in \[0, 1\]"
+                     r".*Fix: fix config.num_classes"):
+    _library_run(data, weights, task=tasks.classification(2))

@@ -265,6 +265,26 @@ def test_cli_bad_source_file_is_one_line_with_the_md5_flag(cli_env,
   assert 'Traceback' not in done.stderr
 
 
+def test_cli_truncated_cache_names_the_directory_to_delete(cli_env,
+                                                           tmp_path):
+  from fedhelp_jax.data import load  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / 'tfds'
+  load.load_medmnist('pneumonia', data_dir=str(data_dir))  # Prepare it.
+  shards = list(data_dir.glob('fedhelp_medmnist/pneumonia/*/*train*'))
+  assert shards
+  with open(shards[0], 'r+b') as f:
+    f.truncate(5000)
+  done = subprocess.run(
+      _cli(tmp_path / 'w', f'--config.dataset.data_dir={data_dir}'),
+      cwd=ROOT, env=cli_env, text=True, capture_output=True, timeout=300,
+      check=False)
+  assert done.returncode == 1
+  assert 'DataCacheError: the prepared dataset cache' in done.stderr
+  assert str(data_dir) in done.stderr and 'delete that directory' in (
+      done.stderr)
+  assert 'Traceback' not in done.stderr
+
+
 def test_cli_help_lists_configs_and_algorithms(cli_env):
   done = subprocess.run([sys.executable, '-m', 'experiments.run', '--help'],
                         cwd=ROOT, env=cli_env, text=True,
