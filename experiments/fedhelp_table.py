@@ -77,6 +77,10 @@ _MARKDOWN = flags.DEFINE_bool('markdown', False, 'Only print markdown '
                               'tables from the results JSON.')
 _OUT = flags.DEFINE_string('out', None, 'Output directory (default '
                            'experiments/results/fedhelp_<experiment>).')
+_REUSE = flags.DEFINE_bool(
+    'reuse', False, 'Reuse <out>/<method>.json files that match the rounds '
+    'and seeds instead of running those methods again (resume a table that '
+    'was stopped, or rebuild summary.json and the figure).')
 
 
 def _config_module(name):
@@ -417,6 +421,14 @@ def main(argv):
   fed0, info0 = experiment.build_federation(base, raw)
   records = {}
   for m in methods:
+    path = os.path.join(out, f'{m}.json')
+    if _REUSE.value and os.path.exists(path):
+      with open(path) as f:
+        rec = json.load(f)
+      if rec['rounds'] == int(base.rounds) and rec['seeds'] == seeds:
+        records[m] = rec
+        log(f'[{m}] reused {path} (ran in {rec["wall_s"]:.1f}s)')
+        continue
     config = _apply_flags(module.get_config(m))
     log(f'[{m}] aggregation={config.aggregation}')
     records[m] = run_method(config, raw, fed0, info0, seeds, log,
@@ -425,7 +437,9 @@ def main(argv):
         f'{records[m]["compile_s"]:.1f}s)')
     with open(os.path.join(out, f'{m}.json'), 'w') as f:
       json.dump(experiment._jsonable(records[m]), f, indent=1)  # pylint: disable=protected-access
-  wall = time.time() - t_all
+  # With reused methods, the table's wall time is the sum of its methods'.
+  wall = (sum(r['wall_s'] for r in records.values()) if _REUSE.value
+          else time.time() - t_all)
   vmap_timing = None
   if _TIME_VMAP.value:
     try:
@@ -471,7 +485,7 @@ def main(argv):
   plot(summary, records, os.path.join(out, f'fedhelp_{_EXPERIMENT.value}.png'),
        metric)
   log(f'total wall time {wall:.1f}s -> {out}')
-  with open(os.path.join(out, 'log.txt'), 'w') as f:
+  with open(os.path.join(out, 'log.txt'), 'a' if _REUSE.value else 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
 
