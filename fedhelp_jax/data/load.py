@@ -55,8 +55,10 @@ def _prepare(builder: builders._ManualSourceBuilder,
   # TFDS says "Downloading and preparing" and warns about a missing
   # dataset_info.json; nothing is downloaded (the source is a local file),
   # so say what really happens and keep only TFDS's progress bars (stderr).
-  print(f'[fedhelp_jax] preparing {builder.name}/{builder.builder_config.name}'
-        f' once from {path} (offline) into {builder.data_dir}', flush=True)
+  config_name = getattr(builder.builder_config, 'name', None)
+  name = builder.name + (f'/{config_name}' if config_name else '')
+  print(f'[fedhelp_jax] preparing {name} once from {path} (offline) into '
+        f'{builder.data_dir}', flush=True)
   verbosity = absl_logging.get_verbosity()
   absl_logging.set_verbosity(absl_logging.ERROR)
   try:
