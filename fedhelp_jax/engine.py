@@ -44,9 +44,10 @@ STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
 # loop; on accelerators vmap wins.
 _AUTO = {
     'cpu': ('chunked', 1,
-            'CPU: vmap over per-silo conv weights lowers to slow grouped '
-            'convolutions; a sequential in-program map (chunk 1) was fastest '
-            'in benchmarks/round_throughput.py'),
+            'CPU: a sequential in-program map (chunk 1) was fastest for the '
+            'CNN in benchmarks/round_throughput.py (vmap over per-silo conv '
+            'weights lowers to slow grouped convolutions); other models use '
+            'the same choice, unmeasured'),
     'gpu': ('vmap', None, 'GPU: vmap runs all silos of a group as one '
             'batched program'),
     'tpu': ('vmap', None, 'TPU: vmap runs all silos of a group as one '
