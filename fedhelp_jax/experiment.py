@@ -95,9 +95,6 @@ def _load_raw(config) -> dict[str, Any]:
   raise ValueError(f'config.dataset.name: unknown dataset {ds.name!r}.')
 
 
-PARTITION_KINDS = ('large_small', 'shares')
-
-
 def _silo_indices(config, raw):
   """Per-silo train and test indices into ``raw`` (large silos first).
 
@@ -145,6 +142,14 @@ def num_silos(partition) -> tuple[int, int]:
   return int(partition.num_large), int(partition.num_small)
 
 
+def _stratified_cut(raw, fraction: float, seed: int):
+  """``(part, rest)`` index arrays: a stratified ``fraction`` of the
+  training split and the remainder."""
+  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
+  return data_lib.stratified_split(raw['train_y'], [fraction, 1.0 - fraction],
+                                   seed=seed)
+
+
 def subsample_train(raw, fraction: float, *, seed: int) -> dict[str, Any]:
   """Keeps a stratified ``fraction`` of the training split (1.0: all).
 
@@ -156,9 +161,7 @@ def subsample_train(raw, fraction: float, *, seed: int) -> dict[str, Any]:
   if not 0.0 < fraction < 1.0:
     raise ValueError(f'config.dataset.train_fraction must be in (0, 1], got '
                      f'{fraction}.')
-  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
-  keep, _ = data_lib.stratified_split(raw['train_y'],
-                                      [fraction, 1.0 - fraction], seed=seed)
+  keep, _ = _stratified_cut(raw, fraction, seed)
   return {**raw, 'train_x': raw['train_x'][keep],
           'train_y': raw['train_y'][keep]}
 
@@ -176,14 +179,11 @@ def reserve_split(raw, fraction: float, *, seed: int) -> dict[str, Any]:
   if not 0.0 < fraction < 1.0:
     raise ValueError(f'config.dataset.reserve_fraction must be in [0, 1), '
                      f'got {fraction}.')
-  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
-  reserve, keep = data_lib.stratified_split(
-      raw['train_y'], [fraction, 1.0 - fraction], seed=seed)
-  out = dict(raw)
-  out.update(train_x=raw['train_x'][keep], train_y=raw['train_y'][keep],
-             reserve_x=raw['train_x'][reserve],
-             reserve_y=raw['train_y'][reserve])
-  return out
+  reserve, keep = _stratified_cut(raw, fraction, seed)
+  return {**raw, 'train_x': raw['train_x'][keep],
+          'train_y': raw['train_y'][keep],
+          'reserve_x': raw['train_x'][reserve],
+          'reserve_y': raw['train_y'][reserve]}
 
 
 def build_federation(config, raw) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 _TASKS = ('classification', 'segmentation')
+PARTITION_KINDS = ('large_small', 'shares')
 _STRATEGIES = ('auto', 'vmap', 'chunked', 'loop')
 _AGGREGATIONS = ('samples', 'uniform', 'group_balanced')
 _DATASETS = ('medmnist', 'brain_slices', 'breast_cancer')
@@ -119,7 +120,7 @@ def validate_config(config: Any) -> None:
     _check_shares_partition(config, part)
   elif part is not None:
     _choice('partition.kind', part.get('kind', 'large_small'),
-            ('large_small', 'shares'))
+            PARTITION_KINDS)
     num_large = _int(config, 'partition.num_large', minimum=0)
     num_small = _int(config, 'partition.num_small', minimum=0)
     if num_large + num_small < 1:
@@ -227,6 +228,9 @@ def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
           'num_small.')
 
 
+_PACKED_KEYS = ('x', 'y', 'n', 'test_x', 'test_y', 'test_n')
+
+
 def check_federation(data, weights=None, *, task=None,
                      required=('x', 'y', 'n')) -> None:
   """Checks packed silo data on the host, before anything is compiled.
@@ -252,118 +256,97 @@ def check_federation(data, weights=None, *, task=None,
   if not data:
     _data_fail('data', 'has no groups.', 'give at least one group of silos.')
   for g, d in data.items():
-    where = f'data[{g!r}]'
-    for key in required:
-      if key not in d:
-        _data_fail(where, f'lacks {key!r}.',
-                   'pack silos with fedhelp_jax.data.pack_group.')
-    x, y = np.asarray(d['x']), np.asarray(d['y'])
-    n = np.asarray(d['n'])
-    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
-      _data_fail(where, f'x has shape {list(x.shape)}: the group has no '
-                 'silos or a padded size of 0.', f'drop group {g!r} from '
-                 'the data, the weights and the groups of build_round, or '
-                 'give its silos examples.')
-    if x.shape[0] != n.shape[0] or y.shape[:2] != x.shape[:2]:
-      _data_fail(where, f'x {list(x.shape)}, y {list(y.shape)} and n '
-                 f'{list(n.shape)} disagree on silos or examples.',
-                 'give every array one row per silo, padded to one [C, N] '
-                 'prefix (pack_group does).')
-    w = None if weights is None else np.asarray(weights[g])
-    empty = np.flatnonzero(n < 1) if w is None else np.flatnonzero(
-        (n < 1) & (w != 0))
-    if empty.size:
-      _data_fail(where, f'silos {empty.tolist()} have no training examples '
-                 '(n = 0) but take part in the round.',
-                 'enlarge the partition sizes, drop those silos, or give '
-                 'them weight 0.')
-    if np.any(n > x.shape[1]):
-      _data_fail(where, f'n {n.tolist()} exceeds the padded size '
-                 f'{x.shape[1]}.', 'set n to the real example counts.')
-    for key in ('x', 'test_x', 'public_x'):
-      if key in d and not np.all(np.isfinite(np.asarray(d[key]))):
-        arr = np.asarray(d[key])
-        bad = sorted(set(np.argwhere(~np.isfinite(arr))[:, 0].tolist()))
-        _data_fail(f'{where}[{key!r}]', f'silos {bad} contain NaN or inf '
-                   'values.', 'clean or drop those examples before packing.')
-    for key in ('y', 'test_y'):
-      if key not in d:
-        continue
-      arr = np.asarray(d[key])
-      if not np.issubdtype(arr.dtype, np.integer):
-        _data_fail(f'{where}[{key!r}]', f'labels/masks must be integers, '
-                   f'got {arr.dtype}.', 'cast them, e.g. (mask > '
-                   '0.5).astype(np.int32) for a binary mask.')
-      if arr.size and arr.min() < 0:
-        _data_fail(f'{where}[{key!r}]', f'labels/masks must be >= 0; found '
-                   f'{arr.min()}.', 'use class indices 0..num_classes-1 '
-                   '(negative values are not "ignore" labels here).')
-    if w is not None and (w.shape != n.shape or not np.all(np.isfinite(w))
-                          or np.any(w < 0)):
-      _data_fail(f'weights[{g!r}]', f'must be {list(n.shape)} finite, '
-                 f'non-negative values; got {w.shape} {w.tolist()[:8]}.',
-                 'use experiment.aggregation_weights or n / n.sum().')
-  if task is not None:
-    validate_federation(data, task)
+    _check_group(g, d, None if weights is None else np.asarray(weights[g]),
+                 task, required)
 
 
 def validate_federation(fed: dict[str, dict[str, np.ndarray]], task) -> None:
   """Checks packed silo data: shapes, dtypes, label range, masks, empty silos.
 
+  ``check_federation`` with the task and every packed array required.
+
   Raises:
     DataError: naming the group, array, problem and fix.
   """
-  for g, d in fed.items():
-    where = f'data[{g!r}]'
-    for key in ('x', 'y', 'n', 'test_x', 'test_y', 'test_n'):
-      if key not in d:
-        _data_fail(where, f'lacks {key!r}.',
-                   'pack silos with fedhelp_jax.data.pack_group.')
-    x, y, n = d['x'], d['y'], d['n']
-    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
-      _data_fail(where, f'x has shape {list(x.shape)}: the group has no '
-                 'silos or a padded size of 0.', f'drop group {g!r} or give '
-                 'its silos examples.')
-    c = n.shape[0]
-    if x.shape[0] != c or y.shape[0] != c:
-      _data_fail(where, f'x {x.shape}, y {y.shape} and n {n.shape} disagree '
-                 'on the number of silos.', 'give every array one row per '
-                 'silo (pack_group does).')
-    if x.shape[:2] != y.shape[:2]:
-      _data_fail(where, f'x {x.shape} and y {y.shape} disagree on examples '
-                 'per silo.', 'pad x and y to the same [C, N] prefix.')
-    if d['test_x'].shape[2:] != x.shape[2:]:
-      _data_fail(where, f'test_x examples {d["test_x"].shape[2:]} differ from '
-                 f'training examples {x.shape[2:]}.',
-                 'resize/pad both splits to one input shape.')
-    if np.any(n < 1):
-      bad = np.flatnonzero(n < 1).tolist()
-      _data_fail(where, f'silos {bad} have no training examples.',
-                 'enlarge the partition sizes or drop those silos.')
-    if np.any(n > x.shape[1]):
-      _data_fail(where, f'n {n.tolist()} exceeds the padded size '
-                 f'{x.shape[1]}.', 'set n to the real example counts.')
-    for key in ('x', 'test_x'):
-      if not np.all(np.isfinite(d[key])):
-        bad = sorted(set(np.argwhere(~np.isfinite(d[key]))[:, 0].tolist()))
+  check_federation(fed, task=task, required=_PACKED_KEYS)
+
+
+def _check_group(g, d, w, task, required) -> None:
+  """The checks of ``check_federation`` for one group ``g``."""
+  where = f'data[{g!r}]'
+  for key in required:
+    if key not in d:
+      _data_fail(where, f'lacks {key!r}.',
+                 'pack silos with fedhelp_jax.data.pack_group.')
+  x, y, n = np.asarray(d['x']), np.asarray(d['y']), np.asarray(d['n'])
+  if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
+    _data_fail(where, f'x has shape {list(x.shape)}: the group has no silos '
+               f'or a padded size of 0.', f'drop group {g!r} from the data, '
+               'the weights and the groups of build_round, or give its silos '
+               'examples.')
+  c = n.shape[0]
+  if x.shape[0] != c or y.shape[0] != c:
+    _data_fail(where, f'x {x.shape}, y {y.shape} and n {n.shape} disagree '
+               'on the number of silos.', 'give every array one row per '
+               'silo (pack_group does).')
+  if x.shape[:2] != y.shape[:2]:
+    _data_fail(where, f'x {x.shape} and y {y.shape} disagree on examples '
+               'per silo.', 'pad x and y to the same [C, N] prefix.')
+  if 'test_x' in d and np.shape(d['test_x'])[2:] != x.shape[2:]:
+    _data_fail(where, f'test_x examples {np.shape(d["test_x"])[2:]} differ '
+               f'from training examples {x.shape[2:]}.',
+               'resize/pad both splits to one input shape.')
+  # With weights, a silo of n = 0 may sit out the round (weight 0): the
+  # masked dummies that mesh padding adds.
+  empty = (n < 1) if w is None else (n < 1) & (w != 0)
+  if np.any(empty):
+    fix = 'enlarge the partition sizes or drop those silos'
+    _data_fail(where, f'silos {np.flatnonzero(empty).tolist()} have no '
+               'training examples.',
+               fix + ('.' if w is None else ', or give them weight 0.'))
+  if np.any(n > x.shape[1]):
+    _data_fail(where, f'n {n.tolist()} exceeds the padded size '
+               f'{x.shape[1]}.', 'set n to the real example counts.')
+  for key in ('x', 'test_x', 'public_x'):
+    if key in d:
+      arr = np.asarray(d[key])
+      if not np.all(np.isfinite(arr)):
+        bad = sorted(set(np.argwhere(~np.isfinite(arr))[:, 0].tolist()))
         _data_fail(f'{where}[{key!r}]', f'silos {bad} contain NaN or inf '
                    'values.', 'clean or drop those examples before packing.')
-    if task.name == 'segmentation' and y.shape[2:] != x.shape[2:-1]:
-      _data_fail(where, f'segmentation masks must be [C, N, H, W] matching x '
-                 f'{x.shape}; got y {y.shape}.',
-                 'give one integer class per pixel.')
-    if task.name == 'classification' and y.ndim != 2:
-      _data_fail(where, f'classification labels must be [C, N]; got y '
-                 f'{y.shape}.', 'give one integer label per example.')
+  if task is not None and task.name == 'segmentation' and (
+      y.shape[2:] != x.shape[2:-1]):
+    _data_fail(where, f'segmentation masks must be [C, N, H, W] matching x '
+               f'{x.shape}; got y {y.shape}.',
+               'give one integer class per pixel.')
+  if task is not None and task.name == 'classification' and y.ndim != 2:
+    _data_fail(where, f'classification labels must be [C, N]; got y '
+               f'{y.shape}.', 'give one integer label per example.')
+  if task is None:
+    what = 'labels/masks'
+  else:
     what = 'mask values' if task.name == 'segmentation' else 'labels'
-    for key in ('y', 'test_y'):
-      arr = d[key]
-      if not np.issubdtype(arr.dtype, np.integer):
-        _data_fail(f'{where}[{key!r}]', f'{what} must be integers, got '
-                   f'{arr.dtype}.', 'cast them, e.g. (mask > 0.5).astype('
-                   'np.int32) for a binary mask.')
-      if arr.size and (arr.min() < 0 or arr.max() >= task.num_classes):
-        _data_fail(f'{where}[{key!r}]', f'{what} must lie in [0, '
-                   f'{task.num_classes - 1}] (num_classes={task.num_classes})'
-                   f'; found range [{arr.min()}, {arr.max()}].',
-                   'fix config.num_classes or the data.')
+  for key in ('y', 'test_y'):
+    if key not in d:
+      continue
+    arr = np.asarray(d[key])
+    if not np.issubdtype(arr.dtype, np.integer):
+      _data_fail(f'{where}[{key!r}]', f'{what} must be integers, got '
+                 f'{arr.dtype}.', 'cast them, e.g. (mask > 0.5).astype('
+                 'np.int32) for a binary mask.')
+    if not arr.size:
+      continue
+    if task is not None and (arr.min() < 0 or arr.max() >= task.num_classes):
+      _data_fail(f'{where}[{key!r}]', f'{what} must lie in [0, '
+                 f'{task.num_classes - 1}] (num_classes={task.num_classes})'
+                 f'; found range [{arr.min()}, {arr.max()}].',
+                 'fix config.num_classes or the data.')
+    if arr.min() < 0:
+      _data_fail(f'{where}[{key!r}]', f'{what} must be >= 0; found '
+                 f'{arr.min()}.', 'use class indices 0..num_classes-1 '
+                 '(negative values are not "ignore" labels here).')
+  if w is not None and (w.shape != n.shape or not np.all(np.isfinite(w))
+                        or np.any(w < 0)):
+    _data_fail(f'weights[{g!r}]', f'must be {list(n.shape)} finite, '
+               f'non-negative values; got {w.shape} {w.tolist()[:8]}.',
+               'use experiment.aggregation_weights or n / n.sum().')

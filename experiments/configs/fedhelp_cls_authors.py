@@ -19,15 +19,16 @@ Commands:
 import ml_collections
 
 from experiments.configs import common
-from experiments.configs import fedhelp_cls
+from experiments.configs import fedhelp_cls_hetero
 
-METHODS = fedhelp_cls.METHODS
+METHODS = fedhelp_cls_hetero.METHODS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The authors'-protocol classification config; ``arg`` the algorithm."""
-  c = fedhelp_cls.get_config(arg)
+  """The authors'-protocol classification config; ``arg`` the algorithm.
+
+  The heterogeneous config (same recipe, same FM) on the authors' split.
+  """
+  c = fedhelp_cls_hetero.get_config(arg)
   common.authors_split(c)
-  common.authors_recipe(c)
-  common.outside_fm(c)
   return c
