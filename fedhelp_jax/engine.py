@@ -305,6 +305,44 @@ def client_keys(base: jax.Array, round_index: jax.Array, group_index: int,
       jnp.arange(num_clients))
 
 
+# fold_in tag of the per-round sampling key; silo keys use tags 0..C-1.
+_SAMPLING_TAG = 2**31 - 1
+
+
+def sample_clients(base: jax.Array, round_index: jax.Array, group_index: int,
+                   weights: jax.Array, num_sampled: int) -> jax.Array:
+  """Indices of ``num_sampled`` silos of a group for this round, ascending.
+
+  Drawn uniformly without replacement among the real silos (weight > 0;
+  dummy silos padded for a mesh are never drawn) from a key that depends
+  only on (seed, round, group), like ``client_keys``: a resumed run draws
+  the same silos. Callers keep ``num_sampled`` <= the real silo count.
+  """
+  key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
+      _SAMPLING_TAG)
+  scores = jnp.where(weights > 0, jax.random.uniform(key, weights.shape),
+                     -1.0)
+  _, idx = lax.top_k(scores, num_sampled)
+  return jnp.sort(idx).astype(jnp.int32)
+
+
+def _scatter_clients(full: types.PyTree, part: types.PyTree,
+                     idx: jax.Array) -> types.PyTree:
+  """``full`` with rows ``idx`` replaced by ``part``'s rows."""
+  return jax.tree.map(lambda f, p: f.at[idx].set(p), full, part)
+
+
+def _scatter_metrics(part: types.Metrics, idx: jax.Array,
+                     num: int) -> dict[str, jax.Array]:
+  """Per-silo metrics of the sampled silos spread to ``[num]`` (zeros for
+  silos not sampled this round) plus ``'sampled'`` (bool ``[num]``)."""
+  out = {k: jnp.zeros((num,) + v.shape[1:], v.dtype).at[idx].set(v)
+         for k, v in part.items()}
+  out['sampled'] = jnp.zeros((num,), bool).at[idx].set(True)
+  return out
+
+
 def _all_finite(tree: types.PyTree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
@@ -353,6 +391,7 @@ def _local_with_checks(alg, group, nonfinite):
 def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                 strategy: str = 'auto', chunk_size: Optional[int] = None,
                 nonfinite: str = 'stop', mesh=None,
+                clients_per_round: Optional[Mapping[str, int]] = None,
                 verbose: bool = False) -> Callable[..., Any]:
   """Builds ``round_fn(state, data, weights, hparams) -> (state, metrics)``.
 
@@ -369,6 +408,12 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
       (``map_clients_sharded``), client-placed outputs are constrained to the
       mesh and server reductions become collectives. Each group's client
       count must be a multiple of the mesh size (``pad_federation_for_mesh``).
+    clients_per_round: optional group -> m: each round only m silos of that
+      group, drawn by ``sample_clients``, train and upload (client
+      sampling). Only those m are gathered and mapped, so the round's
+      compute scales with m; the others keep their state. Their per-silo
+      metrics are zero and the group's metrics gain ``'sampled'`` (bool
+      ``[C]``). Groups not named (or m = 0) run every silo.
     verbose: print the resolved strategy.
 
   Returns:
@@ -383,6 +428,14 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     print(f'[fedhelp_jax] client-parallel strategy: {resolved.describe()}')
   groups = tuple(groups)
   checked = {g: _local_with_checks(alg, g, nonfinite) for g in groups}
+  sampled = {g: int(m) for g, m in (clients_per_round or {}).items() if m}
+  unknown = sorted(set(sampled) - set(groups))
+  if unknown or any(m < 0 for m in sampled.values()):
+    raise ValueError(f'clients_per_round: groups {unknown} are not among '
+                     f'{groups}, or a count is negative: {clients_per_round}.')
+  if sampled and mesh is not None:
+    raise ValueError('clients_per_round with a device mesh is not supported: '
+                     'run sampling on one device (num_devices=1).')
 
   def constrain(tree):
     if mesh is None:
@@ -409,6 +462,14 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
       keys = client_keys(state.rng, state.round, gi, num)
       personal = None if download.personal is None else download.personal[g]
       placed = (state.clients[g], personal, data[g], weights[g], keys)
+      idx = None
+      if g in sampled:
+        if sampled[g] > num:
+          raise ValueError(f'clients_per_round[{g!r}] = {sampled[g]} but the '
+                           f'group has {num} silos.')
+        idx = sample_clients(state.rng, state.round, gi, weights[g],
+                             sampled[g])
+        placed = jax.tree.map(lambda x: x[idx], placed)
       if mesh is None:
         out = map_clients(checked[g], placed, (download.broadcast, hparams),
                           resolved)
@@ -417,6 +478,11 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                                   (download.broadcast, hparams), resolved,
                                   mesh)
       new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(out)
+      if idx is not None:
+        # Uploads and weights stay [m]: the server averages the sampled.
+        new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
+                                          idx)
+        metrics[g] = _scatter_metrics(metrics[g], idx, num)
     return finish(state, new_clients, uploads, new_weights, metrics, hparams)
 
   if resolved.name != 'loop':
@@ -436,8 +502,12 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     for gi, g in enumerate(groups):
       num = weights[g].shape[0]
       keys = client_keys(state.rng, state.round, gi, num)
+      silos = range(num)
+      if g in sampled:
+        silos = [int(c) for c in sample_clients(state.rng, state.round, gi,
+                                                weights[g], sampled[g])]
       outs = []
-      for c in range(num):
+      for c in silos:
         take = functools.partial(lambda x, c: x[c], c=c)
         personal = (None if download.personal is None
                     else jax.tree.map(take, download.personal[g]))
@@ -447,6 +517,11 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
             download.broadcast, hparams))
       stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
       new_clients[g], uploads[g], new_weights[g], metrics[g] = stacked
+      if g in sampled:
+        idx = jnp.asarray(silos, jnp.int32)
+        new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
+                                          idx)
+        metrics[g] = _scatter_metrics(metrics[g], idx, num)
     return finish_jit(state, new_clients, uploads, new_weights, metrics,
                       hparams)
 

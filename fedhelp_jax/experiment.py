@@ -291,10 +291,23 @@ HASH_IGNORED = ('rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
 
 
 def hashed_config(config) -> dict[str, Any]:
-  """The JSON-able part of ``config`` that ``config_hash`` covers."""
-  return json.loads(json.dumps(
-      {k: v for k, v in config.to_dict().items() if k not in HASH_IGNORED},
-      sort_keys=True, default=str))
+  """The JSON-able part of ``config`` that ``config_hash`` covers.
+
+  ``clients_per_round`` is left out while it samples nothing (all 0), so
+  runs from before client sampling existed keep their hash.
+  """
+  fields = {k: v for k, v in config.to_dict().items()
+            if k not in HASH_IGNORED}
+  if not clients_per_round(config):
+    fields.pop('clients_per_round', None)
+  return json.loads(json.dumps(fields, sort_keys=True, default=str))
+
+
+def clients_per_round(config) -> dict[str, int]:
+  """Group -> silos sampled per round (``config.clients_per_round``; groups
+  with 0, or absent, run every silo)."""
+  return {g: int(m) for g, m in (config.get('clients_per_round') or {}).items()
+          if m}
 
 
 def config_hash(config) -> str:
@@ -385,9 +398,12 @@ def _nonfinite_events(round_metrics, first_round, info):
 
 
 def _mean_finite_loss(group_metrics, num_real: int) -> float:
-  """Last round's mean train loss over real silos whose update was kept."""
+  """Last round's mean train loss over real silos whose update was kept
+  (and that were sampled, under client sampling)."""
   loss = np.asarray(group_metrics['train_loss'][-1][:num_real])
   ok = ~np.asarray(group_metrics['nonfinite'][-1][:num_real])
+  if 'sampled' in group_metrics:
+    ok &= np.asarray(group_metrics['sampled'][-1][:num_real])
   return float(np.mean(loss[ok])) if ok.any() else float('nan')
 
 
@@ -436,7 +452,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   nonfinite = config.get('nonfinite', 'stop')
   round_fn = engine.build_round(
       alg, groups, strategy=config.get('strategy', 'auto'),
-      chunk_size=config.get('chunk_size'), nonfinite=nonfinite, mesh=mesh)
+      chunk_size=config.get('chunk_size'), nonfinite=nonfinite, mesh=mesh,
+      clients_per_round=clients_per_round(config))
   strategy = round_fn.strategy
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '

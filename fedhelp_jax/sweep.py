@@ -326,7 +326,8 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
   round_fn = engine.build_round(
       alg, groups, strategy=config.get('strategy', 'auto'),
       chunk_size=config.get('chunk_size'),
-      nonfinite=config.get('nonfinite', 'stop'))
+      nonfinite=config.get('nonfinite', 'stop'),
+      clients_per_round=experiment.clients_per_round(config))
   strategy = round_fn.strategy
   predict_fn = engine.build_predict(
       alg, groups, common.predict_probs(task), strategy=strategy.name,
@@ -381,8 +382,11 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
       events[k] += _nonfinite(metrics_k, r)
       for g in groups:
         real = len(s.info['groups'][g])
-        losses[k][g] += np.mean(np.asarray(metrics_k[g]['train_loss'])
-                                [:, :real], axis=1).tolist()
+        loss = np.asarray(metrics_k[g]['train_loss'])[:, :real]
+        seen = np.asarray(metrics_k[g].get('sampled', np.ones_like(loss)),
+                          bool)[:, :real]
+        losses[k][g] += (np.sum(loss * seen, axis=1)
+                         / np.maximum(seen.sum(axis=1), 1)).tolist()
       last[k] = experiment.evaluate(predict_fn, state_k, s.fed, s.task,
                                     s.info)
       value = last[k]['summary']['all'][metric]

@@ -115,6 +115,7 @@ def validate_config(config: Any) -> None:
     _fail('model.name', f'{config.model.name!r} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config, algorithms)
+  _check_clients_per_round(config)
   part = config.get('partition')
   if part is not None and part.get('kind', 'large_small') == 'shares':
     _check_shares_partition(config, part)
@@ -143,6 +144,32 @@ def validate_config(config: Any) -> None:
     if alpha is not None and not alpha > 0:
       _fail('partition.label_skew_alpha', f'must be > 0 or None, got {alpha}.',
             'use e.g. 0.5 (smaller = more skew), or None for no skew.')
+
+
+def _check_clients_per_round(config) -> None:
+  """``clients_per_round``: group -> silos drawn per round (0 = all)."""
+  sampling = config.get('clients_per_round') or {}
+  part = config.get('partition')
+  counts = {}
+  if part is not None and part.get('kind', 'large_small') == 'shares':
+    counts = {'large': part.get('num_large', 0),
+              'small': len(part.get('shares') or ()) - part.get('num_large', 0)}
+  elif part is not None:
+    counts = {'large': part.get('num_large'), 'small': part.get('num_small')}
+  for group, m in sampling.items():
+    field = f'clients_per_round.{group}'
+    if group not in ('large', 'small'):
+      _fail(field, 'is not a silo group.', "use 'large' or 'small'.")
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
+      _fail(field, f'must be an integer >= 0, got {m!r}.',
+            'use the number of silos to draw per round, or 0 for all.')
+    total = counts.get(group)
+    if m and isinstance(total, (int, np.integer)) and m > total:
+      _fail(field, f'draws {m} silos per round but the group has {total}.',
+            f'use at most {total}, or 0 for all.')
+  if any(sampling.values()) and int(config.get('num_devices') or 1) > 1:
+    _fail('clients_per_round', 'client sampling runs on one device.',
+          'set num_devices=1, or clients_per_round to 0.')
 
 
 def _check_shares_partition(config, part) -> None:
@@ -181,16 +208,10 @@ def _check_hparams(config, algorithms) -> None:
     if not math.isfinite(value):
       _fail(f'hparams.{key}', f'must be finite, got {value}.',
             'use a finite number.')
-    if key in ('lr', 'lr_large', 'server_lr', 'server_kd_lr') and (
-        not value > 0):
-      _fail(f'hparams.{key}', f'must be > 0, got {value}.',
-            'use a positive learning rate, e.g. 0.01.')
-    if key == 'temperature' and not value > 0:
-      _fail('hparams.temperature', f'must be > 0, got {value}.',
-            'use e.g. 1.0 (softmax temperature of distillation).')
-    if key in ('mu', 'momentum', 'weight_decay') and value < 0:
-      _fail(f'hparams.{key}', f'must be >= 0, got {value}.',
-            'use a non-negative value.')
+    allowed = algorithms.hparam_range(key)
+    if allowed is not None and not allowed.contains(value):
+      _fail(f'hparams.{key}', f'{allowed.describe()}, got {value}.',
+            f'use e.g. {allowed.example:g}.')
 
 
 def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:

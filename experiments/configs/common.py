@@ -69,6 +69,9 @@ def classification_base() -> ml_collections.ConfigDict:
   c.chunk_size = None
   c.num_devices = 1
   c.nonfinite = 'stop'
+  # Client sampling: silos per group drawn each round (0 = all).
+  c.clients_per_round = ml_collections.ConfigDict({'large': 0,
+                                                   'small': 0})
   c.checkpoint_keep = 2
   c.progress = True
   c.tensorboard = False

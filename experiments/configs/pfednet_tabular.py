@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.chunk_size = None
   c.num_devices = 1
   c.nonfinite = 'stop'
+  # Client sampling: silos per group drawn each round (0 = all).
+  c.clients_per_round = ml_collections.ConfigDict({'large': 0,
+                                                   'small': 0})
   c.checkpoint_keep = 1
   c.progress = False
   c.tensorboard = False

@@ -11,24 +11,38 @@ records in ``info``) are called as ``build(config, task, groups, info=info)``.
 """
 
 import difflib
+import functools
 from typing import Any, Callable
 
 from fedhelp_jax import models
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
+from fedhelp_jax.algorithms import scaffold
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 _PREPARE: dict[str, Callable[..., Any]] = {}
 _HPARAMS: dict[str, dict[str, float]] = {}
 _NEEDS_INFO: set[str] = set()
+_RANGES: dict[str, common.HParamRange] = dict(common.SHARED_RANGES)
 
 
 def register(name: str, build: Callable[..., Any], hparams: dict[str, float],
              prepare: Callable[..., Any] | None = None, *,
-             needs_info: bool = False) -> None:
-  """Registers an algorithm builder, its default hparams and data hook."""
+             needs_info: bool = False,
+             ranges: dict[str, common.HParamRange] | None = None) -> None:
+  """Registers an algorithm builder, its default hparams and data hook.
+
+  ``ranges`` gives the allowed values of this algorithm's own hparams
+  (``common.SHARED_RANGES`` covers the shared ones); config validation reads
+  them, so a new algorithm needs no change there.
+  """
   _BUILDERS[name] = build
   _HPARAMS[name] = dict(hparams)
+  for key, value in (ranges or {}).items():
+    if _RANGES.get(key, value) != value:
+      raise ValueError(f'register({name!r}): hparam {key!r} already has range '
+                       f'{_RANGES[key]}, not {value}.')
+    _RANGES[key] = value
   if prepare is not None:
     _PREPARE[name] = prepare
   if needs_info:
@@ -55,6 +69,11 @@ def build(name: str, config, task, groups, info=None):
   if name in _NEEDS_INFO:
     return _BUILDERS[name](config, task, tuple(groups), info=info)
   return _BUILDERS[name](config, task, tuple(groups))
+
+
+def hparam_range(key: str) -> common.HParamRange | None:
+  """The allowed values of hyperparameter ``key`` (None: any finite)."""
+  return _RANGES.get(key)
 
 
 def default_hparams(name: str) -> dict[str, float]:
@@ -98,9 +117,15 @@ def _fedavg_family(factory):
 register('fedavg', _fedavg_family(fedavg.fedavg),
          fedavg.default_hparams('fedavg'))
 register('fedprox', _fedavg_family(fedavg.fedprox),
-         fedavg.default_hparams('fedprox'))
+         fedavg.default_hparams('fedprox'),
+         ranges={'mu': common.NON_NEGATIVE})
 register('local', _fedavg_family(fedavg.local_only),
          fedavg.default_hparams('local'))
+register('scaffold', _fedavg_family(scaffold.scaffold), scaffold.DEFAULT_HPARAMS)
+for _name, _rule in fedavg.FEDOPT_NAMES.items():
+  register(_name, _fedavg_family(
+      functools.partial(fedavg.fedavg, server_optimizer=_rule)),
+           fedavg.default_hparams(_name))
 
 # FedHelp and its baselines (imported last: their builders use the helpers
 # above lazily, and foundation.prepare_fm places the FM knowledge).
@@ -109,12 +134,16 @@ from fedhelp_jax.algorithms import fedhelp  # pylint: disable=g-import-not-at-to
 from fedhelp_jax.algorithms import kd_baselines  # pylint: disable=g-import-not-at-top
 
 register('fedhelp', fedhelp.build, fedhelp.default_hparams('fedhelp'),
-         prepare=foundation.prepare_fm)
+         prepare=foundation.prepare_fm,
+         ranges={'lr_large': common.POSITIVE,
+                 'temperature': common.HParamRange(low=0.0, low_open=True,
+                                                   example=1.0)})
 register('fedavg_fm', fedhelp.build_fedavg_fm,
          fedhelp.default_hparams('fedavg_fm'), prepare=foundation.prepare_fm)
 register('feddf', kd_baselines.build_feddf,
          kd_baselines.default_hparams('feddf'),
-         prepare=kd_baselines.prepare_server_public)
+         prepare=kd_baselines.prepare_server_public,
+         ranges={'server_kd_lr': common.POSITIVE})
 register('fml', kd_baselines.build_fml, kd_baselines.default_hparams('fml'))
 register('central', kd_baselines.build_central,
          kd_baselines.default_hparams('central'))

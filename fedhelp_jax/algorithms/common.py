@@ -2,6 +2,7 @@
 """Pieces shared by algorithms: local configs, optimizers, supervised steps."""
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Optional
 
 import jax
@@ -56,6 +57,49 @@ class LocalConfig:
 
 # Hyperparameters every local optimizer reads (on top of each algorithm's own).
 OPTIMIZER_HPARAMS = ('weight_decay',)
+
+
+@dataclasses.dataclass(frozen=True)
+class HParamRange:
+  """Allowed values of one hyperparameter, read by config validation.
+
+  Attributes:
+    low: lower bound.
+    high: upper bound (inf for none).
+    low_open: ``low`` itself is excluded.
+    high_open: ``high`` itself is excluded.
+    example: a valid value to suggest in the error message.
+  """
+  low: float = -math.inf
+  high: float = math.inf
+  low_open: bool = False
+  high_open: bool = True
+  example: float = 0.01
+
+  def contains(self, value: float) -> bool:
+    above = value > self.low if self.low_open else value >= self.low
+    below = value < self.high if self.high_open else value <= self.high
+    return above and below
+
+  def describe(self) -> str:
+    lo = f'> {self.low:g}' if self.low_open else f'>= {self.low:g}'
+    if math.isinf(self.high):
+      return f'must be {lo}'
+    hi = f'< {self.high:g}' if self.high_open else f'<= {self.high:g}'
+    return f'must be {lo} and {hi}'
+
+
+POSITIVE = HParamRange(low=0.0, low_open=True, example=0.01)
+NON_NEGATIVE = HParamRange(low=0.0, example=0.0)
+UNIT_INTERVAL = HParamRange(low=0.0, high=1.0, example=0.9)
+
+# Ranges of the hyperparameters that several algorithms share; each
+# registration adds its own (``algorithms.register(..., ranges=...)``).
+SHARED_RANGES = {'lr': POSITIVE, 'momentum': NON_NEGATIVE,
+                 'weight_decay': NON_NEGATIVE, 'server_lr': POSITIVE,
+                 'server_b1': UNIT_INTERVAL, 'server_b2': UNIT_INTERVAL,
+                 'server_tau': HParamRange(low=0.0, low_open=True,
+                                           example=1e-3)}
 
 
 def make_optimizer(name: str, hparams: types.HParams,
@@ -126,7 +170,9 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
 
   Returns:
     ``(params, model_state, metrics)`` with ``metrics['train_loss']`` the mean
-    task loss over active steps.
+    task loss over active steps and ``metrics['local_steps']`` (float32) the
+    number of steps this silo really took (fewer than scanned for small
+    silos under ``local_epochs``).
   """
   order_key, step_key = jax.random.split(rng)
   idx, active = local.schedule(order_key, data)
@@ -150,7 +196,8 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
   (params, model_state, _), step_losses = engine.scan_local_steps(
       step, (params, model_state, tx.init(params)), idx, active, step_key)
   return params, model_state, {
-      'train_loss': engine.mean_over_active(step_losses, active)}
+      'train_loss': engine.mean_over_active(step_losses, active),
+      'local_steps': jnp.sum(active).astype(jnp.float32)}
 
 
 def predict_probs(task: tasks.Task, head: str = 'main'):

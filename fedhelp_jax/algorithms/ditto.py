@@ -15,6 +15,7 @@ import jax
 from fedhelp_jax import engine
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import server_opt
 
 
 def ditto(module, task, local: common.LocalConfig,
@@ -56,8 +57,7 @@ def ditto(module, task, local: common.LocalConfig,
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
-    return {'params': jax.tree.map(
-        lambda p, d: p - hparams['server_lr'] * d, server['params'], delta)}
+    return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(group, client, broadcast, personal):
     del group, broadcast, personal

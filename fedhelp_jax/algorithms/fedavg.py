@@ -8,9 +8,10 @@
   ``mu/2 ||w - w_global||^2`` to every local step.
 * Local-only: every silo trains its own model; nothing is communicated.
 
-Silos upload the model delta ``w_global - w_local``; the server applies the
-weighted mean delta with a server learning rate (``server_lr = 1`` is plain
-FedAvg). BatchNorm statistics, when the model has them, stay on the silo
+Silos upload the model delta ``w_global - w_local``; the server feeds the
+weighted mean delta to a server optimizer (``server_opt``): SGD with
+``server_lr = 1`` is plain FedAvg; Adam, Yogi and Adagrad give FedAdam,
+FedYogi and FedAdagrad (Reddi et al. 2021, https://arxiv.org/abs/2003.00295). BatchNorm statistics, when the model has them, stay on the silo
 (they are client state, FedBN-style), only 'params' are averaged.
 """
 
@@ -22,9 +23,13 @@ from fedhelp_jax import engine
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import server_opt
+
+# Registered names of FedAvg with an adaptive server optimizer.
+FEDOPT_NAMES = {'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 
 
-def _init(module, groups):
+def _init(module, groups, server_optimizer='sgd'):
   def init_fn(rng, data):
     first = groups[0]
     params, model_state = common.init_model(
@@ -34,16 +39,18 @@ def _init(module, groups):
       num = data[g]['x'].shape[0]
       clients[g] = {'params': common.stack(params, num),
                     'model_state': common.stack(model_state, num)}
-    return {'params': params}, clients
+    return server_opt.init_server(server_optimizer, params), clients
   return init_fn
 
 
 def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
-           *, proximal: bool = False) -> types.FederatedAlgorithm:
+           *, proximal: bool = False,
+           server_optimizer: str = 'sgd') -> types.FederatedAlgorithm:
   """FedAvg (or FedProx with ``proximal=True``) over one shared model.
 
   Hyperparameters (arrays in ``hparams``): ``lr``, ``momentum`` (sgd),
-  ``server_lr`` and, for FedProx, ``mu``.
+  ``server_lr``, for FedProx ``mu``, and for an adaptive server optimizer
+  ``server_b1``, ``server_b2``, ``server_tau`` (``server_opt``).
 
   Args:
     module: the Flax model every silo trains.
@@ -51,8 +58,12 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
     local: local-training config.
     groups: silo group names (all share ``module``).
     proximal: add FedProx's proximal term.
+    server_optimizer: one of ``server_opt.SERVER_OPTIMIZERS``.
   """
   groups = tuple(groups)
+  if server_optimizer not in server_opt.SERVER_OPTIMIZERS:
+    raise ValueError(f'Unknown server optimizer {server_optimizer!r}; '
+                     f'expected one of {server_opt.SERVER_OPTIMIZERS}.')
 
   def download(server):
     return types.Download(broadcast=server['params'])
@@ -72,16 +83,16 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
-    params = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d,
-                          server['params'], delta)
-    return {'params': params}
+    return server_opt.apply(server_optimizer, server, delta, hparams)
 
   def eval_variables(group, client, broadcast, personal):
     del group, personal
     return common.model_variables(broadcast, client['model_state'])
 
+  fedopt = {v: k for k, v in FEDOPT_NAMES.items()}
+  name = 'fedprox' if proximal else fedopt.get(server_optimizer, 'fedavg')
   return types.FederatedAlgorithm(
-      name='fedprox' if proximal else 'fedavg', init=_init(module, groups),
+      name=name, init=_init(module, groups, server_optimizer),
       download=download, local_update=local_update,
       server_update=server_update, eval_variables=eval_variables,
       eval_model=lambda group: module)
@@ -132,4 +143,6 @@ def default_hparams(name: str) -> dict[str, Any]:
   base = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0}
   if name == 'fedprox':
     base['mu'] = 0.01
+  if name in FEDOPT_NAMES:
+    base.update(server_opt.default_hparams(FEDOPT_NAMES[name]))
   return base

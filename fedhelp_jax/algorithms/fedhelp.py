@@ -51,6 +51,7 @@ from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import server_opt
 
 GROUPS = ('large', 'small')
 _PUBLIC_HEAD = 'aux_head'
@@ -341,9 +342,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
-    params = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d,
-                          server['params'], delta)
-    return {'params': params}
+    return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(group, client, broadcast, personal):
     del personal

@@ -41,6 +41,7 @@ from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import server_opt
 from fedhelp_jax.algorithms import fedavg
 
 
@@ -112,8 +113,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
 
   def server_update(server, uploads, weights, hparams):
     avg_delta = engine.weighted_mean_groups(uploads, weights)
-    params = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d,
-                          server['params'], avg_delta)
+    params = server_opt.sgd_step(server['params'], avg_delta, hparams)
     public_x = server['public_x']
     total = jnp.maximum(sum(jnp.sum(w) for w in weights.values()), 1e-12)
 
@@ -268,8 +268,7 @@ def fml(shared_module, private_modules, task: tasks.Task,
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
-    return {'params': jax.tree.map(
-        lambda p, d: p - hparams['server_lr'] * d, server['params'], delta)}
+    return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(group, client, broadcast, personal):
     del group, personal

@@ -44,6 +44,7 @@ from fedhelp_jax import engine
 from fedhelp_jax import pfednet_ops
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import server_opt
 
 
 def _compress(tree, gamma, ternarize_p: Optional[float], tv_iters: int):
@@ -168,8 +169,7 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     shared_delta = engine.weighted_mean_groups(
         {g: u['shared'] for g, u in uploads.items()}, weights)
     shared0, personal0 = split_params(server['params'])
-    shared = jax.tree.map(lambda p, d: p - hparams['server_lr'] * d, shared0,
-                          shared_delta)
+    shared = server_opt.sgd_step(shared0, shared_delta, hparams)
     # Graph nodes are the real silos; dummy silos appended for a device mesh
     # (weight 0) keep their rows unchanged.
     z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
