@@ -75,9 +75,13 @@ def make_federation(num_silos: int, examples: int, *, hw: int = 28,
 
 def fedavg_workload(model: str, *, batch_size: int, local_steps: int,
                     num_classes: int = 2, dtype: str = 'float32',
-                    conv: str = 'xla'):
-  """FedAvg with ``model`` ('cnn' or 'logreg'), SGD+momentum local steps."""
-  kwargs = {'num_classes': num_classes}
+                    conv: str = 'xla', model_kwargs=None):
+  """FedAvg with ``model`` ('cnn' or 'logreg'), SGD+momentum local steps.
+
+  ``model_kwargs`` (e.g. ``{'features': (4, 8), 'dense': 16}`` for smoke
+  runs) are passed on to ``models.make_model``.
+  """
+  kwargs = {'num_classes': num_classes, **(model_kwargs or {})}
   if model == 'cnn':
     kwargs.update(dtype=dtype, conv=conv)
   module = models.make_model(model, **kwargs)

@@ -32,7 +32,7 @@ from benchmarks import common
 from fedhelp_jax import engine
 
 
-def _parse_ints(s):
+def parse_ints(s):
   return [int(v) for v in s.split(',') if v]
 
 
@@ -91,27 +91,138 @@ def interleaved_round_times(calls, repeats):
   return {name: common.median(ts) for name, ts in times.items()}
 
 
-def find_max_silos(args, alg, hparams, strategy):
-  """Doubles the silo count until the compiled round runs out of memory."""
-  silos, largest = 64, None
-  while silos <= args.max_silos_limit:
+def find_max_silos(alg, hparams, strategy, *, batch_size, local_steps,
+                   limit=1 << 17, start=64, hw=28, deadline=None):
+  """Doubles the silo count until the compiled round runs out of memory.
+
+  Args:
+    alg: the FedAvg workload (``common.fedavg_workload``).
+    hparams: its hyperparameters.
+    strategy: the client-parallel strategy to compile.
+    batch_size: local batch size.
+    local_steps: local steps per silo (each silo holds
+      ``batch_size * local_steps`` examples).
+    limit: largest silo count tried.
+    start: first silo count tried.
+    hw: image height and width.
+    deadline: ``time.monotonic()`` value by which the search should end
+      (None: no deadline). A larger count is not started when the last try,
+      doubled, would run past it.
+
+  Returns:
+    ``{'largest': the largest count that fit (None if none did),
+    'stopped': 'out_of_memory' | 'limit' | 'deadline', 'tried': [...]}``.
+  """
+  silos, largest, stopped, tried = start, None, 'limit', []
+  last_s = 0.0
+  while silos <= limit:
+    t0 = time.monotonic()
+    if deadline is not None and t0 + 2 * last_s > deadline:
+      stopped = 'deadline'
+      break
     data, weights = common.make_federation(
-        silos, args.batch_size * args.local_steps)
+        silos, batch_size * local_steps, hw=hw)
     try:
       data, weights = jax.device_put((data, weights))
       prepare_compiled(alg, hparams, data, weights, strategy=strategy,
                        chunk_size=None, rounds_per_call=1)
       largest = silos
+      last_s = time.monotonic() - t0
+      tried.append({'silos': silos, 'fits': True, 'seconds': last_s})
       print(f'  {silos} silos: fits', flush=True)
     except Exception as e:  # pylint: disable=broad-except
-      if 'RESOURCE_EXHAUSTED' not in str(e) and 'memory' not in str(e).lower():
+      if not isinstance(e, MemoryError) and (
+          'RESOURCE_EXHAUSTED' not in str(e)
+          and 'memory' not in str(e).lower()):
         raise
+      tried.append({'silos': silos, 'fits': False})
       print(f'  {silos} silos: out of memory', flush=True)
+      stopped = 'out_of_memory'
       break
     finally:
       del data, weights
     silos *= 2
-  return largest
+  return {'largest': largest, 'stopped': stopped, 'tried': tried}
+
+
+def strategy_runs(convs, strategies, chunk_sizes):
+  """``(conv, strategy, chunk_size)`` triples: chunked once per chunk size."""
+  runs = []
+  for conv in convs:
+    for s in strategies:
+      if s == 'chunked':
+        runs += [(conv, 'chunked', k) for k in chunk_sizes]
+      else:
+        runs.append((conv, s, None))
+  return runs
+
+
+HEADER = (f"{'silos':>6} {'strategy':>24} {'round_s':>9} {'img/s':>10} "
+          f"{'loop img/s':>11} {'vs loop':>8} {'compile_s':>9}")
+
+
+def measure(silos, workloads, runs, *, batch_size, local_steps,
+            rounds_per_call, repeats, with_loop=True, loop_conv=None, hw=28):
+  """Times every run of ``runs`` (and the loop) on ``silos`` silos.
+
+  Args:
+    silos: number of silos.
+    workloads: ``{conv: (alg, hparams)}`` from ``common.fedavg_workload``.
+    runs: ``(conv, strategy, chunk_size)`` triples (``strategy_runs``).
+    batch_size: local batch size.
+    local_steps: local steps per silo.
+    rounds_per_call: rounds per compiled call.
+    repeats: interleaved repeats (the median is reported).
+    with_loop: also time the per-client Python loop (the baseline).
+    loop_conv: the workload the loop runs (default: the first).
+    hw: image height and width.
+
+  Returns:
+    One row per run (printed as it is measured).
+  """
+  data, weights = common.make_federation(silos, batch_size * local_steps,
+                                         hw=hw)
+  data, weights = jax.device_put((data, weights))
+  images = silos * local_steps * batch_size
+  calls = {}
+  for conv, strategy, chunk in runs:
+    alg, hparams = workloads[conv]
+    calls[(conv, strategy, chunk)] = prepare_compiled(
+        alg, hparams, data, weights, strategy=strategy, chunk_size=chunk,
+        rounds_per_call=rounds_per_call)
+  if with_loop:
+    # The loop baseline uses XLA's convolution: the library default.
+    calls['loop'] = prepare_loop(
+        *workloads[loop_conv or next(iter(workloads))], data, weights)
+  round_s = interleaved_round_times(calls, repeats)
+  loop_s = round_s.get('loop')
+  rows = []
+  for key, (_, m) in calls.items():
+    if key == 'loop':
+      continue
+    conv, strategy, _ = key
+    row = {'silos': silos, 'conv': conv, 'images_per_round': images, **m,
+           'round_s': round_s[key], 'images_per_s': images / round_s[key],
+           'loop_round_s': loop_s,
+           'loop_first_call_s': with_loop and calls['loop'][1][
+               'first_call_s'],
+           'loop_images_per_s': loop_s and images / loop_s,
+           'speedup_vs_loop': loop_s and loop_s / round_s[key],
+           'peak_device_bytes': common.peak_device_bytes()}
+    rows.append(row)
+    name = strategy + (f'({m["chunk_size"]})' if m['resolved'] == 'chunked'
+                       else '')
+    name = f'{conv}:{name}'
+    if strategy == 'auto':
+      name = f"{conv}:auto={m['resolved']}" + (
+          f"({m['chunk_size']})" if m['resolved'] == 'chunked' else '')
+    loop_ips = (f"{row['loop_images_per_s']:11.0f}" if with_loop
+                else ' ' * 11)
+    ratio = f"{row['speedup_vs_loop']:7.2f}x" if with_loop else ' ' * 8
+    print(f"{silos:>6} {name:>24} {round_s[key]:9.3f} "
+          f"{row['images_per_s']:10.0f} {loop_ips} {ratio} "
+          f"{m['compile_s']:9.1f}", flush=True)
+  return rows
 
 
 def main(argv=None):
@@ -153,66 +264,23 @@ def main(argv=None):
   workloads = {conv: common.fedavg_workload(
       args.model, batch_size=args.batch_size, local_steps=args.local_steps,
       dtype=args.dtype, conv=conv) for conv in args.convs.split(',')}
-  runs = []
-  for conv in workloads:
-    for s in args.strategies.split(','):
-      if s == 'chunked':
-        runs += [(conv, 'chunked', k) for k in _parse_ints(args.chunk_sizes)]
-      else:
-        runs.append((conv, s, None))
-
-  header = (f"{'silos':>6} {'strategy':>24} {'round_s':>9} {'img/s':>10} "
-            f"{'loop img/s':>11} {'vs loop':>8} {'compile_s':>9}")
-  print(header, flush=True)
-  for silos in _parse_ints(args.silos):
-    data, weights = common.make_federation(
-        silos, args.batch_size * args.local_steps)
-    data, weights = jax.device_put((data, weights))
-    images = silos * args.local_steps * args.batch_size
-    calls = {}
-    for conv, strategy, chunk in runs:
-      alg, hparams = workloads[conv]
-      calls[(conv, strategy, chunk)] = prepare_compiled(
-          alg, hparams, data, weights, strategy=strategy, chunk_size=chunk,
-          rounds_per_call=args.rounds_per_call)
-    # The loop baseline uses XLA's convolution: the library default.
-    with_loop = silos <= args.loop_max_silos
-    if with_loop:
-      calls['loop'] = prepare_loop(*workloads[args.convs.split(',')[0]],
-                                   data, weights)
-    round_s = interleaved_round_times(calls, args.repeats)
-    loop_s = round_s.get('loop')
-    for key, (_, m) in calls.items():
-      if key == 'loop':
-        continue
-      conv, strategy, _ = key
-      row = {'silos': silos, 'conv': conv, 'images_per_round': images, **m,
-             'round_s': round_s[key], 'images_per_s': images / round_s[key],
-             'loop_round_s': loop_s,
-             'loop_first_call_s': with_loop and calls['loop'][1][
-                 'first_call_s'],
-             'loop_images_per_s': loop_s and images / loop_s,
-             'speedup_vs_loop': loop_s and loop_s / round_s[key],
-             'peak_device_bytes': common.peak_device_bytes()}
-      record['rows'].append(row)
-      name = strategy + (f'({m["chunk_size"]})' if m['resolved'] == 'chunked'
-                         else '')
-      name = f'{conv}:{name}'
-      if strategy == 'auto':
-        name = f"{conv}:auto={m['resolved']}" + (
-            f"({m['chunk_size']})" if m['resolved'] == 'chunked' else '')
-      loop_ips = (f"{row['loop_images_per_s']:11.0f}" if with_loop
-                  else ' ' * 11)
-      ratio = f"{row['speedup_vs_loop']:7.2f}x" if with_loop else ' ' * 8
-      print(f"{silos:>6} {name:>24} {round_s[key]:9.3f} "
-            f"{row['images_per_s']:10.0f} {loop_ips} {ratio} "
-            f"{m['compile_s']:9.1f}", flush=True)
-    del calls
-    del data, weights
+  runs = strategy_runs(workloads, args.strategies.split(','),
+                       parse_ints(args.chunk_sizes))
+  print(HEADER, flush=True)
+  for silos in parse_ints(args.silos):
+    record['rows'] += measure(
+        silos, workloads, runs, batch_size=args.batch_size,
+        local_steps=args.local_steps, rounds_per_call=args.rounds_per_call,
+        repeats=args.repeats, with_loop=silos <= args.loop_max_silos,
+        loop_conv=args.convs.split(',')[0])
   if args.find_max_silos:
     print('largest silo count whose compiled round fits (auto):', flush=True)
-    record['max_silos_auto'] = find_max_silos(
-        args, *workloads[args.convs.split(',')[0]], 'auto')
+    search = find_max_silos(
+        *workloads[args.convs.split(',')[0]], 'auto',
+        batch_size=args.batch_size, local_steps=args.local_steps,
+        limit=args.max_silos_limit)
+    record['max_silos_auto'] = search['largest']
+    record['max_silos_search'] = search
   record['host_maxrss_mb'] = common.host_maxrss_mb()
   path = common.write_result('round_throughput', record, args.out)
   print(f'wrote {path}')
