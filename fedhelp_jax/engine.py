@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedhelp_jax import types
-from fedhelp_jax import validate
+from fedhelp_jax import federation_checks
 
 STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
 
@@ -561,7 +561,7 @@ class CheckedRounds:
     if self._check and id(data) not in self._checked_ids:
       if not any(isinstance(x, jax.core.Tracer)
                  for x in jax.tree.leaves(data)):
-        validate.check_federation(data, weights, task=self._task)
+        federation_checks.check_federation(data, weights, task=self._task)
         self._checked_ids.add(id(data))
     state, metrics = self._jitted(state, data, weights, hparams)
     if self._check:

@@ -429,7 +429,6 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     The run summary (also written to ``workdir/summary.json``).
   """
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
-  from fedhelp_jax import reporting
   validate.validate_config(config)
   chash = config_hash(config)
   workdir = workdir or config.get('workdir') or os.path.join(

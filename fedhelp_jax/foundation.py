@@ -614,10 +614,9 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
     provider = precomputed(fm['path'])
     identity = {'provider': 'precomputed', 'file': _hash_file(fm['path'])}
   else:
-    from fedhelp_jax import algorithms  # Avoid an import cycle.
     model_cfg = fm['proxy_model'] or config.get('large_model') or config.model
     fm_task = tasks.make_task(task.name, fm_num_classes(config, task))
-    module = algorithms.make_module(model_cfg, fm_task.num_classes)
+    module = models.from_config(model_cfg, fm_task.num_classes)
     print(f'[fedhelp_jax] training the proxy FM once on '
           f'{len(split["proxy_y"])} images ({fm["proxy_data"]}, '
           f'{fm["proxy_steps"]} steps; cached in {fm["cache_dir"]})',

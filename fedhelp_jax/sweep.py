@@ -48,6 +48,7 @@ import numpy as np
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import reporting
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
@@ -494,7 +495,6 @@ def run_sweep(configs: Sequence[ml_collections.ConfigDict],
     print(f'[fedhelp_jax.sweep] done in {time.time() - t_sweep:.1f}s')
   if workdir:
     os.makedirs(workdir, exist_ok=True)
-    from fedhelp_jax import reporting  # pylint: disable=g-import-not-at-top
     reporting.write_json(
         os.path.join(workdir, 'sweep.json'),
         [{k: v for k, v in r.items() if k != 'state'} for r in results])

@@ -87,24 +87,13 @@ def prepare(name: str, config, fed_data, raw, info):
 
 
 def local_config(config) -> common.LocalConfig:
-  """The ``LocalConfig`` of ``config.local``."""
-  loc = config.local
-  return common.LocalConfig(
-      batch_size=int(loc.batch_size),
-      local_steps=None if loc.get('local_steps') is None
-      else int(loc.local_steps),
-      local_epochs=None if loc.get('local_epochs') is None
-      else float(loc.local_epochs),
-      optimizer=str(loc.optimizer))
+  """The ``LocalConfig`` of ``config.local`` (``LocalConfig.from_config``)."""
+  return common.LocalConfig.from_config(config.local)
 
 
 def make_module(model_config, num_classes: int, aux_classes: int = 0):
-  """A Flax module from a ``config.model``-style ConfigDict."""
-  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
-  if aux_classes:
-    kwargs['aux_classes'] = aux_classes
-  return models.make_model(model_config.name, num_classes=num_classes,
-                           **kwargs)
+  """A Flax module from a ``config.model`` (``models.from_config``)."""
+  return models.from_config(model_config, num_classes, aux_classes)
 
 
 def _fedavg_family(factory):

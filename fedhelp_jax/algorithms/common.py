@@ -48,6 +48,16 @@ class LocalConfig:
       raise ValueError(f'Unknown optimizer {self.optimizer!r}; expected one '
                        f'of {OPTIMIZERS}.')
 
+  @classmethod
+  def from_config(cls, local_config) -> 'LocalConfig':
+    """From a ``config.local``-style mapping."""
+    steps = local_config.get('local_steps')
+    epochs = local_config.get('local_epochs')
+    return cls(batch_size=int(local_config['batch_size']),
+               local_steps=None if steps is None else int(steps),
+               local_epochs=None if epochs is None else float(epochs),
+               optimizer=str(local_config['optimizer']))
+
   def schedule(self, rng, data):
     """``(idx [T, B], active [T])`` for one silo's ``data``."""
     return engine.local_schedule(

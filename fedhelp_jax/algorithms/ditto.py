@@ -13,6 +13,7 @@ their personal models.
 import jax
 
 from fedhelp_jax import engine
+from fedhelp_jax import models
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -75,6 +76,5 @@ DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
 
 def build(config, task, groups) -> types.FederatedAlgorithm:
   """Registry builder of Ditto from an experiment config."""
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
-  module = algorithms.make_module(config.model, task.num_classes)
-  return ditto(module, task, algorithms.local_config(config), groups)
+  module = models.from_config(config.model, task.num_classes)
+  return ditto(module, task, common.LocalConfig.from_config(config.local), groups)

@@ -401,14 +401,13 @@ def build(config, task, groups, *, name: str = 'fedhelp',
   FM output classes, checked against ``foundation.fm_num_classes``) and
   ``config.local``.
   """
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   cfg = static_config(config, **overrides)
   public = foundation.fm_num_classes(config, task)
-  small = algorithms.make_module(config.model, task.num_classes,
+  small = models.from_config(config.model, task.num_classes,
                                  aux_classes=public if cfg.fm_kd else 0)
-  large = algorithms.make_module(config.get('large_model') or config.model,
+  large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
-  return fedhelp(small, large, task, algorithms.local_config(config), groups,
+  return fedhelp(small, large, task, common.LocalConfig.from_config(config.local), groups,
                  cfg, name=name)
 
 

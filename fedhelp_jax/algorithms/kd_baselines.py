@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from fedhelp_jax import engine
+from fedhelp_jax import foundation
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
@@ -160,7 +161,6 @@ def prepare_server_public(config, fed, raw, info):
   ``fed[g]['server_public_x']`` on the first group with one identical row
   per silo (the engine maps every data leaf over silos).
   """
-  from fedhelp_jax import foundation  # Lazy: avoids an import cycle.
   num = (config.get('feddf', {}) or {}).get('num_public')
   public_x = foundation.public_and_proxy_data(config, fed, raw)['public_x']
   public_x = public_x[:num] if num else public_x
@@ -402,31 +402,28 @@ def _section(config, name):
 
 
 def build_feddf(config, task, groups):
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   sec = _section(config, 'feddf')
   sec.pop('num_public', None)
-  module = algorithms.make_module(config.model, task.num_classes)
-  return feddf(module, task, algorithms.local_config(config), groups,
+  module = models.from_config(config.model, task.num_classes)
+  return feddf(module, task, common.LocalConfig.from_config(config.local), groups,
                FedDFConfig(**sec))
 
 
 def build_fml(config, task, groups):
   """FML: private model = ``config.large_model`` on large silos and
   ``config.model`` on small silos; ``config.fml.eval_private`` (True)."""
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   sec = _section(config, 'fml')
-  shared = algorithms.make_module(config.model, task.num_classes)
-  large = algorithms.make_module(config.get('large_model') or config.model,
+  shared = models.from_config(config.model, task.num_classes)
+  large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   private = {g: large if g == 'large' else shared for g in groups}
-  return fml(shared, private, task, algorithms.local_config(config), groups,
+  return fml(shared, private, task, common.LocalConfig.from_config(config.local), groups,
              eval_private=bool(sec.get('eval_private', True)))
 
 
 def build_central(config, task, groups):
   """Central: ``config.central.model`` 'small' (``config.model``, default)
   or 'large' (``config.large_model``); ``config.central.steps_per_round``."""
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   sec = _section(config, 'central')
   which = sec.get('model', 'small')
   if which not in ('small', 'large'):
@@ -434,8 +431,8 @@ def build_central(config, task, groups):
                      f'{which!r}.')
   model_cfg = (config.get('large_model') or config.model) if which == 'large' \
       else config.model
-  module = algorithms.make_module(model_cfg, task.num_classes)
-  return central(module, task, algorithms.local_config(config), groups,
+  module = models.from_config(model_cfg, task.num_classes)
+  return central(module, task, common.LocalConfig.from_config(config.local), groups,
                  steps_per_round=sec.get('steps_per_round'))
 
 

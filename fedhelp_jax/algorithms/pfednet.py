@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedhelp_jax import engine
+from fedhelp_jax import errors
+from fedhelp_jax import models
 from fedhelp_jax import pfednet_ops
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -216,8 +218,7 @@ _DEFAULTS = {'personal_pattern': None, 'shared_pattern': None, 'graph': 'knn',
 
 
 def _config_error(field: str, problem: str, fix: str):
-  from fedhelp_jax import validate  # Lazy: validate imports the registry.
-  return validate.ConfigError(f'config.{field}: {problem} Fix: {fix}')
+  return errors.config_error(field, problem, fix)
 
 
 def _fail(field: str, problem: str, fix: str):
@@ -377,12 +378,11 @@ def _graph_info(info, groups):
 
 def build(config, task, groups, info=None):
   """Registry builder of pFedNet from an experiment config."""
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   settings = pfednet_settings(config)
   graph = _graph_info(info, groups)
-  module = algorithms.make_module(config.model, task.num_classes)
+  module = models.from_config(config.model, task.num_classes)
   return pfednet(
-      module, task, algorithms.local_config(config), groups,
+      module, task, common.LocalConfig.from_config(config.local), groups,
       edges=np.asarray(graph['edges'], np.int64).reshape(-1, 2),
       num_silos_per_group=graph['num_silos_per_group'],
       personal_pattern=settings['personal_pattern'],
@@ -416,11 +416,10 @@ def build_fedper(config, task, groups, info=None):
 
   Uses the silo counts that ``prepare`` records; its graph is ignored.
   """
-  from fedhelp_jax import algorithms  # Lazy: the registry imports us.
   settings = pfednet_settings(config)
   graph = _graph_info(info, groups)
-  module = algorithms.make_module(config.model, task.num_classes)
-  return fedper(module, task, algorithms.local_config(config), groups,
+  module = models.from_config(config.model, task.num_classes)
+  return fedper(module, task, common.LocalConfig.from_config(config.local), groups,
                 num_silos_per_group=graph['num_silos_per_group'],
                 personal_pattern=settings['personal_pattern'],
                 shared_pattern=settings['shared_pattern'])

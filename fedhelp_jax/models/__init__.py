@@ -33,6 +33,15 @@ _MODELS = {'cnn': CNN, 'resnet': ResNet, 'unet': UNet, 'logreg': LogReg}
 MODEL_NAMES = tuple(_MODELS)
 
 
+def from_config(model_config, num_classes: int,
+                aux_classes: int = 0) -> nn.Module:
+  """A model from a ``config.model``-style mapping (``name`` + kwargs)."""
+  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  if aux_classes:
+    kwargs['aux_classes'] = aux_classes
+  return make_model(model_config['name'], num_classes=num_classes, **kwargs)
+
+
 def make_model(name: str, **kwargs) -> nn.Module:
   """Builds a model by name.
 
