@@ -81,9 +81,10 @@ def fedavg_workload(model: str, *, batch_size: int, local_steps: int,
   ``model_kwargs`` (e.g. ``{'features': (4, 8), 'dense': 16}`` for smoke
   runs) are passed on to ``models.make_model``.
   """
-  kwargs = {'num_classes': num_classes, **(model_kwargs or {})}
+  kwargs = {'num_classes': num_classes, 'dtype': dtype,
+            **(model_kwargs or {})}
   if model == 'cnn':
-    kwargs.update(dtype=dtype, conv=conv)
+    kwargs['conv'] = conv
   module = models.make_model(model, **kwargs)
   local = common.LocalConfig(batch_size=batch_size, local_steps=local_steps)
   alg = fedavg.fedavg(module, tasks.classification(num_classes), local,

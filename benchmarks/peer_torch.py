@@ -54,7 +54,7 @@ INSTALL = 'pip install -r benchmarks/requirements-peer.txt'
 # Flax's truncated normal: the standard deviation of a unit normal truncated
 # to [-2, 2] (``jax.nn.initializers.variance_scaling``).
 _TRUNC_STD = .87962566103423978
-_SMOKE_MODEL = {'features': (4, 8), 'dense': 16}
+SMOKE_MODEL = {'features': (4,), 'dense': 8}
 # torch's default intra-op thread count, read once before any round sets one.
 _DEFAULT_THREADS = {}
 
@@ -312,8 +312,8 @@ def main(argv=None):
   parser.add_argument('--rounds_per_call', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--smoke', action='store_true',
-                      help='tiny shapes (2 silos, 8x8 images, a 4/8-channel '
-                      'CNN), 1 repeat: checks the script in seconds')
+                      help='tiny shapes (2 silos, 8x8 images, a one-layer '
+                      '4-channel CNN), 1 repeat: checks the script')
   parser.add_argument('--out', default=common.RESULTS_DIR)
   args = parser.parse_args(argv)
   try:
@@ -323,7 +323,7 @@ def main(argv=None):
   hw, model_kwargs = 28, None
   if args.smoke:
     args.silos, args.repeats, args.rounds_per_call = '2', 1, 1
-    hw, model_kwargs = 8, _SMOKE_MODEL
+    hw, model_kwargs = 8, SMOKE_MODEL
   record = {'benchmark': 'peer_torch', **common.device_record(),
             'torch': torch_info(torch, torch_device(torch)),
             'workload': {'algorithm': 'fedavg', 'model': 'cnn',
