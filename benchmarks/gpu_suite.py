@@ -60,8 +60,8 @@ SECTIONS = ('round_throughput', 'peer_torch', 'sweep', 'authors_recipe',
             'max_silos')
 # Share of the total budget each section may use before it stops starting
 # new measurements (max_silos gets whatever is left).
-_SHARES = {'round_throughput': 0.4, 'peer_torch': 0.1, 'sweep': 0.2,
-           'authors_recipe': 0.15, 'max_silos': 1.0}
+_SHARES = {'round_throughput': 0.4, 'peer_torch': 0.1, 'sweep': 0.15,
+           'authors_recipe': 0.2, 'max_silos': 1.0}
 # PneumoniaMNIST's official train and test split sizes, which the synthetic
 # authors'-recipe federation copies, and the 2000 public images of
 # ``experiments/configs/common.outside_fm``.
