@@ -55,6 +55,9 @@ from benchmarks import common
 from benchmarks import peer_torch
 from benchmarks import round_throughput
 from benchmarks import sweep
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import experiment
 
 SECTIONS = ('round_throughput', 'peer_torch', 'sweep', 'authors_recipe',
             'max_silos')
@@ -224,7 +227,6 @@ def _synthetic_authors_raw(scale: float, seed: int = 0):
   Returns the ``load_raw``-style dict, with the 10% reserve the authors'
   split removes, and the public set the FM answers on.
   """
-  from fedhelp_jax import experiment  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   # At least 100 test images: the smallest share (0.02) must get one.
   sizes = {'train': max(int(_PNEUMONIA['train'] * scale), 300),
@@ -241,10 +243,10 @@ def _synthetic_authors_raw(scale: float, seed: int = 0):
 def _authors_federation(algorithm, data_kind, scale, tmp_dir, model=None):
   """``(config, Federation, note)`` of the authors' recipe for ``algorithm``
   (``model`` replaces ``config.model``: smoke runs)."""
-  # Lazy: the experiment configs need ml_collections, not benchmark deps.
+  # Imported here: the experiment configs need ml_collections, which the
+  # other sections (jax, flax, optax, numpy) do not.
   # pylint: disable=g-import-not-at-top
   from experiments.configs import fedhelp_cls_authors
-  from fedhelp_jax import experiment
   import ml_collections
   # pylint: enable=g-import-not-at-top
   config = fedhelp_cls_authors.get_config(algorithm)
@@ -276,8 +278,6 @@ def _authors_federation(algorithm, data_kind, scale, tmp_dir, model=None):
 def section_authors_recipe(s, deadline, out_dir, shared, *, data_kind):
   """Round time of the authors' recipe for each algorithm."""
   del shared
-  from fedhelp_jax import algorithms  # pylint: disable=g-import-not-at-top
-  from fedhelp_jax import engine  # pylint: disable=g-import-not-at-top
   record = {'benchmark': 'authors_recipe', **common.device_record(),
             'config': 'experiments/configs/fedhelp_cls_authors.py',
             'rows': [], 'suite': 'gpu_suite'}
