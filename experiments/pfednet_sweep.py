@@ -41,6 +41,7 @@ from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import pfednet_ops
+from fedhelp_jax import reporting
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
@@ -444,11 +445,11 @@ def main(argv):
       'jax': jax.__version__,
       'std': 'population std over seeds of the per-seed mean over silos',
   }
-  summary = experiment._jsonable(summary)  # pylint: disable=protected-access
+  summary = reporting.strict(summary)  # pylint: disable=protected-access
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=1)
   with open(os.path.join(out_dir, 'sweeps.json'), 'w') as f:
-    json.dump(experiment._jsonable(  # pylint: disable=protected-access
+    json.dump(reporting.strict(  # pylint: disable=protected-access
         {'lambda': lam_rows, 'gamma': gam_rows, 'methods': records}), f,
               indent=1)
   title = f'pfednet_{task}: {len(seeds)} seed(s), {rounds} rounds'

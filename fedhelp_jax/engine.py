@@ -273,16 +273,6 @@ def map_clients_sharded(fn: Callable[..., Any], placed: Sequence[Any],
       out_specs=spec, check_vma=False)(tuple(placed), tuple(unplaced))
 
 
-def weighted_mean(placed: types.PyTree, weights: jax.Array) -> types.PyTree:
-  """Weighted mean over the client axis: ``sum_c w_c x_c / sum_c w_c``.
-
-  Under a sharded client axis this becomes an all-reduce.
-  """
-  total = jnp.maximum(jnp.sum(weights), 1e-12)
-  return jax.tree.map(
-      lambda x: jnp.tensordot(weights, x, axes=1) / total, placed)
-
-
 def weighted_mean_groups(uploads: Mapping[str, types.PyTree],
                          weights: Mapping[str, jax.Array]) -> types.PyTree:
   """Weighted mean over the silos of several groups with the same structure."""
@@ -569,26 +559,62 @@ class CheckedRounds:
     return state, metrics
 
 
+class NonFiniteEvent(NamedTuple):
+  """One non-finite silo update or server state in a ``[rounds, ...]``
+  metrics tree.
+
+  Attributes:
+    round: 1-based round within the metrics' rounds axis.
+    group: the silo's group, or None for the server state.
+    index: the silo's index within its group (None for the server).
+    train_loss: the silo's train loss that round (None for the server); a
+      finite value means the upload or another metric was not finite.
+  """
+  round: int
+  group: Optional[str]
+  index: Optional[int]
+  train_loss: Optional[float]
+
+
+def nonfinite_events(metrics) -> list[NonFiniteEvent]:
+  """Every non-finite silo update and server state, ordered by round.
+
+  Reads the ``'nonfinite'`` flags ``[R, C]`` of each group and
+  ``'server_nonfinite'`` ``[R]`` that every compiled round reports; within a
+  round, silo events come before the server's.
+  """
+  events = []
+  for g in sorted(k for k, m in metrics.items() if isinstance(m, Mapping)
+                  and 'nonfinite' in m):
+    flags = np.asarray(jax.device_get(metrics[g]['nonfinite']))
+    losses = np.asarray(jax.device_get(metrics[g]['train_loss']))
+    for r, c in np.argwhere(flags):
+      events.append(NonFiniteEvent(int(r) + 1, g, int(c),
+                                   float(losses[r, c])))
+  server = np.asarray(jax.device_get(metrics['server_nonfinite']))
+  events += [NonFiniteEvent(int(r) + 1, None, None, None)
+             for r in np.flatnonzero(server)]
+  return sorted(events, key=lambda e: (e.round, e.group is None,
+                                       e.group or '', e.index or 0))
+
+
 def _raise_if_nonfinite(metrics, nonfinite: str) -> None:
   """Raises ``NonFiniteRoundError`` for a ``[rounds, ...]`` metrics tree."""
-  server = np.asarray(jax.device_get(metrics['server_nonfinite']))
-  silos = {g: np.asarray(jax.device_get(m['nonfinite']))
-           for g, m in metrics.items() if isinstance(m, Mapping)
-           and 'nonfinite' in m}
-  if nonfinite == 'stop':
-    for g, flags in silos.items():
-      if np.any(flags):
-        r, c = np.argwhere(flags)[0]
-        raise NonFiniteRoundError(
-            f'round {int(r) + 1} of this call: silo {int(c)} of group {g!r} '
-            'produced a non-finite loss or update. Fix: check that silo\'s '
-            "data or lower the learning rate; build_round(nonfinite='skip') "
-            'drops such updates instead.')
-  if np.any(server):
-    r = int(np.argmax(server))
+  events = nonfinite_events(metrics)
+  silo = [e for e in events if e.group is not None]
+  if nonfinite == 'stop' and silo:
+    e = silo[0]
     raise NonFiniteRoundError(
-        f'round {r + 1} of this call: the server state became non-finite. '
-        'Fix: check the data of the silos and lower the learning rate.')
+        f'round {e.round} of this call: silo {e.index} of group {e.group!r} '
+        'produced a non-finite loss or update. Fix: check that silo\'s '
+        "data or lower the learning rate; build_round(nonfinite='skip') "
+        'drops such updates instead.')
+  server = [e for e in events if e.group is None]
+  if server:
+    raise NonFiniteRoundError(
+        f'round {server[0].round} of this call: the server state became '
+        'non-finite. Fix: check the data of the silos and lower the learning '
+        'rate.')
 
 
 def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
@@ -744,8 +770,7 @@ def pad_group_clients(group_data: types.GroupData, weights, multiple: int):
 
   Dummy silos have ``n = 0``, ``test_n = 0``, all-zero data and weight 0, so
   they move nothing on the server; their rows of per-silo outputs must be
-  dropped from reports (``unpad_clients``). Same convention as
-  ``fedhelp_jax.data.pack.pad_clients``, for numpy or jax arrays and without
+  dropped from reports (``unpad_clients``). For numpy or jax arrays and without
   importing the data stack.
 
   Args:

@@ -342,15 +342,11 @@ def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
   per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
   groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
   summary = metrics_lib.per_group_summary(per_client_np, groups)
-  out = {'clients': per_client, 'summary': _jsonable(summary)}
+  out = {'clients': per_client, 'summary': reporting.strict(summary)}
   covered = metrics_lib.coverage(per_client_np, groups)
   if covered:  # Some group means skip silos where a metric is undefined.
     out['coverage'] = covered
   return out
-
-
-def _jsonable(x):
-  return reporting.strict(x)
 
 
 def primary_metric(task) -> str:
@@ -366,8 +362,8 @@ class NonFiniteError(FloatingPointError):
   """Raised when a round produced a non-finite loss or update."""
 
 
-def _nonfinite_events(round_metrics, first_round, info):
-  """Every (round, silo) whose loss or update went non-finite, in order.
+def nonfinite_events(round_metrics, first_round, info):
+  """``engine.nonfinite_events`` with global silo ids and run round numbers.
 
   Returns:
     ``(events, server_round)``: ``events`` is a list of dicts with 'round',
@@ -376,24 +372,19 @@ def _nonfinite_events(round_metrics, first_round, info):
     upload or another local metric) and 'train_loss'; ``server_round`` is the
     first round whose server state is non-finite, or None.
   """
-  events = []
-  for g in sorted(round_metrics):
-    if g == 'server_nonfinite':
+  events, server_round = [], None
+  for e in engine.nonfinite_events(round_metrics):
+    if e.group is None:
+      server_round = server_round or first_round + e.round
       continue
-    flags = np.asarray(round_metrics[g]['nonfinite'])  # [R, C]
-    losses = np.asarray(round_metrics[g]['train_loss'])  # [R, C]
-    for r, c in np.argwhere(flags):
-      ids = info['groups'][g]
-      loss = float(losses[r, c])
-      events.append({
-          'round': int(first_round + r + 1), 'group': g, 'index': int(c),
-          'silo': int(ids[c]) if c < len(ids) else int(c),
-          'quantity': 'update' if np.isfinite(loss) else 'train_loss',
-          'train_loss': loss})
+    ids = info['groups'][e.group]
+    events.append({
+        'round': first_round + e.round, 'group': e.group, 'index': e.index,
+        'silo': int(ids[e.index]) if e.index < len(ids) else e.index,
+        'quantity': ('update' if np.isfinite(e.train_loss)
+                     else 'train_loss'),
+        'train_loss': e.train_loss})
   events.sort(key=lambda e: (e['round'], e['silo']))
-  server = np.asarray(round_metrics['server_nonfinite'])
-  server_round = (int(first_round + np.argmax(server) + 1) if server.any()
-                  else None)
   return events, server_round
 
 
@@ -407,7 +398,7 @@ def _mean_finite_loss(group_metrics, num_real: int) -> float:
   return float(np.mean(loss[ok])) if ok.any() else float('nan')
 
 
-def _describe_event(e) -> str:
+def describe_event(e) -> str:
   what = ('train_loss' if e['quantity'] == 'train_loss'
           else 'model update (its train_loss was finite)')
   return (f"round {e['round']}: silo {e['silo']} (group {e['group']!r}, index "
@@ -476,7 +467,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   if start_round == 0:
     reporting.write_json(os.path.join(workdir, 'config.json'),
                          {'config': config.to_dict(), 'config_hash': chash,
-                          'partition': _jsonable(info),
+                          'partition': reporting.strict(info),
                           'strategy': strategy.describe()})
 
   total = int(config.rounds)
@@ -509,7 +500,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     round_metrics = jax.device_get(round_metrics)
     steady_s += time.time() - t0
     t_host = time.time()
-    events, server_round = _nonfinite_events(round_metrics, r, info)
+    events, server_round = nonfinite_events(round_metrics, r, info)
     num_silos = sum(len(ix) for ix in info['groups'].values())
     per_round = collections.Counter(e['round'] for e in events)
     all_bad = [k for k, v in sorted(per_round.items()) if v >= num_silos]
@@ -528,7 +519,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                    "train_loss or update, so nonfinite='skip' has nothing "
                    'left to aggregate.')
       elif events:
-        problem = _describe_event(events[0])
+        problem = describe_event(events[0])
       else:
         problem = f'round {server_round}: the server state became non-finite.'
       fix = ('check the data of the silos named, or lower the learning rate '
@@ -539,7 +530,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                 "checkpoint and drop such silos' updates")
       raise NonFiniteError(f'{problem} {where} Fix: {fix}.')
     for e in events:  # nonfinite == 'skip': the engine dropped these updates.
-      print(f'[fedhelp_jax] skipped: {_describe_event(e)}')
+      print(f'[fedhelp_jax] skipped: {describe_event(e)}')
     r += n
     last_eval = evaluate(predict_fn, state, fed, task, info)
     train_loss = {g: _mean_finite_loss(round_metrics[g],

@@ -302,18 +302,12 @@ def _take(tree, k):
 
 
 def _nonfinite(metrics_k, first_round: int) -> list[str]:
-  """Per-config non-finite events of one chunk (``[R, C]`` flags)."""
-  events = []
-  for g, m in metrics_k.items():
-    if g == 'server_nonfinite':
-      continue
-    for r, c in np.argwhere(np.asarray(m['nonfinite'])):
-      events.append(f'round {first_round + r + 1}: group {g!r} silo index '
-                    f'{c} produced a non-finite loss or update')
-  for r in np.flatnonzero(np.asarray(metrics_k['server_nonfinite'])):
-    events.append(f'round {first_round + r + 1}: the server state became '
-                  'non-finite')
-  return events
+  """Per-config non-finite events of one chunk, as messages."""
+  return [f'round {first_round + e.round}: ' + (
+      f'group {e.group!r} silo index {e.index} produced a non-finite loss '
+      'or update' if e.group is not None
+      else 'the server state became non-finite')
+          for e in engine.nonfinite_events(metrics_k)]
 
 
 def _run_program(setups: Sequence[_Setup], *, verbose: bool,

@@ -52,9 +52,3 @@ def make_task(name: str, num_classes: int) -> Task:
     raise ValueError(
         f'Unknown task {name!r}; expected one of {sorted(factories)}.')
   return factories[name](num_classes)
-
-
-def mean_where(values: jax.Array, where: jax.Array) -> jax.Array:
-  """Mean of ``values`` over entries where ``where`` is true (0 if none)."""
-  where = where.astype(values.dtype)
-  return jnp.sum(values * where) / jnp.maximum(jnp.sum(where), 1.0)

@@ -92,42 +92,6 @@ def test_pack_group_rejects_non_uint8_integer_images():
 
 
 # ---------------------------------------------------------------------------
-# pad_clients and group_weights
-# ---------------------------------------------------------------------------
-
-
-def test_pad_clients_appends_zero_dummy_silos():
-  g = pack.pack_group(_images(), np.ones(12, np.int64),
-                      [np.arange(3), np.arange(3, 5), np.arange(5, 12)],
-                      test_indices=[np.array([0])] * 3)
-  g['_train_index'] = ['host', 'only', 'list']
-  padded, num_real = pack.pad_clients(g, 4)
-  assert num_real == 3
-  for key in pack.GROUP_KEYS:
-    assert padded[key].shape[0] == 4
-    np.testing.assert_array_equal(padded[key][:3], g[key])
-    assert not padded[key][3].any()
-  assert padded['_train_index'] is g['_train_index']
-  same, num_real = pack.pad_clients(g, 3)
-  assert num_real == 3 and same['x'].shape == g['x'].shape
-  with pytest.raises(ValueError, match='multiple must be >= 1'):
-    pack.pad_clients(g, 0)
-
-
-def test_group_weights_schemes():
-  group = {'n': np.array([10, 30, 0, 0], np.int32)}  # Two dummy silos.
-  w = pack.group_weights(group, 'samples')
-  assert w.dtype == np.float32
-  np.testing.assert_allclose(w, [0.25, 0.75, 0, 0])
-  np.testing.assert_allclose(pack.group_weights(group, 'uniform'),
-                             [0.5, 0.5, 0, 0])
-  with pytest.raises(ValueError, match="'samples' or 'uniform'"):
-    pack.group_weights(group, 'median')
-  with pytest.raises(ValueError, match='n = 0'):
-    pack.group_weights({'n': np.zeros(2, np.int32)}, 'samples')
-
-
-# ---------------------------------------------------------------------------
 # site_shift
 # ---------------------------------------------------------------------------
 

@@ -219,3 +219,21 @@ def test_library_path_with_a_task_checks_the_label_range(two_groups):
   with pytest.raises(validate.DataError, match=r"labels must lie in \[0, 1\]"
                      r".*Fix: fix config.num_classes"):
     _library_run(data, weights, task=tasks.classification(2))
+
+
+def test_pad_group_clients_appends_zero_weight_dummy_silos():
+  rng = np.random.default_rng(0)
+  group = conftest.make_group(rng, [3, 5, 4])
+  group['note'] = 'passes through'
+  weights = np.asarray([0.2, 0.5, 0.3], np.float32)
+  padded, w = engine.pad_group_clients(group, weights, 4)
+  np.testing.assert_array_equal(
+      w, np.asarray([0.2, 0.5, 0.3, 0.0], np.float32))
+  for key in ('x', 'y', 'n', 'test_x', 'test_y', 'test_n'):
+    assert padded[key].shape[0] == 4
+    np.testing.assert_array_equal(padded[key][:3], group[key])
+  assert padded['note'] == 'passes through'
+  same, w_same = engine.pad_group_clients(group, weights, 3)
+  assert same['x'].shape == group['x'].shape and w_same.shape == (3,)
+  with pytest.raises(ValueError, match='multiple must be >= 1'):
+    engine.pad_group_clients(group, weights, 0)

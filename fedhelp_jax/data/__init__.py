@@ -9,9 +9,7 @@ packing or partitioning arrays never pays for importing TFDS.
 import importlib
 from typing import Any
 
-from fedhelp_jax.data.pack import group_weights
 from fedhelp_jax.data.pack import pack_group
-from fedhelp_jax.data.pack import pad_clients
 from fedhelp_jax.data.partition import dirichlet_label_skew
 from fedhelp_jax.data.partition import large_small_split
 from fedhelp_jax.data.partition import quantity_skew
@@ -47,8 +45,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     'SiteShift', 'apply_site_shift', 'brain_federation_raw', 'brain_silos',
-    'dirichlet_label_skew', 'group_weights', 'large_small_split',
-    'pack_group', 'pad_clients', 'quantity_skew', 'sample_site_shifts',
+    'dirichlet_label_skew', 'large_small_split',
+    'pack_group', 'quantity_skew', 'sample_site_shifts',
     'stratified_shares',
     'train_test_split_per_client', *_LAZY,
 ]
