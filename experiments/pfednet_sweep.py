@@ -17,7 +17,7 @@ silos ONCE and then:
      separately), and checks that they agree;
   3. measures the bytes a real encoder would send: every silo's upload of
      every round of the gamma sweep is encoded (run-length + zlib,
-     ``pfednet_ops.encode``) and compared with raw float32; at the chosen
+     ``encode.encode``) and compared with raw float32; at the chosen
      gamma (the largest whose mean metric is within 0.01 of gamma = 0) it
      also runs the uploads ternarized (STC, top 20%).
 It writes ``experiments/results/pfednet_<task>/summary.json`` (DESIGN.md
@@ -40,12 +40,12 @@ import numpy as np
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
-from fedhelp_jax import pfednet_ops
 from fedhelp_jax import reporting
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import pfednet
+from fedhelp_jax.algorithms.pfednet import encode as encode_lib
 
 _TASK = flags.DEFINE_enum('task', 'tabular', ['tabular', 'cls', 'seg'],
                           'Which experiment.')
@@ -219,8 +219,8 @@ def upload_bytes(metrics, setup):
     for k in range(up.shape[0]):
       for t in range(up.shape[1]):
         for c in range(num_real):
-          r[k, t] += pfednet_ops.raw_bytes(up[k, t, c])
-          e[k, t] += pfednet_ops.encoded_bytes(up[k, t, c])
+          r[k, t] += encode_lib.raw_bytes(up[k, t, c])
+          e[k, t] += encode_lib.encoded_bytes(up[k, t, c])
     raw = r if raw is None else raw + r
     enc = e if enc is None else enc + e
   return raw, enc
@@ -445,11 +445,11 @@ def main(argv):
       'jax': jax.__version__,
       'std': 'population std over seeds of the per-seed mean over silos',
   }
-  summary = reporting.strict(summary)  # pylint: disable=protected-access
+  summary = reporting.strict(summary)
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=1)
   with open(os.path.join(out_dir, 'sweeps.json'), 'w') as f:
-    json.dump(reporting.strict(  # pylint: disable=protected-access
+    json.dump(reporting.strict(
         {'lambda': lam_rows, 'gamma': gam_rows, 'methods': records}), f,
               indent=1)
   title = f'pfednet_{task}: {len(seeds)} seed(s), {rounds} rounds'

@@ -10,7 +10,7 @@ What differs from FedAvg:
   * The server regularizes the personalized parts with the graph-fused group
     lasso ``lam * sum_{(i,j) in E} ||z_i - z_j||_2`` over a kNN graph of
     client sketches: a linearized proximal step solved by ADMM
-    (``pfednet_ops.graph_prox_admm``), with the silos' pseudo-gradients
+    (``prox.graph_prox_admm``), with the silos' pseudo-gradients
     ``Delta_n = z_before - z_after`` as the gradient and a fixed anchor.
     ``lam = 0`` leaves each silo's part independent (FedPer); ``lam -> inf``
     fuses connected silos.
@@ -43,20 +43,24 @@ import numpy as np
 from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import models
-from fedhelp_jax import pfednet_ops
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
+from fedhelp_jax.algorithms.pfednet import encode as encode_lib
+from fedhelp_jax.algorithms.pfednet import graph as graph_lib
+from fedhelp_jax.algorithms.pfednet import params as params_lib
+from fedhelp_jax.algorithms.pfednet import prox as prox_lib
+from fedhelp_jax.algorithms.pfednet import tv as tv_lib
 
 
 def _compress(tree, gamma, ternarize_p: Optional[float], tv_iters: int):
   """TV-prox (and optionally ternarize) every leaf, flattened per tensor."""
   def one(x):
     flat = x.reshape(-1)
-    out = pfednet_ops.tv_prox(flat, gamma, num_iters=tv_iters)
+    out = tv_lib.tv_prox(flat, gamma, num_iters=tv_iters)
     out = jnp.where(gamma > 0, out, flat)
     if ternarize_p is not None:
-      out = pfednet_ops.ternarize(out, ternarize_p)
+      out = tv_lib.ternarize(out, ternarize_p)
     return out.reshape(x.shape)
   return jax.tree.map(one, tree)
 
@@ -68,7 +72,7 @@ def _num_runs(tree) -> jax.Array:
 
 
 def _param_paths(params) -> list[str]:
-  return ['/'.join(pfednet_ops._path(p))  # pylint: disable=protected-access
+  return ['/'.join(params_lib.param_path(p))
           for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
@@ -93,35 +97,35 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     groups: silo group names; silos are numbered group by group in this
       order (the graph's node order).
     edges: ``[E, 2]`` int array of undirected edges (i < j) between silos,
-      computed once from client sketches (``pfednet_ops.knn_edges``).
+      computed once from client sketches (``graph.knn_edges``).
     num_silos_per_group: number of silos of each group (graph nodes).
     personal_pattern: regex over '/'-joined parameter paths selecting the
       personalized part (e.g. ``'^head/'``; for a UNet ``'^(dec_|head)'``).
     shared_pattern: optional regex selecting the shared part; when given,
       every parameter must match exactly one of the two patterns
-      (``pfednet_ops.partition_params_strict``), else the rest is shared.
+      (``params.partition_params_strict``), else the rest is shared.
     compress: apply the TV prox to uploads (with ``gamma``).
     ternarize_p: if set, ternarize compressed uploads keeping this fraction.
     admm_iters: ADMM iterations of the server prox (static).
     tv_iters: iterations of the upload TV prox (static).
     return_uploads: also return each silo's (compressed) upload, raveled,
       as ``metrics['upload']`` ``[d]`` so the host can measure the bytes an
-      encoder would send (``pfednet_ops.encoded_bytes``).
+      encoder would send (``encode.encoded_bytes``).
     name: the algorithm name (FedPer reuses this factory).
   """
   groups = tuple(groups)
   sizes = [int(num_silos_per_group[g]) for g in groups]
   num_nodes = sum(sizes)
-  incidence = pfednet_ops.incidence_matrix(np.asarray(edges), num_nodes)
+  incidence = graph_lib.incidence_matrix(np.asarray(edges), num_nodes)
   splits = np.cumsum(sizes)[:-1].tolist()
 
   def split_params(params):
     if shared_pattern is None:
-      labels = pfednet_ops.partition_params(params, personal_pattern)
+      labels = params_lib.partition_params(params, personal_pattern)
     else:
-      labels = pfednet_ops.partition_params_strict(params, shared_pattern,
+      labels = params_lib.partition_params_strict(params, shared_pattern,
                                                    personal_pattern)
-    return pfednet_ops.split(params, labels)
+    return params_lib.split(params, labels)
 
   def init_fn(rng, data):
     params, model_state = common.init_model(
@@ -150,7 +154,7 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     del group
     shared0, personal_template = split_params(broadcast)
     _, unravel = ravel_pytree(personal_template)
-    start = pfednet_ops.merge(shared0, unravel(z))
+    start = params_lib.merge(shared0, unravel(z))
     params, model_state, metrics = common.supervised_train(
         module, task, local, start, client['model_state'], data, hparams, rng)
     delta = jax.tree.map(lambda a, b: a - b, start, params)
@@ -177,19 +181,19 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
     grads = jnp.concatenate([uploads[g]['personal'][:n]
                              for g, n in zip(groups, sizes)])
-    z = pfednet_ops.graph_prox_admm(
+    z = prox_lib.graph_prox_admm(
         z_t, grads, jnp.asarray(incidence), lam=hparams['lam'],
         eta=hparams['eta'], rho=hparams['rho'], num_iters=admm_iters)
     parts = jnp.split(z, splits) if splits else [z]
     new_z = {g: server['z'][g].at[:n].set(part)
              for g, n, part in zip(groups, sizes, parts)}
-    return {'params': pfednet_ops.merge(shared, personal0), 'z': new_z}
+    return {'params': params_lib.merge(shared, personal0), 'z': new_z}
 
   def eval_variables(group, client, broadcast, z):
     del group
     shared, personal_template = split_params(broadcast)
     _, unravel = ravel_pytree(personal_template)
-    return common.model_variables(pfednet_ops.merge(shared, unravel(z)),
+    return common.model_variables(params_lib.merge(shared, unravel(z)),
                                   client['model_state'])
 
   return types.FederatedAlgorithm(
@@ -302,10 +306,10 @@ def silo_sketch(kind: str, x: np.ndarray, y: np.ndarray,
     return np.bincount(np.asarray(y).reshape(-1),
                        minlength=num_classes)[:num_classes].astype(np.float64)
   if kind == 'mean_input':
-    return pfednet_ops.client_sketch_mean([x])[0]
+    return graph_lib.client_sketch_mean([x])[0]
   if kind == 'mean_mask':
     onehot = np.eye(num_classes)[np.asarray(y)]  # [n, H, W, K]
-    return pfednet_ops.client_sketch_mean([onehot])[0]
+    return graph_lib.client_sketch_mean([onehot])[0]
   raise ValueError(f'Unknown sketch {kind!r}; expected one of {SKETCHES}.')
 
 
@@ -313,13 +317,13 @@ def graph_from_sketches(sketches: np.ndarray, settings) -> np.ndarray:
   """The server's graph: ``[E, 2]`` edges from the ``[N, F]`` sketches only."""
   num = sketches.shape[0]
   if settings['graph'] == 'complete':
-    return pfednet_ops.complete_edges(num)
+    return graph_lib.complete_edges(num)
   if settings['graph'] == 'star':
     if not 0 <= int(settings['star_center']) < num:
       _fail('star_center', f'{settings["star_center"]} is not one of the '
             f'{num} silos.', f'use an index in [0, {num}).')
-    return pfednet_ops.star_edges(num, int(settings['star_center']))
-  return pfednet_ops.knn_edges(sketches, k=min(int(settings['k']), num - 1)
+    return graph_lib.star_edges(num, int(settings['star_center']))
+  return graph_lib.knn_edges(sketches, k=min(int(settings['k']), num - 1)
                                if num > 1 else 1, metric=settings['metric'])
 
 
