@@ -141,10 +141,10 @@ def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
   metric = experiment.primary_metric(task)
 
   def check(round_metrics, r, seed):
-    events, server_round = experiment.nonfinite_events(  # pylint: disable=protected-access
+    events, server_round = experiment.nonfinite_events(
         round_metrics, r - every, info)
     if events or server_round is not None:
-      problem = (experiment.describe_event(events[0]) if events  # pylint: disable=protected-access
+      problem = (experiment.describe_event(events[0]) if events
                  else f'round {server_round}: the server state became '
                  'non-finite.')
       raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
@@ -437,7 +437,7 @@ def main(argv):
     log(f'[{m}] done in {records[m]["wall_s"]:.1f}s (compile '
         f'{records[m]["compile_s"]:.1f}s)')
     with open(os.path.join(out, f'{m}.json'), 'w') as f:
-      json.dump(reporting.strict(records[m]), f, indent=1)  # pylint: disable=protected-access
+      json.dump(reporting.strict(records[m]), f, indent=1)
   # With reused methods, the table's wall time is the sum of its methods'.
   wall = (sum(r['wall_s'] for r in records.values()) if _REUSE.value
           else time.time() - t_all)
@@ -477,12 +477,12 @@ def main(argv):
       'metrics': {m: all_metric_stats(r) for m, r in records.items()},
       'paired_small_gain': paired_gains(records, metric),
       'protocol': protocol_record(base, fm),
-      'partition': reporting.strict(  # pylint: disable=protected-access
+      'partition': reporting.strict(
           {k: v for k, v in info0.items() if k != 'label_counts'}),
       'std': 'population std over seeds of the per-seed group mean',
   }
   with open(os.path.join(out, 'summary.json'), 'w') as f:
-    json.dump(reporting.strict(summary), f, indent=1)  # pylint: disable=protected-access
+    json.dump(reporting.strict(summary), f, indent=1)
   plot(summary, records, os.path.join(out, f'fedhelp_{_EXPERIMENT.value}.png'),
        metric)
   log(f'total wall time {wall:.1f}s -> {out}')

@@ -10,10 +10,10 @@ import pytest
 
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
-from fedhelp_jax import foundation
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fm_prepare
 from fedhelp_jax.data import partition
 
 SHARES = (0.6, 0.2, 0.08, 0.06, 0.04, 0.02)
@@ -105,7 +105,7 @@ def test_reserved_split_is_removed_before_partitioning():
   # The in-domain FM trains on exactly the reserve, never on silo data.
   config = _shares_config()
   config.fm = ml_collections.ConfigDict({'proxy_data': 'reserved'})
-  split = foundation.public_and_proxy_data(config, fed, raw)
+  split = fm_prepare.public_and_proxy_data(config, fed, raw)
   proxy_ids = set(split['proxy_x'][:, 0, 0, 0].astype(int).tolist())
   assert proxy_ids == reserve_ids
 
@@ -131,7 +131,7 @@ def test_reserved_fm_without_a_reserve_is_a_clear_error():
   config = _shares_config()
   config.fm = ml_collections.ConfigDict({'proxy_data': 'reserved'})
   with pytest.raises(ValueError, match='reserve_fraction'):
-    foundation.public_and_proxy_data(config, fed, raw)
+    fm_prepare.public_and_proxy_data(config, fed, raw)
 
 
 def test_outside_fm_data_is_disjoint_and_answers_over_its_classes(
@@ -150,18 +150,18 @@ def test_outside_fm_data_is_disjoint_and_answers_over_its_classes(
   config.fm = ml_collections.ConfigDict(
       {'proxy_data': 'outside', 'outside_subset': 'organa',
        'outside_public': 55})
-  out = foundation.public_and_proxy_data(config, {}, {})
+  out = fm_prepare.public_and_proxy_data(config, {}, {})
   public, train = out['public_index'], out['proxy_index']
   assert not set(public.tolist()) & set(train.tolist())
   assert len(public) == 55 and len(public) + len(train) == n
   assert len(out['test_y']) == 50  # Scored on the outside test split.
   task = tasks.make_task('classification', 2)
-  assert foundation.fm_num_classes(config, task) == 11
+  assert fm_prepare.fm_num_classes(config, task) == 11
   config.fedhelp = ml_collections.ConfigDict({'public_classes': 2})
   with pytest.raises(ValueError, match='public_classes'):
-    foundation.fm_num_classes(config, task)
+    fm_prepare.fm_num_classes(config, task)
   grey = np.ones((2, 4, 4, 1), np.float32)
-  assert foundation.match_channels(grey, 3).shape == (2, 4, 4, 3)
+  assert fm_prepare.match_channels(grey, 3).shape == (2, 4, 4, 3)
 
 
 def test_coupled_weight_decay_matches_hand_computed_adam():

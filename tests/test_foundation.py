@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedhelp_jax import foundation
+from fedhelp_jax.algorithms import fm_prepare
 from fedhelp_jax import models
 from fedhelp_jax import tasks
 
@@ -143,7 +144,7 @@ def test_prepare_fm_places_knowledge_on_small_silos(tmp_path):
       'fm': {'cache_dir': str(tmp_path), 'proxy_steps': 5,
              'proxy_batch_size': 8, 'label_smoothing': 0.2}})
   info = {}
-  out = foundation.prepare_fm(config, fed, raw, info)
+  out = fm_prepare.prepare_fm(config, fed, raw, info)
   assert out['small']['public_x'].shape == (2, 6, 6, 6, 1)
   assert out['small']['public_q'].shape == (2, 6, 2)
   assert 'public_q' not in out['large']
@@ -153,5 +154,5 @@ def test_prepare_fm_places_knowledge_on_small_silos(tmp_path):
   assert out['small']['public_q'].min() >= 0.1 - 1e-6
   assert info['fm']['api_calls'] == 6 and info['fm']['proxy_train_size'] == 20
   info2 = {}
-  foundation.prepare_fm(config, fed, raw, info2)
+  fm_prepare.prepare_fm(config, fed, raw, info2)
   assert info2['fm']['api_calls'] == 0 and info2['fm']['cache_hit']

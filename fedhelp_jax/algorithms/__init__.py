@@ -16,7 +16,12 @@ from typing import Any, Callable
 
 from fedhelp_jax import models
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import ditto
 from fedhelp_jax.algorithms import fedavg
+from fedhelp_jax.algorithms import fedhelp
+from fedhelp_jax.algorithms import fm_prepare
+from fedhelp_jax.algorithms import kd_baselines
+from fedhelp_jax.algorithms import pfednet
 from fedhelp_jax.algorithms import scaffold
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
@@ -110,25 +115,21 @@ register('fedprox', _fedavg_family(fedavg.fedprox),
          ranges={'mu': common.NON_NEGATIVE})
 register('local', _fedavg_family(fedavg.local_only),
          fedavg.default_hparams('local'))
-register('scaffold', _fedavg_family(scaffold.scaffold), scaffold.DEFAULT_HPARAMS)
+register('scaffold', _fedavg_family(scaffold.scaffold),
+         scaffold.DEFAULT_HPARAMS)
 for _name, _rule in fedavg.FEDOPT_NAMES.items():
   register(_name, _fedavg_family(
       functools.partial(fedavg.fedavg, server_optimizer=_rule)),
            fedavg.default_hparams(_name))
 
-# FedHelp and its baselines (imported last: their builders use the helpers
-# above lazily, and foundation.prepare_fm places the FM knowledge).
-from fedhelp_jax import foundation  # pylint: disable=g-import-not-at-top
-from fedhelp_jax.algorithms import fedhelp  # pylint: disable=g-import-not-at-top
-from fedhelp_jax.algorithms import kd_baselines  # pylint: disable=g-import-not-at-top
-
+# FedHelp and its baselines (fm_prepare.prepare_fm places the FM knowledge).
 register('fedhelp', fedhelp.build, fedhelp.default_hparams('fedhelp'),
-         prepare=foundation.prepare_fm,
+         prepare=fm_prepare.prepare_fm,
          ranges={'lr_large': common.POSITIVE,
                  'temperature': common.HParamRange(low=0.0, low_open=True,
                                                    example=1.0)})
 register('fedavg_fm', fedhelp.build_fedavg_fm,
-         fedhelp.default_hparams('fedavg_fm'), prepare=foundation.prepare_fm)
+         fedhelp.default_hparams('fedavg_fm'), prepare=fm_prepare.prepare_fm)
 register('feddf', kd_baselines.build_feddf,
          kd_baselines.default_hparams('feddf'),
          prepare=kd_baselines.prepare_server_public,
@@ -138,11 +139,6 @@ register('central', kd_baselines.build_central,
          kd_baselines.default_hparams('central'))
 
 # pFedNet and the personalized baselines (Ditto, FedPer).
-# pylint: disable=g-import-not-at-top
-from fedhelp_jax.algorithms import ditto
-from fedhelp_jax.algorithms import pfednet
-# pylint: enable=g-import-not-at-top
-
 register('pfednet', pfednet.build, pfednet.DEFAULT_HPARAMS,
          prepare=pfednet.prepare, needs_info=True)
 register('fedper', pfednet.build_fedper, pfednet.FEDPER_HPARAMS,

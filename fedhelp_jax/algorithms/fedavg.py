@@ -11,7 +11,8 @@
 Silos upload the model delta ``w_global - w_local``; the server feeds the
 weighted mean delta to a server optimizer (``server_opt``): SGD with
 ``server_lr = 1`` is plain FedAvg; Adam, Yogi and Adagrad give FedAdam,
-FedYogi and FedAdagrad (Reddi et al. 2021, https://arxiv.org/abs/2003.00295). BatchNorm statistics, when the model has them, stay on the silo
+FedYogi and FedAdagrad (Reddi et al. 2021, https://arxiv.org/abs/2003.00295).
+BatchNorm statistics, when the model has them, stay on the silo
 (they are client state, FedBN-style), only 'params' are averaged.
 """
 

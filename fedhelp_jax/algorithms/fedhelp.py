@@ -45,12 +45,12 @@ import jax.numpy as jnp
 import optax
 
 from fedhelp_jax import engine
-from fedhelp_jax import foundation
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fm_prepare
 from fedhelp_jax.algorithms import server_opt
 
 GROUPS = ('large', 'small')
@@ -364,7 +364,7 @@ def _check_public(data, aux_classes: int) -> None:
     if key not in data:
       raise ValueError(
           f"FedHelp small silos need data['small'][{key!r}] (FM knowledge); "
-          'run the registry prepare hook (foundation.prepare_fm) or set '
+          'run the registry prepare hook (fm_prepare.prepare_fm) or set '
           'fm_kd=False.')
   if data['public_q'].shape[-1] != aux_classes:
     raise ValueError(
@@ -398,16 +398,17 @@ def build(config, task, groups, *, name: str = 'fedhelp',
   Reads ``config.model`` (the small shared model ``S``),
   ``config.large_model`` (the private ``L_k``; defaults to ``config.model``),
   ``config.fedhelp`` (``FedHelpConfig`` fields plus ``public_classes``, the
-  FM output classes, checked against ``foundation.fm_num_classes``) and
+  FM output classes, checked against ``fm_prepare.fm_num_classes``) and
   ``config.local``.
   """
   cfg = static_config(config, **overrides)
-  public = foundation.fm_num_classes(config, task)
+  public = fm_prepare.fm_num_classes(config, task)
   small = models.from_config(config.model, task.num_classes,
                                  aux_classes=public if cfg.fm_kd else 0)
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
-  return fedhelp(small, large, task, common.LocalConfig.from_config(config.local), groups,
+  local = common.LocalConfig.from_config(config.local)
+  return fedhelp(small, large, task, local, groups,
                  cfg, name=name)
 
 

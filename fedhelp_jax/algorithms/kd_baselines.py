@@ -36,12 +36,12 @@ import jax.numpy as jnp
 import optax
 
 from fedhelp_jax import engine
-from fedhelp_jax import foundation
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
+from fedhelp_jax.algorithms import fm_prepare
 from fedhelp_jax.algorithms import server_opt
 from fedhelp_jax.algorithms import fedavg
 
@@ -156,16 +156,16 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
 def prepare_server_public(config, fed, raw, info):
   """Registry hook: the server's unlabeled public inputs (FedDF).
 
-  The public set is FedHelp's (``foundation.public_and_proxy_data``), cut to
+  The public set is FedHelp's (``fm_prepare.public_and_proxy_data``), cut to
   its first ``config.feddf.num_public`` examples, placed as
   ``fed[g]['server_public_x']`` on the first group with one identical row
   per silo (the engine maps every data leaf over silos).
   """
   num = (config.get('feddf', {}) or {}).get('num_public')
-  public_x = foundation.public_and_proxy_data(config, fed, raw)['public_x']
+  public_x = fm_prepare.public_and_proxy_data(config, fed, raw)['public_x']
   public_x = public_x[:num] if num else public_x
   first = [g for g in ('large', 'small') if g in fed][0]
-  placed = foundation.place_public(fed, first, public_x.astype('float32'))
+  placed = fm_prepare.place_public(fed, first, public_x.astype('float32'))
   placed[first]['server_public_x'] = placed[first].pop('public_x')
   info['server_public'] = {'num_public': int(public_x.shape[0])}
   return placed
@@ -405,7 +405,8 @@ def build_feddf(config, task, groups):
   sec = _section(config, 'feddf')
   sec.pop('num_public', None)
   module = models.from_config(config.model, task.num_classes)
-  return feddf(module, task, common.LocalConfig.from_config(config.local), groups,
+  local = common.LocalConfig.from_config(config.local)
+  return feddf(module, task, local, groups,
                FedDFConfig(**sec))
 
 
@@ -417,7 +418,8 @@ def build_fml(config, task, groups):
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   private = {g: large if g == 'large' else shared for g in groups}
-  return fml(shared, private, task, common.LocalConfig.from_config(config.local), groups,
+  local = common.LocalConfig.from_config(config.local)
+  return fml(shared, private, task, local, groups,
              eval_private=bool(sec.get('eval_private', True)))
 
 
@@ -432,7 +434,8 @@ def build_central(config, task, groups):
   model_cfg = (config.get('large_model') or config.model) if which == 'large' \
       else config.model
   module = models.from_config(model_cfg, task.num_classes)
-  return central(module, task, common.LocalConfig.from_config(config.local), groups,
+  local = common.LocalConfig.from_config(config.local)
+  return central(module, task, local, groups,
                  steps_per_round=sec.get('steps_per_round'))
 
 

@@ -423,7 +423,8 @@ def build_fedper(config, task, groups, info=None):
   settings = pfednet_settings(config)
   graph = _graph_info(info, groups)
   module = models.from_config(config.model, task.num_classes)
-  return fedper(module, task, common.LocalConfig.from_config(config.local), groups,
+  local = common.LocalConfig.from_config(config.local)
+  return fedper(module, task, local, groups,
                 num_silos_per_group=graph['num_silos_per_group'],
                 personal_pattern=settings['personal_pattern'],
                 shared_pattern=settings['shared_pattern'])
