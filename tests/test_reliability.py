@@ -330,6 +330,26 @@ def test_resume_in_process_is_bit_exact(name, tmp_path, cached):
   _assert_trees_equal(_restore(part, 2), _restore(tmp_path / 'full', 2))
 
 
+def test_sampling_resume_in_process_is_bit_exact(tmp_path, cached):
+  """Client sampling (2 of the 3 small silos a round) stops and resumes
+  bit-exactly: the draws depend only on (seed, round, group)."""
+  del cached
+  config = lambda rounds: _tiny('fedavg', rounds=rounds,
+                                **{'clients_per_round.small': 2})
+  full = experiment.run_experiment(config(3), str(tmp_path / 'full'))
+  part = str(tmp_path / 'part')
+  experiment.run_experiment(config(1), part)
+  resumed = experiment.run_experiment(config(3), part)
+  assert resumed['resumed_from_round'] == 1
+  assert _dump(resumed['final']) == _dump(full['final'])
+  assert _history(part) == _history(tmp_path / 'full')
+  _assert_trees_equal(_restore(part, 3), _restore(tmp_path / 'full', 3))
+  # Sampling was on: every silo trained gives another result.
+  every = experiment.run_experiment(_tiny('fedavg', rounds=3),
+                                    str(tmp_path / 'every'))
+  assert _dump(every['final']) != _dump(full['final'])
+
+
 def test_rerun_of_a_finished_run_keeps_its_timings(reference_run, tmp_path):
   ref_dir, ref_summary = reference_run
   workdir = str(tmp_path / 'done')
