@@ -129,10 +129,13 @@ def host_maxrss_mb() -> float | None:
 
 
 def compiled_rounds(alg, rounds_per_call: int, *, strategy: str,
-                    chunk_size: int | None = None):
-  """``run_rounds`` of the FedAvg round (jitted, state donated)."""
-  round_fn = engine.build_round(alg, ('silos',), strategy=strategy,
-                                chunk_size=chunk_size)
+                    chunk_size: int | None = None,
+                    clients_per_round: int | None = None):
+  """``run_rounds`` of the FedAvg round (jitted, state donated); with
+  ``clients_per_round``, that many silos are drawn each round."""
+  round_fn = engine.build_round(
+      alg, ('silos',), strategy=strategy, chunk_size=chunk_size,
+      clients_per_round={'silos': clients_per_round or 0})
   # check=False: timing only; the data here is synthetic and valid.
   return (engine.run_rounds(round_fn, rounds_per_call, check=False),
           round_fn.strategy)
