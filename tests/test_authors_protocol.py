@@ -14,6 +14,7 @@ from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fm_prepare
+from fedhelp_jax.algorithms import kd_baselines
 from fedhelp_jax.data import partition
 
 SHARES = (0.6, 0.2, 0.08, 0.06, 0.04, 0.02)
@@ -162,6 +163,14 @@ def test_outside_fm_data_is_disjoint_and_answers_over_its_classes(
     fm_prepare.fm_num_classes(config, task)
   grey = np.ones((2, 4, 4, 1), np.float32)
   assert fm_prepare.match_channels(grey, 3).shape == (2, 4, 4, 3)
+  # FedDF's server public set gets the silos' channels too (RGB BloodMNIST
+  # with the grey OrganAMNIST public set).
+  config.feddf = ml_collections.ConfigDict({'num_public': 20})
+  rgb_fed = {'large': {'x': np.zeros((2, 3, 4, 4, 3), np.float32),
+                       'n': np.array([3, 3], np.int32)}}
+  raw_rgb = {'train_x': np.zeros((6, 4, 4, 3), np.float32)}
+  placed = kd_baselines.prepare_server_public(config, rgb_fed, raw_rgb, {})
+  assert placed['large']['server_public_x'].shape == (2, 20, 4, 4, 3)
 
 
 def test_coupled_weight_decay_matches_hand_computed_adam():

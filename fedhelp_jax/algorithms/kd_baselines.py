@@ -164,6 +164,8 @@ def prepare_server_public(config, fed, raw, info):
   num = (config.get('feddf', {}) or {}).get('num_public')
   public_x = fm_prepare.public_and_proxy_data(config, fed, raw)['public_x']
   public_x = public_x[:num] if num else public_x
+  if 'train_x' in raw:  # An outside public set may be grey for RGB silos.
+    public_x = fm_prepare.match_channels(public_x, raw['train_x'].shape[-1])
   first = [g for g in ('large', 'small') if g in fed][0]
   placed = fm_prepare.place_public(fed, first, public_x.astype('float32'))
   placed[first]['server_public_x'] = placed[first].pop('public_x')
