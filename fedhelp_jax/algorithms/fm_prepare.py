@@ -216,10 +216,9 @@ def load_fm_knowledge(config, fed, raw, task: tasks.Task):
     model_cfg = fm['proxy_model'] or config.get('large_model') or config.model
     fm_task = tasks.make_task(task.name, fm_num_classes(config, task))
     module = models.from_config(model_cfg, fm_task.num_classes)
-    print(f'[fedhelp_jax] training the proxy FM once on '
-          f'{len(split["proxy_y"])} images ({fm["proxy_data"]}, '
-          f'{fm["proxy_steps"]} steps; cached in {fm["cache_dir"]})',
-          flush=True)
+    print(f'[fedhelp_jax] proxy FM: {len(split["proxy_y"])} training images '
+          f'({fm["proxy_data"]}, {fm["proxy_steps"]} steps); trained once, '
+          f'then loaded from {fm["cache_dir"]}', flush=True)
     pm = foundation.train_proxy(
         module, fm_task, split['proxy_x'], split['proxy_y'],
         test_x=split['test_x'], test_y=split['test_y'],
