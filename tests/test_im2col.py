@@ -77,8 +77,12 @@ def test_im2col_vmapped_over_per_silo_kernels():
 
 @pytest.mark.parametrize('name,kwargs,shape', [
     ('cnn', dict(features=(4, 8), dense=8), (2, 28, 28, 1)),
-    ('resnet', dict(depth=8), (2, 16, 16, 3)),
-    ('unet', dict(base_features=4, levels=2), (2, 16, 16, 1)),
+    # The per-op checks above cover every conv shape these use; the whole
+    # deep models take minutes to compile twice on CI's 2 cores.
+    pytest.param('resnet', dict(depth=8), (2, 16, 16, 3),
+                 marks=pytest.mark.slow),
+    pytest.param('unet', dict(base_features=4, levels=2), (2, 16, 16, 1),
+                 marks=pytest.mark.slow),
 ])
 def test_model_outputs_match_across_conv_impls(name, kwargs, shape):
   x = jnp.asarray(np.random.default_rng(2).random(shape), jnp.float32)

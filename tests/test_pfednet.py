@@ -50,7 +50,10 @@ def _pfednet(module, **kwargs):
       num_silos_per_group=COUNTS, **kwargs)
 
 
-@pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
+# vmap is the accelerator default and stays in the default run; chunked is
+# pinned by the engine-level equivalence tests (test_engine, test_sampling).
+@pytest.mark.parametrize('strategy', [
+    'vmap', pytest.param('chunked', marks=pytest.mark.slow)])
 def test_pfednet_round_equals_loop_reference(two_groups, strategy):
   data, weights = two_groups
   # No ternarization here: it is discontinuous at magnitude ties, and a
