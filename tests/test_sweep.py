@@ -151,3 +151,19 @@ def test_cpu_hint_for_vmapped_conv_configs():
   im2col = _tiny()
   im2col.model.conv = 'im2col'
   assert sweep._cpu_conv_hint([im2col, im2col], [program([0, 1])]) is None
+
+
+def test_sampling_sweep_over_seeds_equals_sequential_runs(tmp_path):
+  """Client sampling inside a vmapped sweep: each config draws its own
+  silos from its own key, exactly as when run alone."""
+  configs = [_tiny(seed=seed, clients_per_round__small=2) for seed in (0, 1)]
+  vmapped = sweep.run_sweep(configs, str(tmp_path), return_states=True)
+  sequential = sweep.run_sweep(configs, vmap=False, return_states=True)
+  for v, s in zip(vmapped, sequential):
+    assert v['mode'] == 'vmap' and s['mode'] == 'sequential'
+    assert _max_abs_diff(v['state'], s['state']) < _TOL
+    _allclose_metrics(v['final']['clients'], s['final']['clients'])
+  # Sampling was on: the unsampled run of seed 0 ends elsewhere.
+  every = sweep.run_sweep([_tiny(seed=0)], vmap=False, return_states=True)
+  assert _max_abs_diff(every[0]['state'].server,
+                       vmapped[0]['state'].server) > 1e-4
