@@ -66,6 +66,12 @@ def _reference(module, data, weights, x, rounds):
   return x, c, c_i
 
 
+def _global_params(state):
+  """FedAvg keeps ``{'params'}``; SCAFFOLD a named ``ServerState``."""
+  server = state.server
+  return server['params'] if isinstance(server, dict) else server.params
+
+
 @pytest.mark.parametrize('strategy', ['chunked', 'vmap'])
 def test_scaffold_matches_loop_reference_for_two_rounds(strategy):
   data, weights, module, local, hp = _setup()
@@ -73,20 +79,20 @@ def test_scaffold_matches_loop_reference_for_two_rounds(strategy):
   round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy=strategy))
   state = engine.init_state(alg, data, seed=0)
   want_x, want_c, want_ci = _reference(module, data, weights,
-                                       state.server['params'], rounds=2)
+                                       state.server.params, rounds=2)
   for _ in range(2):
     state, metrics = round_fn(state, data, weights, hp)
   np.testing.assert_array_equal(metrics['small']['local_steps'], STEPS)
   close = lambda a, b: [np.testing.assert_allclose(u, v, atol=2e-5)
                         for u, v in zip(jax.tree.leaves(a),
                                         jax.tree.leaves(b))]
-  close(state.server['params'], want_x)
-  close(state.server['control'], want_c)
+  close(state.server.params, want_x)
+  close(state.server.control, want_c)
   for (g, i), ci in want_ci.items():
-    close(jax.tree.map(lambda t, i=i: t[i], state.clients[g]['control']), ci)
+    close(jax.tree.map(lambda t, i=i: t[i], state.clients[g].control), ci)
   # The controls are not trivially zero (the test can fail).
   assert max(float(jnp.max(jnp.abs(v)))
-             for v in jax.tree.leaves(state.server['control'])) > 1e-3
+             for v in jax.tree.leaves(state.server.control)) > 1e-3
 
 
 def test_scaffold_first_round_equals_fedavg_then_differs():
@@ -100,9 +106,9 @@ def test_scaffold_first_round_equals_fedavg_then_differs():
     round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
     s = engine.init_state(alg, data, seed=0)
     s, _ = round_fn(s, data, weights, hp)
-    first = s.server['params']
+    first = _global_params(s)
     s, _ = round_fn(s, data, weights, hp)
-    states[name] = (first, s.server['params'])
+    states[name] = (first, _global_params(s))
   diff = lambda a, b: max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(
       jax.tree.leaves(a), jax.tree.leaves(b)))
   assert diff(states['scaffold'][0], states['fedavg'][0]) < 1e-6

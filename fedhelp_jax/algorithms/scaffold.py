@@ -23,6 +23,8 @@ The control update assumes plain local SGD (the paper's setting): use
 ``local.optimizer='sgd'`` with ``momentum`` 0, the default here.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -33,6 +35,19 @@ from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.0, 'server_lr': 1.0}
+
+
+class ServerState(NamedTuple):
+  """Global model ``x``, server control ``c`` and the real silo count N."""
+  params: types.Params
+  control: types.Params
+  num_silos: jax.Array
+
+
+class ClientState(NamedTuple):
+  """One silo's model state (e.g. batch statistics) and control ``c_i``."""
+  model_state: types.PyTree
+  control: types.Params
 
 
 def _sub(a, b):
@@ -49,23 +64,21 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
     params, model_state = common.init_model(
         module, rng, common.sample_x(data[groups[0]]))
     zeros = jax.tree.map(jnp.zeros_like, params)
-    clients = {g: {'model_state': common.stack(model_state,
-                                               data[g]['x'].shape[0]),
-                   'control': common.stack(zeros, data[g]['x'].shape[0])}
-               for g in groups}
+    clients = {g: ClientState(
+        model_state=common.stack(model_state, data[g]['x'].shape[0]),
+        control=common.stack(zeros, data[g]['x'].shape[0])) for g in groups}
     # N counts real silos only (dummy silos padded for a mesh have n = 0).
     num_silos = sum(jnp.sum(data[g]['n'] > 0) for g in groups)
-    server = {'params': params, 'control': zeros,
-              'num_silos': jnp.asarray(num_silos, jnp.float32)}
-    return server, clients
+    return ServerState(params, zeros,
+                       jnp.asarray(num_silos, jnp.float32)), clients
 
   def download(server):
-    return types.Download(broadcast={'params': server['params'],
-                                     'control': server['control']})
+    return types.Download(broadcast={'params': server.params,
+                                     'control': server.control})
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del group, personal
-    x, c, c_i = broadcast['params'], broadcast['control'], client['control']
+    x, c, c_i = broadcast['params'], broadcast['control'], client.control
     correction = _sub(c, c_i)
 
     def drift_correction(p):
@@ -73,19 +86,19 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
           jax.tree.leaves(p), jax.tree.leaves(correction)))
 
     y, model_state, metrics = common.supervised_train(
-        module, task, local, x, client['model_state'], data, hparams, rng,
+        module, task, local, x, client.model_state, data, hparams, rng,
         extra_loss=drift_correction)
     delta = _sub(x, y)
     scale = 1.0 / (jnp.maximum(metrics['local_steps'], 1.0) * hparams['lr'])
     new_c_i = jax.tree.map(lambda ci, cc, d: ci - cc + scale * d,
                            c_i, c, delta)
     upload = {'delta': delta, 'control': _sub(new_c_i, c_i)}
-    return {'model_state': model_state, 'control': new_c_i}, upload, metrics
+    return ClientState(model_state, new_c_i), upload, metrics
 
   def server_update(server, uploads, weights, hparams):
     mean_delta = engine.weighted_mean_groups(
         {g: u['delta'] for g, u in uploads.items()}, weights)
-    params = server_opt.sgd_step(server['params'], mean_delta, hparams)
+    params = server_opt.sgd_step(server.params, mean_delta, hparams)
     # Sum of the control changes of the silos that took part (weight > 0:
     # dummy silos and updates dropped by nonfinite='skip' count zero).
     summed = [jax.tree.map(
@@ -93,13 +106,13 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
                                      axes=1), uploads[g]['control'])
               for g in sorted(uploads)]
     control = jax.tree.map(
-        lambda cc, *ds: cc + sum(ds) / server['num_silos'],
-        server['control'], *summed)
-    return dict(server, params=params, control=control)
+        lambda cc, *ds: cc + sum(ds) / server.num_silos, server.control,
+        *summed)
+    return server._replace(params=params, control=control)
 
   def eval_variables(group, client, broadcast, personal):
     del group, personal
-    return common.model_variables(broadcast['params'], client['model_state'])
+    return common.model_variables(broadcast['params'], client.model_state)
 
   return types.FederatedAlgorithm(
       name='scaffold', init=init, download=download,
