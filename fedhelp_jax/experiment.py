@@ -448,6 +448,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
         f'client-parallel strategy {strategy.describe()}')
+  if clients_per_round(config):
+    print(f'[fedhelp_jax] client sampling: {clients_per_round(config)} '
+          'silos drawn per round and group (the others wait)')
   predict_fn = engine.build_predict(
       alg, groups, common.predict_probs(task), strategy=strategy.name,
       chunk_size=strategy.chunk_size)

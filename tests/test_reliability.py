@@ -330,13 +330,14 @@ def test_resume_in_process_is_bit_exact(name, tmp_path, cached):
   _assert_trees_equal(_restore(part, 2), _restore(tmp_path / 'full', 2))
 
 
-def test_sampling_resume_in_process_is_bit_exact(tmp_path, cached):
+def test_sampling_resume_in_process_is_bit_exact(tmp_path, cached, capsys):
   """Client sampling (2 of the 3 small silos a round) stops and resumes
   bit-exactly: the draws depend only on (seed, round, group)."""
   del cached
   config = lambda rounds: _tiny('fedavg', rounds=rounds,
                                 **{'clients_per_round.small': 2})
   full = experiment.run_experiment(config(3), str(tmp_path / 'full'))
+  assert "client sampling: {'small': 2} silos drawn" in capsys.readouterr().out
   part = str(tmp_path / 'part')
   experiment.run_experiment(config(1), part)
   resumed = experiment.run_experiment(config(3), part)
