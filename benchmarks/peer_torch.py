@@ -252,6 +252,9 @@ def measure(silos, *, strategies=('auto', 'loop'), threads='default',
   for s in strategies:
     if s == 'loop':
       calls[s] = round_throughput.prepare_loop(alg, hparams, data, weights)
+    elif s == 'sharded':
+      calls[s] = round_throughput.prepare_sharded(
+          alg, hparams, data, weights, rounds_per_call=rounds_per_call)
     else:
       calls[s] = round_throughput.prepare_compiled(
           alg, hparams, data, weights, strategy=s, chunk_size=None,
@@ -301,7 +304,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--silos', default='8,32')
   parser.add_argument('--strategies', default='auto,loop',
-                      help="compiled strategies ('vmap', 'chunked', 'auto') "
+                      help="compiled strategies ('vmap', 'chunked', 'auto', "
+                      "'sharded': auto over every visible device) "
                       "and/or the library's Python 'loop'")
   parser.add_argument('--torch_threads', default='default,1',
                       help="torch intra-op thread counts to time on CPU "

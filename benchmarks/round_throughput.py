@@ -61,6 +61,34 @@ def prepare_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
                 'rounds_per_call': rounds_per_call}
 
 
+def prepare_sharded(alg, hparams, data, weights, *, rounds_per_call, seed=0):
+  """The compiled round with the client axis sharded over every visible
+  device (``auto`` per device); ``(call, info)`` after a warm-up call.
+
+  On CPU, run with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+  (one silo stream per core); the silo count must divide by N.
+  """
+  mesh = engine.make_mesh(jax.device_count())
+  round_fn = engine.build_round(alg, ('silos',), strategy='auto', mesh=mesh)
+  fn = engine.run_rounds(round_fn, rounds_per_call, check=False)
+  data = engine.shard_clients(data, mesh)
+  weights = engine.shard_clients(weights, mesh)
+  hparams = engine.replicate(hparams, mesh)
+  box = [engine.shard_state(engine.init_state(alg, data, seed), mesh)]
+
+  def call():
+    box[0], metrics = fn(box[0], data, weights, hparams)
+    common.block((box[0], metrics))
+
+  t0 = time.perf_counter()
+  call()  # Compiles.
+  return call, {'strategy': 'sharded', 'resolved': (
+      f'{round_fn.strategy.name} on {jax.device_count()} devices'),
+                'chunk_size': round_fn.strategy.chunk_size,
+                'compile_s': time.perf_counter() - t0,
+                'rounds_per_call': rounds_per_call}
+
+
 def prepare_loop(alg, hparams, data, weights, *, seed=0):
   """The per-client Python loop; ``(call, info)`` after a warm-up round."""
   loop = engine.build_round(alg, ('silos',), strategy='loop')
