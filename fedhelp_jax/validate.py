@@ -25,6 +25,8 @@ PARTITION_KINDS = ('large_small', 'shares')
 _STRATEGIES = ('auto', 'vmap', 'chunked', 'loop')
 _AGGREGATIONS = ('samples', 'uniform', 'group_balanced')
 _DATASETS = ('medmnist', 'brain_slices', 'breast_cancer')
+# Algorithms whose server step needs every silo's upload each round.
+_NO_SAMPLING = ('pfednet', 'fedper')
 # Which model families can produce outputs for which task.
 _TASK_MODELS = {'classification': ('cnn', 'resnet', 'logreg'),
                 'segmentation': ('unet',)}
@@ -164,6 +166,10 @@ def _check_clients_per_round(config) -> None:
     if m and isinstance(total, (int, np.integer)) and m > total:
       _fail(field, f'draws {m} silos per round but the group has {total}.',
             f'use at most {total}, or 0 for all.')
+  if any(sampling.values()) and config.get('algorithm') in _NO_SAMPLING:
+    _fail('clients_per_round', f'{config.algorithm!r} cannot sample silos: '
+          'its server prox couples every silo\'s personalized part each '
+          'round.', 'set clients_per_round to 0.')
   if any(sampling.values()) and int(config.get('num_devices') or 1) > 1:
     _fail('clients_per_round', 'client sampling runs on one device.',
           'set num_devices=1, or clients_per_round to 0.')

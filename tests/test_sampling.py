@@ -126,3 +126,7 @@ def test_sampling_config_is_validated():
   config.clients_per_round.small = -1
   with pytest.raises(validate.ConfigError, match='integer >= 0'):
     validate.validate_config(config)
+  pfednet = tiny_config.get_config('pfednet')
+  pfednet.clients_per_round.small = 2
+  with pytest.raises(validate.ConfigError, match="'pfednet' cannot sample"):
+    validate.validate_config(pfednet)
