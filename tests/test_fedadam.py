@@ -14,6 +14,7 @@ from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
+from fedhelp_jax.algorithms import scaffold
 from fedhelp_jax.algorithms import server_opt
 
 GROUPS = ('large', 'small')
@@ -119,3 +120,23 @@ def test_fedadam_family_is_registered_with_validated_hparams(name):
   assert algorithms.hparam_range('server_b1').contains(0.9)
   assert not algorithms.hparam_range('server_b1').contains(1.0)
   assert not algorithms.hparam_range('server_tau').contains(0.0)
+
+
+@pytest.mark.parametrize('name', ['fedadam', 'scaffold'])
+def test_fedadam_and_scaffold_state_survives_donation(two_groups, name):
+  """``run_rounds`` donates the state: no two leaves may share a buffer
+  (FedAdam's m and v once did, and the CLI run failed)."""
+  data, weights = two_groups
+  module = models.make_model('logreg', num_classes=2)
+  local = common.LocalConfig(batch_size=4, local_steps=2)
+  task = tasks.classification(2)
+  if name == 'fedadam':
+    alg = fedavg.fedavg(module, task, local, GROUPS, server_optimizer='adam')
+  else:
+    alg = scaffold.scaffold(module, task, local, GROUPS)
+  hp = {k: jnp.float32(v)
+        for k, v in algorithms.default_hparams(name).items()}
+  run = engine.run_rounds(engine.build_round(alg, GROUPS), 2)
+  state, metrics = run(engine.init_state(alg, data, 0), data, weights, hp)
+  assert int(state.round) == 2
+  assert np.all(np.isfinite(np.asarray(metrics['small']['train_loss'])))

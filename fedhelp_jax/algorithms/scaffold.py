@@ -69,7 +69,7 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
         control=common.stack(zeros, data[g]['x'].shape[0])) for g in groups}
     # N counts real silos only (dummy silos padded for a mesh have n = 0).
     num_silos = sum(jnp.sum(data[g]['n'] > 0) for g in groups)
-    return ServerState(params, zeros,
+    return ServerState(params, jax.tree.map(jnp.zeros_like, params),
                        jnp.asarray(num_silos, jnp.float32)), clients
 
   def download(server):

@@ -63,8 +63,10 @@ def scale_by_fedopt(rule: str, b1, b2, tau) -> optax.GradientTransformation:
     raise ValueError(f'Unknown adaptive rule {rule!r}.')
 
   def init_fn(params):
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return FedOptState(count=jnp.zeros((), jnp.int32), m=zeros, v=zeros)
+    # m and v must be distinct buffers: run_rounds donates the state.
+    return FedOptState(count=jnp.zeros((), jnp.int32),
+                       m=jax.tree.map(jnp.zeros_like, params),
+                       v=jax.tree.map(jnp.zeros_like, params))
 
   def update_fn(delta, state, params=None):
     del params
