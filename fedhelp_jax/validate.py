@@ -114,6 +114,11 @@ def validate_config(config: Any) -> None:
     _fail('model.name', f'{config.model.name!r} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config)
+  if config.algorithm == 'scaffold' and config.get('hparams', {}).get(
+      'momentum', 0.0) != 0:
+    _fail('hparams.momentum', 'SCAFFOLD\'s control update assumes plain '
+          f'local SGD, got momentum {config.hparams.momentum}.',
+          'set it to 0.')
   _check_clients_per_round(config)
   part = config.get('partition')
   if part is not None and part.get('kind', 'large_small') == 'shares':

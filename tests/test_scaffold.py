@@ -11,10 +11,12 @@ from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import models
 from fedhelp_jax import tasks
+from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
 from fedhelp_jax.algorithms import scaffold
 from tests import conftest
+from tests import tiny_config
 
 GROUPS = ('large', 'small')
 STEPS, LR, SERVER_LR = 3, 0.1, 0.7
@@ -118,3 +120,16 @@ def test_scaffold_first_round_equals_fedavg_then_differs():
 def test_scaffold_is_registered():
   assert 'scaffold' in algorithms.names()
   assert algorithms.default_hparams('scaffold')['momentum'] == 0.0
+
+
+def test_scaffold_config_is_plain_sgd_and_momentum_is_refused():
+  config = tiny_config.get_config('scaffold')
+  assert config.hparams.momentum == 0.0 and 'server_lr' in config.hparams
+  validate.validate_config(config)
+  config.hparams.momentum = 0.9
+  with pytest.raises(validate.ConfigError,
+                     match='hparams.momentum: SCAFFOLD.*Fix: set it to 0'):
+    validate.validate_config(config)
+  # FedAdam's server hyperparameters can be set from the command line.
+  assert {'server_b1', 'server_b2', 'server_tau'} <= set(
+      tiny_config.get_config('fedadam').hparams)

@@ -6,6 +6,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from fedhelp_jax.algorithms import server_opt
+
 
 def local_training(*, batch_size: int, local_steps: int | None = None,
                    local_epochs: float | None = None,
@@ -149,3 +151,18 @@ def outside_fm(c: ml_collections.ConfigDict) -> None:
   c.fm.proxy_steps = 1500
   c.fm.proxy_batch_size = 64
   c.fm.proxy_lr = 1e-3
+
+
+def algorithm_hparams(c: ml_collections.ConfigDict) -> None:
+  """Adds the hyperparameters of ``c.algorithm`` that the shared sections
+  lack, so ``--config.hparams.NAME`` can set them: the server optimizer's
+  for FedAdam/FedYogi/FedAdagrad, and plain local SGD (momentum 0) for
+  SCAFFOLD, whose control update assumes it."""
+  if c.algorithm in ('fedadam', 'fedyogi', 'fedadagrad'):
+    for key, value in server_opt.ADAPTIVE_HPARAMS.items():
+      if key not in c.hparams:
+        c.hparams[key] = value
+  if c.algorithm == 'scaffold':
+    c.hparams.momentum = 0.0
+    if 'server_lr' not in c.hparams:
+      c.hparams.server_lr = 1.0

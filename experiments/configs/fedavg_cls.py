@@ -16,4 +16,5 @@ def get_config(arg: str | None = None):
   config = common.classification_base()
   if arg:
     config.algorithm = arg
+  common.algorithm_hparams(config)
   return config

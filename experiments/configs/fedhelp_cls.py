@@ -64,6 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.hparams.lr_large = 0.05
   if c.algorithm == 'fedprox':
     c.hparams.mu = 0.01
+  common.algorithm_hparams(c)
   # FedHelp averages S uniformly, as in the authors' code; the other
   # federated methods use FedAvg's sample weighting.
   c.aggregation = 'uniform' if c.algorithm == 'fedhelp' else 'samples'
