@@ -440,17 +440,18 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
   nonfinite = config.get('nonfinite', 'stop')
+  sampling = clients_per_round(config)
   round_fn = engine.build_round(
       alg, groups, strategy=config.get('strategy', 'auto'),
       chunk_size=config.get('chunk_size'), nonfinite=nonfinite, mesh=mesh,
-      clients_per_round=clients_per_round(config))
+      clients_per_round=sampling)
   strategy = round_fn.strategy
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
         f'client-parallel strategy {strategy.describe()}')
-  if clients_per_round(config):
-    print(f'[fedhelp_jax] client sampling: {clients_per_round(config)} '
-          'silos drawn per round and group (the others wait)')
+  if sampling:
+    print(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
+          'and group (the others wait)')
   predict_fn = engine.build_predict(
       alg, groups, common.predict_probs(task), strategy=strategy.name,
       chunk_size=strategy.chunk_size)

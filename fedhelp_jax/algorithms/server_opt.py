@@ -145,9 +145,7 @@ def apply(name: str, server: dict[str, Any], mean_delta: types.PyTree,
 def sgd_step(params: types.Params, mean_delta: types.PyTree,
              hparams: types.HParams) -> types.Params:
   """``params - server_lr * mean_delta`` (the stateless FedAvg step)."""
-  tx = optax.sgd(hparams['server_lr'])
-  updates, _ = tx.update(mean_delta, tx.init(params), params)
-  return optax.apply_updates(params, updates)
+  return apply('sgd', {'params': params}, mean_delta, hparams)['params']
 
 
 def default_hparams(name: str) -> dict[str, float]:
