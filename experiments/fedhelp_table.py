@@ -32,7 +32,6 @@ large silos separately, every metric) from the JSON files of a finished run.
 """
 
 import ast
-import copy
 import importlib
 import json
 import os
@@ -41,17 +40,13 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fedhelp_jax import algorithms
-from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
+from fedhelp_jax import runner
 from fedhelp_jax import sweep
-from fedhelp_jax import tasks
 from fedhelp_jax import validate
-from fedhelp_jax.algorithms import common
 
 EXPERIMENTS = ('cls', 'seg', 'cls_authors', 'cls_hetero', 'blood_authors',
                'seg_authors', 'ablations')
@@ -114,103 +109,64 @@ def _group_stats(values):
 
 
 def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
-  """All seeds of one method on a fixed partition.
+  """All seeds of one method on a fixed partition (``runner.run``).
+
+  ``sequential`` runs the seeds one after another on one program, so the
+  executable compiled for the first seed is reused; ``vmap`` runs them as one
+  vmapped program.
 
   Returns:
-    ``(record, fm_report)`` with per-seed results, curves and timings.
+    The method's record: per-seed results, curves and timings.
   """
   validate.validate_config(config)
-  task = tasks.make_task(config.task, int(config.num_classes))
-  info = copy.deepcopy(info0)
-  fed = algorithms.prepare(config.algorithm, config, fed0, raw, info)
-  groups = tuple(g for g in experiment.GROUPS if g in fed)
-  fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
-         for g, d in fed.items()}
-  weights = experiment.aggregation_weights(fed, config.aggregation)
-  hparams = experiment.hparams_from_config(config)
-  alg = algorithms.build(config.algorithm, config, task, groups)
-  round_fn = engine.build_round(alg, groups, strategy=config.strategy)
-  predict = engine.build_predict(
-      alg, groups, common.predict_probs(task),
-      strategy=round_fn.strategy.name, chunk_size=round_fn.strategy.chunk_size)
-  device_fed = jax.device_put(fed)
-  device_weights = jax.device_put(weights)
-  every, total = int(config.eval_every), int(config.rounds)
-  if total % every:
+  if int(config.rounds) % int(config.eval_every):
     raise ValueError('rounds must be a multiple of eval_every here.')
-  metric = experiment.primary_metric(task)
-
-  def check(round_metrics, r, seed):
-    events, server_round = experiment.nonfinite_events(
-        round_metrics, r - every, info)
-    if events or server_round is not None:
-      problem = (experiment.describe_event(events[0]) if events
-                 else f'round {server_round}: the server state became '
-                 'non-finite.')
-      raise FloatingPointError(f'{config.algorithm} seed {seed}: {problem}')
-
-  def point(ev, r):
-    return {'round': r, **{g: ev['summary'][g][metric]
-                           for g in (*groups, 'all')}}
-
+  fed = experiment.prepare_federation(config, raw, (fed0, info0))
+  program = runner.build_program(config, fed.task, fed.groups, fed.info)
+  members = [runner.Member(seed, fed.fed, fed.weights, fed.info, fed.hparams)
+             for seed in seeds]
+  batches = ([[m] for m in members] if seed_mode == 'sequential'
+             else [members])
+  metric = program.metric
   t0 = time.time()
-  runs = []
-  if seed_mode == 'sequential':
-    state = engine.init_state(alg, device_fed, seeds[0])
-    chunk = engine.run_rounds(round_fn, every).lower(
-        state, device_fed, device_weights, hparams).compile()
-    compile_s = time.time() - t0
-    for seed in seeds:
-      t_seed = time.time()
-      state = engine.init_state(alg, device_fed, seed)
-      curve = []
-      for r in range(every, total + 1, every):
-        state, round_metrics = chunk(state, device_fed, device_weights,
-                                     hparams)
-        check(jax.device_get(round_metrics), r, seed)
-        ev = experiment.evaluate(predict, state, fed, task, info)
-        curve.append(point(ev, r))
-      runs.append({'seed': seed, 'final': ev, 'curve': curve,
-                   'wall_s': time.time() - t_seed})
-  else:  # one vmapped program over the seeds
-    stack = lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees)
-    states = stack([engine.init_state(alg, device_fed, s) for s in seeds])
-    hp_k = jax.tree.map(lambda v: jnp.stack([v] * len(seeds)), hparams)
-    chunk = engine.run_sweep_rounds(round_fn, every).lower(
-        states, device_fed, device_weights, hp_k).compile()
-    compile_s = time.time() - t0
-    curves = [[] for _ in seeds]
-    evs = [None] * len(seeds)
-    for r in range(every, total + 1, every):
-      states, round_metrics = chunk(states, device_fed, device_weights, hp_k)
-      round_metrics = jax.device_get(round_metrics)
-      for i, seed in enumerate(seeds):
-        check(jax.tree.map(lambda x, i=i: x[i], round_metrics), r, seed)
-        evs[i] = experiment.evaluate(
-            predict, jax.tree.map(lambda x, i=i: x[i], states), fed, task,
-            info)
-        curves[i].append(point(evs[i], r))
-    shared = (time.time() - t0 - compile_s) / len(seeds)
-    runs = [{'seed': seed, 'final': evs[i], 'curve': curves[i],
-             'wall_s': shared} for i, seed in enumerate(seeds)]
+  runs, compile_s = [], 0.0
+  for batch in batches:
+    results = runner.run(
+        program, batch, rounds=int(config.rounds),
+        eval_every=int(config.eval_every), nonfinite='stop',
+        labels=[f'{config.algorithm} seed {m.seed}' for m in batch])
+    timing = results[0]['timing_s']
+    compile_s += timing['compile']
+    for res in results:
+      runs.append({
+          'seed': res['seed'], 'final': res['final'],
+          'curve': [{'round': h['round'],
+                     **{g: h['summary'][g][metric]
+                        for g in (*fed.groups, 'all')}}
+                    for h in res['history']],
+          # A vmapped program's run time is shared by its seeds.
+          'wall_s': (timing['wall'] if len(batch) == 1 else
+                     (timing['wall'] - timing['compile']) / len(batch))})
   for run in runs:
     log(f'  {config.algorithm} seed {run["seed"]}: '
         + ', '.join(f'{g} {run["final"]["summary"][g][metric]:.4f}'
-                    for g in (*groups, 'all'))
+                    for g in (*fed.groups, 'all'))
         + f' ({run["wall_s"]:.1f}s)')
   record = {
-      'algorithm': config.algorithm, 'metric': metric, 'rounds': total,
-      'seeds': list(seeds), 'aggregation': config.aggregation,
-      'hparams': {k: float(v) for k, v in hparams.items()},
-      'strategy': round_fn.strategy.describe(), 'seed_mode': seed_mode,
+      'algorithm': config.algorithm, 'metric': metric,
+      'rounds': int(config.rounds), 'seeds': list(seeds),
+      'aggregation': config.aggregation,
+      'hparams': {k: float(v) for k, v in fed.hparams.items()},
+      'strategy': program.strategy.describe(), 'seed_mode': seed_mode,
       'compile_s': compile_s,
       'wall_s': time.time() - t0, 'runs': runs,
       'groups': {g: _group_stats([r['final']['summary'][g][metric]
-                                  for r in runs]) for g in (*groups, 'all')},
+                                  for r in runs])
+                 for g in (*fed.groups, 'all')},
   }
   for extra in ('fm', 'server_public'):
-    if extra in info:
-      record[extra] = info[extra]
+    if extra in fed.info:
+      record[extra] = fed.info[extra]
   return record
 
 

@@ -26,10 +26,10 @@ format plus ``compression_ratio`` and ``sweep_speedup``), ``sweeps.json``
 ``compression_vs_gamma.png``.
 """
 
-import copy
 import json
 import os
 import time
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
@@ -37,11 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedhelp_jax import algorithms
-from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import models
 from fedhelp_jax import reporting
-from fedhelp_jax import tasks
+from fedhelp_jax import runner
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import pfednet
@@ -80,81 +79,68 @@ def _stats(values):
   return {'mean': float(np.mean(values)), 'std': float(np.std(values))}
 
 
-def _stack(trees):
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _take(tree, k):
-  return jax.tree.map(lambda x: x[k], tree)
-
-
 def _max_abs_diff(a, b):
   return max(float(jnp.max(jnp.abs(x - y)))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-class Setup:
-  """One method's compiled pieces on the fixed federation."""
+class Setup(NamedTuple):
+  """One method on the fixed federation: its program and host silos."""
+  program: runner.Program
+  fed: experiment.Federation
 
-  def __init__(self, config, raw, fed0, info0, **pfednet_kwargs):
-    validate.validate_config(config)
-    self.config = config
-    self.task = tasks.make_task(config.task, int(config.num_classes))
-    self.info = copy.deepcopy(info0)
-    fed = algorithms.prepare(config.algorithm, config, fed0, raw, self.info)
-    self.groups = tuple(g for g in experiment.GROUPS if g in fed)
-    self.fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
-                for g, d in fed.items()}
-    weights = experiment.aggregation_weights(self.fed, config.aggregation)
-    self.hparams = experiment.hparams_from_config(config)
-    if pfednet_kwargs:  # A pfednet variant (uploads returned, ternarized).
-      settings = pfednet.pfednet_settings(config)
-      graph = self.info['pfednet']
-      self.alg = pfednet.pfednet(
-          algorithms.make_module(config.model, self.task.num_classes),
-          self.task, algorithms.local_config(config), self.groups,
-          edges=np.asarray(graph['edges'], np.int64).reshape(-1, 2),
-          num_silos_per_group=graph['num_silos_per_group'],
-          personal_pattern=settings['personal_pattern'],
-          shared_pattern=settings['shared_pattern'],
-          admm_iters=int(settings['admm_iters']),
-          tv_iters=int(settings['tv_iters']), **pfednet_kwargs)
-    else:
-      self.alg = algorithms.build(config.algorithm, config, self.task,
-                                  self.groups, info=self.info)
-    self.round_fn = engine.build_round(self.alg, self.groups,
-                                       strategy=config.strategy)
-    self.predict = engine.build_predict(
-        self.alg, self.groups, common.predict_probs(self.task),
-        strategy=self.round_fn.strategy.name,
-        chunk_size=self.round_fn.strategy.chunk_size)
-    self.dev_fed = jax.device_put(self.fed)
-    self.dev_weights = jax.device_put(weights)
-    self.metric = experiment.primary_metric(self.task)
 
-  def init(self, seed):
-    return engine.init_state(self.alg, self.dev_fed, seed)
+def make_setup(config, raw, fed0, info0, **pfednet_kwargs) -> Setup:
+  """``config`` prepared on the shared partition ``(fed0, info0)``.
 
-  def evaluate(self, state):
-    ev = experiment.evaluate(self.predict, state, self.fed, self.task,
-                             self.info)
-    return {g: ev['summary'][g][self.metric] for g in (*self.groups, 'all')}
+  ``pfednet_kwargs`` build a pFedNet variant the registry does not (uploads
+  returned, compressed or ternarized).
+  """
+  validate.validate_config(config)
+  fed = experiment.prepare_federation(config, raw, (fed0, info0))
+  alg = None
+  if pfednet_kwargs:
+    settings = pfednet.pfednet_settings(config)
+    graph = fed.info['pfednet']
+    alg = pfednet.pfednet(
+        models.from_config(config.model, fed.task.num_classes), fed.task,
+        common.LocalConfig.from_config(config.local), fed.groups,
+        edges=np.asarray(graph['edges'], np.int64).reshape(-1, 2),
+        num_silos_per_group=graph['num_silos_per_group'],
+        personal_pattern=settings['personal_pattern'],
+        shared_pattern=settings['shared_pattern'],
+        admm_iters=int(settings['admm_iters']),
+        tv_iters=int(settings['tv_iters']), **pfednet_kwargs)
+  program = runner.build_program(config, fed.task, fed.groups, fed.info,
+                                 alg=alg)
+  return Setup(program, fed)
+
+
+def _run(setup, seeds, hparams_list, rounds, **kwargs):
+  """``runner.run`` of these (seed, hparams) configs as one program; every
+  round in one compiled call, non-finite values recorded, not raised."""
+  f = setup.fed
+  members = [runner.Member(seed, f.fed, f.weights, f.info, hp)
+             for seed, hp in zip(seeds, hparams_list)]
+  return runner.run(setup.program, members, rounds=rounds, eval_every=rounds,
+                    nonfinite='record', **kwargs)
+
+
+def _scores(setup, result):
+  summary = result['final']['summary']
+  return {g: summary[g][setup.program.metric]
+          for g in (*setup.program.groups, 'all')}
 
 
 def run_method(setup, seeds, rounds, log):
-  """Every seed of one method: one compiled run_rounds, reused."""
+  """Every seed of one method, one after another on one executable."""
   t0 = time.time()
-  compiled = engine.run_rounds(setup.round_fn, rounds).lower(
-      setup.init(seeds[0]), setup.dev_fed, setup.dev_weights,
-      setup.hparams).compile()
-  compile_s = time.time() - t0
-  finals = []
-  for seed in seeds:
-    state, _ = compiled(setup.init(seed), setup.dev_fed, setup.dev_weights,
-                        setup.hparams)
-    finals.append(setup.evaluate(state))
+  results = [_run(setup, [seed], [setup.fed.hparams], rounds)[0]
+             for seed in seeds]
+  compile_s = sum(r['timing_s']['compile'] for r in results)
+  finals = [_scores(setup, r) for r in results]
   wall = time.time() - t0
-  log(f'  {setup.config.algorithm}: ' + ', '.join(
+  log(f'  {setup.program.config.algorithm}: ' + ', '.join(
       f'{g} {np.mean([f[g] for f in finals]):.4f}' for g in finals[0])
       + f' ({wall:.1f}s, compile {compile_s:.1f}s)')
   return {'per_seed': finals, 'compile_s': compile_s, 'wall_s': wall}
@@ -164,65 +150,43 @@ def run_sweep(setup, hparams_list, seeds, rounds):
   """K configs vmapped as one program, then the same K one at a time.
 
   Returns:
-    ``(states, metrics, timing)``: the vmapped final states and round
-    metrics (leaves ``[K, ...]``) and the timings of both ways.
+    ``(vmapped, sequential, timing)``: the ``runner.run`` results of both
+    ways (the vmapped ones with every round's metrics) and the timings.
   """
-  k = len(hparams_list)
-  fed, weights = setup.dev_fed, setup.dev_weights
-  states = _stack([setup.init(s) for s in seeds])
-  hp = _stack(hparams_list)
-  t0 = time.time()
-  vmapped = engine.run_sweep_rounds(setup.round_fn, rounds).lower(
-      states, fed, weights, hp).compile()
-  vmap_compile = time.time() - t0
-  t0 = time.time()
-  out, metrics = vmapped(states, fed, weights, hp)
-  jax.block_until_ready((out, metrics))
-  vmap_steady = time.time() - t0
-
-  inits = [setup.init(s) for s in seeds]
-  t0 = time.time()
-  single = engine.run_rounds(setup.round_fn, rounds).lower(
-      inits[0], fed, weights, hparams_list[0]).compile()
-  seq_compile = time.time() - t0
-  t0 = time.time()
-  seq = []
-  for i in range(k):
-    s, _ = single(inits[i], fed, weights, hparams_list[i])
-    jax.block_until_ready(s)
-    seq.append(s)
-  seq_steady = time.time() - t0
-  diffs = [_max_abs_diff(_take(out, i).server, seq[i].server)
-           for i in range(k)]
+  vmapped = _run(setup, seeds, hparams_list, rounds, keep_metrics=True)
+  sequential = [_run(setup, [s], [hp], rounds)[0]
+                for s, hp in zip(seeds, hparams_list)]
+  vm_t = vmapped[0]['timing_s']
+  seq_compile = sum(r['timing_s']['compile'] for r in sequential)
+  seq_steady = sum(r['timing_s']['steady'] for r in sequential)
+  diffs = [_max_abs_diff(v['state'].server, q['state'].server)
+           for v, q in zip(vmapped, sequential)]
   timing = {
-      'configs': k, 'rounds': rounds,
-      'vmap_compile_s': vmap_compile, 'vmap_steady_s': vmap_steady,
+      'configs': len(hparams_list), 'rounds': rounds,
+      'vmap_compile_s': vm_t['compile'], 'vmap_steady_s': vm_t['steady'],
       'sequential_compile_s': seq_compile,
       'sequential_steady_s': seq_steady,
-      'speedup_steady': seq_steady / vmap_steady,
-      'speedup_total': (seq_compile + seq_steady) / (vmap_compile +
-                                                     vmap_steady),
+      'speedup_steady': seq_steady / vm_t['steady'],
+      'speedup_total': (seq_compile + seq_steady) / (vm_t['compile'] +
+                                                     vm_t['steady']),
       'max_abs_diff_vmap_vs_sequential': max(diffs),
       'max_abs_diff_per_config': diffs,
   }
-  return out, metrics, timing, seq
+  return vmapped, sequential, timing
 
 
-def upload_bytes(metrics, setup):
-  """``(raw, encoded)`` bytes ``[K, R]`` of all real silos' uploads."""
-  raw, enc = None, None
-  for g in setup.groups:
-    up = np.asarray(metrics[g]['upload'])  # [K, R, C, d]
-    num_real = len(setup.info['groups'][g])
-    r = np.zeros(up.shape[:2])
-    e = np.zeros(up.shape[:2])
-    for k in range(up.shape[0]):
-      for t in range(up.shape[1]):
-        for c in range(num_real):
-          r[k, t] += encode_lib.raw_bytes(up[k, t, c])
-          e[k, t] += encode_lib.encoded_bytes(up[k, t, c])
-    raw = r if raw is None else raw + r
-    enc = e if enc is None else enc + e
+def upload_bytes(results, setup):
+  """``(raw, encoded)`` bytes ``[K, R]`` of all real silos' uploads, from
+  ``runner.run`` results kept with their round metrics."""
+  raw = np.zeros((len(results), int(results[0]['rounds'])))
+  enc = np.zeros_like(raw)
+  for k, res in enumerate(results):
+    for g in setup.program.groups:
+      up = np.asarray(res['round_metrics'][g]['upload'])  # [R, C, d]
+      for t in range(up.shape[0]):
+        for c in range(len(setup.fed.info['groups'][g])):
+          raw[k, t] += encode_lib.raw_bytes(up[t, c])
+          enc[k, t] += encode_lib.encoded_bytes(up[t, c])
   return raw, enc
 
 
@@ -334,25 +298,25 @@ def main(argv):
   for m in _METHODS.value or module.METHODS:
     config = module.get_config(m)
     config.rounds = rounds
-    records[m] = run_method(Setup(config, raw, fed0, info0), seeds, rounds,
-                            log)
+    records[m] = run_method(make_setup(config, raw, fed0, info0), seeds,
+                            rounds, log)
 
   # 2. Lambda sweep (no compression) as one vmapped program.
-  lam_setup = Setup(base, raw, fed0, info0)
-  metric = lam_setup.metric
+  lam_setup = make_setup(base, raw, fed0, info0)
+  metric = lam_setup.program.metric
   groups_out = (('small', 'large', 'all')
-                if set(lam_setup.groups) == {'large', 'small'} else ('all',))
-  hp0 = dict(lam_setup.hparams, gamma=jnp.float32(0.0))
+                if set(lam_setup.program.groups) == {'large', 'small'}
+                else ('all',))
+  hp0 = dict(lam_setup.fed.hparams, gamma=jnp.float32(0.0))
   lam_hps = [dict(hp0, lam=jnp.float32(v)) for v in lambdas for _ in seeds]
   lam_seeds = [s for _ in lambdas for s in seeds]
-  lam_states, _, lam_timing, lam_seq = run_sweep(lam_setup, lam_hps,
-                                                 lam_seeds, rounds)
-  lam_evals = [lam_setup.evaluate(_take(lam_states, k))
-               for k in range(len(lam_hps))]
+  lam_vmap, lam_seq, lam_timing = run_sweep(lam_setup, lam_hps, lam_seeds,
+                                            rounds)
+  lam_evals = [_scores(lam_setup, r) for r in lam_vmap]
   # The same configs run sequentially, scored: how far float differences
   # between the vmapped and the sequential programs move the metric.
   lam_timing['metric_abs_diff_per_config'] = [
-      abs(lam_setup.evaluate(s)['all'] - e['all'])
+      abs(_scores(lam_setup, s)['all'] - e['all'])
       for s, e in zip(lam_seq, lam_evals)]
   lam_rows = _per_value(lam_evals, lambdas, seeds, 'lam')
   log(f'lambda sweep ({len(lam_hps)} configs): ' + ', '.join(
@@ -360,20 +324,20 @@ def main(argv):
   log(f'  timing: {json.dumps(lam_timing)}')
 
   # 3. Gamma sweep (lambda from the config), uploads returned for encoding.
-  gam_setup = Setup(base, raw, fed0, info0, compress=True,
-                    return_uploads=True)
-  gam_hps = [dict(gam_setup.hparams, gamma=jnp.float32(v)) for v in gammas
-             for _ in seeds]
+  gam_setup = make_setup(base, raw, fed0, info0, compress=True,
+                         return_uploads=True)
+  gam_hps = [dict(gam_setup.fed.hparams, gamma=jnp.float32(v))
+             for v in gammas for _ in seeds]
   gam_seeds = [s for _ in gammas for s in seeds]
-  gam_states, gam_metrics, gam_timing, gam_seq = run_sweep(
-      gam_setup, gam_hps, gam_seeds, rounds)
-  gam_evals = [gam_setup.evaluate(_take(gam_states, k))
-               for k in range(len(gam_hps))]
+  gam_vmap, gam_seq, gam_timing = run_sweep(gam_setup, gam_hps, gam_seeds,
+                                            rounds)
+  gam_evals = [_scores(gam_setup, r) for r in gam_vmap]
   gam_timing['metric_abs_diff_per_config'] = [
-      abs(gam_setup.evaluate(s)['all'] - e['all'])
+      abs(_scores(gam_setup, s)['all'] - e['all'])
       for s, e in zip(gam_seq, gam_evals)]
-  del lam_seq, gam_seq
-  raw_b, enc_b = upload_bytes(gam_metrics, gam_setup)
+  del lam_vmap, lam_seq, gam_seq
+  raw_b, enc_b = upload_bytes(gam_vmap, gam_setup)
+  del gam_vmap
   gam_rows = _per_value(gam_evals, gammas, seeds, 'gamma')
   for i, row in enumerate(gam_rows):
     sl = slice(i * len(seeds), (i + 1) * len(seeds))
@@ -389,16 +353,14 @@ def main(argv):
   chosen = max(ok, key=lambda r: r['gamma'])
 
   # 4. Ternarized uploads at the chosen gamma (first seed).
-  tern_setup = Setup(base, raw, fed0, info0, compress=True,
-                     ternarize_p=_TERNARIZE_P, return_uploads=True)
-  tern_hp = dict(tern_setup.hparams, gamma=jnp.float32(chosen['gamma']))
-  state, tmetrics = engine.run_rounds(tern_setup.round_fn, rounds)(
-      tern_setup.init(seeds[0]), tern_setup.dev_fed, tern_setup.dev_weights,
-      tern_hp)
-  traw, tenc = upload_bytes(jax.tree.map(lambda x: x[None], tmetrics),
-                            tern_setup)
+  tern_setup = make_setup(base, raw, fed0, info0, compress=True,
+                          ternarize_p=_TERNARIZE_P, return_uploads=True)
+  tern_hp = dict(tern_setup.fed.hparams, gamma=jnp.float32(chosen['gamma']))
+  tern_run = _run(tern_setup, seeds[:1], [tern_hp], rounds,
+                  keep_metrics=True)
+  traw, tenc = upload_bytes(tern_run, tern_setup)
   tern = {'gamma': chosen['gamma'], 'p': _TERNARIZE_P, 'seed': seeds[0],
-          'all': tern_setup.evaluate(state)['all'],
+          'all': _scores(tern_setup, tern_run[0])['all'],
           'raw_bytes_per_round': float(traw.mean()),
           'encoded_bytes_per_round': float(tenc.mean()),
           'compression_ratio': float(traw.sum() / tenc.sum())}
@@ -438,7 +400,7 @@ def main(argv):
       'ternarized': tern,
       'hparams': {k: float(v) for k, v in base.hparams.items()},
       'pfednet': base.pfednet.to_dict(),
-      'graph': lam_setup.info['pfednet'],
+      'graph': lam_setup.fed.info['pfednet'],
       'rounds': rounds, 'wall_time_s': wall,
       'method_wall_s': {m: r['wall_s'] for m, r in records.items()},
       'device': str(jax.devices()[0]), 'backend': jax.default_backend(),

@@ -1,19 +1,18 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
 """From an experiment config to a trained federation, with reporting.
 
-``run_experiment(config, workdir)`` is the host loop around the compiled
-engine: it validates the config (before any compilation), builds the silos
-from a real dataset, compiles ``eval_every`` rounds into one ``lax.scan``,
-and between chunks evaluates, logs JSONL metrics, checkpoints and updates
-the progress bar. It is the only place that syncs with the device.
+``run_experiment(config, workdir)`` validates the config (before any
+compilation), builds the silos from a real dataset and runs them through
+``runner.run`` (the one host loop: ``eval_every`` rounds per compiled call,
+evaluation between calls), adding checkpoints, the JSONL metrics log, the
+progress bar and the summary as its hooks. ``prepare_federation`` is the host
+setup it shares with ``sweep`` and the experiment scripts.
 """
 
-import collections
 import copy
 import hashlib
 import json
 import os
-import time
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -22,13 +21,20 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
-from fedhelp_jax import metrics as metrics_lib
 from fedhelp_jax import reporting
+from fedhelp_jax import runner
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
-from fedhelp_jax.algorithms import common
 
 GROUPS = ('large', 'small')
+
+# The host loop's pieces, named here too for callers of this module.
+NonFiniteError = runner.NonFiniteError
+clients_per_round = runner.clients_per_round
+describe_event = runner.describe_event
+evaluate = runner.evaluate
+nonfinite_events = runner.nonfinite_events
+primary_metric = runner.primary_metric
 
 
 # ---------------------------------------------------------------------------
@@ -258,16 +264,24 @@ class Federation(NamedTuple):
   hparams: dict[str, jax.Array]
 
 
-def prepare_federation(config, raw) -> Federation:
+def prepare_federation(config, raw, partitioned=None) -> Federation:
   """Validates, partitions, packs and prepares the silos of ``config``.
 
-  The host setup shared by ``run_experiment`` and ``sweep.run_sweep``; it
-  runs before anything is compiled. ``raw`` is ``load_raw(config)`` (a sweep
-  shares one load between configs with the same data fields).
+  The host setup shared by ``run_experiment``, ``sweep.run_sweep`` and the
+  experiment scripts; it runs before anything is compiled.
+
+  Args:
+    config: the experiment config.
+    raw: ``load_raw(config)`` (a sweep shares one load between configs with
+      the same data fields).
+    partitioned: ``build_federation``'s ``(fed, info)`` to use instead of
+      partitioning again: a table gives every method the same silos.
   """
   task = tasks.make_task(config.task, int(config.num_classes))
-  validate.validate_partition_fits(config, raw)
-  fed, info = build_federation(config, raw)
+  if partitioned is None:
+    validate.validate_partition_fits(config, raw)
+    partitioned = build_federation(config, raw)
+  fed, info = partitioned
   # Datasets with natural sites hand out dicts cached in ``raw``: copy them so
   # a prepare hook of one run cannot leak into another sharing ``raw``.
   fed = {g: dict(d) for g, d in fed.items()}
@@ -303,13 +317,6 @@ def hashed_config(config) -> dict[str, Any]:
   return json.loads(json.dumps(fields, sort_keys=True, default=str))
 
 
-def clients_per_round(config) -> dict[str, int]:
-  """Group -> silos sampled per round (``config.clients_per_round``; groups
-  with 0, or absent, run every silo)."""
-  return {g: int(m) for g, m in (config.get('clients_per_round') or {}).items()
-          if m}
-
-
 def config_hash(config) -> str:
   """Hash of everything that changes results (not reporting settings)."""
   blob = json.dumps(hashed_config(config), sort_keys=True)
@@ -317,93 +324,9 @@ def config_hash(config) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Evaluation on the host.
+# The run: the host loop is ``runner.run``; this adds checkpoints, the metrics
+# log, the progress bar and the summary.
 # ---------------------------------------------------------------------------
-
-
-def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
-  """Per-silo and per-group metrics of the current state."""
-  probs = jax.device_get(predict_fn(state, {g: {'test_x': d['test_x']}
-                                            for g, d in fed.items()}))
-  per_client: dict[str, list[float]] = {}
-  for g, d in fed.items():
-    num_real = int(np.sum(d['n'] > 0))
-    for c in range(num_real):
-      nt = int(d['test_n'][c])
-      if task.name == 'classification':
-        m = metrics_lib.classification_metrics(probs[g][c, :nt],
-                                               d['test_y'][c, :nt])
-      else:
-        m = metrics_lib.segmentation_metrics(
-            np.argmax(probs[g][c, :nt], -1), d['test_y'][c, :nt],
-            num_classes=task.num_classes)
-      for k, v in m.items():
-        per_client.setdefault(k, []).append(float(v))
-  per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
-  groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
-  summary = metrics_lib.per_group_summary(per_client_np, groups)
-  out = {'clients': per_client, 'summary': reporting.strict(summary)}
-  covered = metrics_lib.coverage(per_client_np, groups)
-  if covered:  # Some group means skip silos where a metric is undefined.
-    out['coverage'] = covered
-  return out
-
-
-def primary_metric(task) -> str:
-  return 'accuracy' if task.name == 'classification' else 'dice'
-
-
-# ---------------------------------------------------------------------------
-# The host loop.
-# ---------------------------------------------------------------------------
-
-
-class NonFiniteError(FloatingPointError):
-  """Raised when a round produced a non-finite loss or update."""
-
-
-def nonfinite_events(round_metrics, first_round, info):
-  """``engine.nonfinite_events`` with global silo ids and run round numbers.
-
-  Returns:
-    ``(events, server_round)``: ``events`` is a list of dicts with 'round',
-    'silo' (global index), 'group', 'index' (within the group), 'quantity'
-    ('train_loss' when the loss itself is non-finite, else 'update': the
-    upload or another local metric) and 'train_loss'; ``server_round`` is the
-    first round whose server state is non-finite, or None.
-  """
-  events, server_round = [], None
-  for e in engine.nonfinite_events(round_metrics):
-    if e.group is None:
-      server_round = server_round or first_round + e.round
-      continue
-    ids = info['groups'][e.group]
-    events.append({
-        'round': first_round + e.round, 'group': e.group, 'index': e.index,
-        'silo': int(ids[e.index]) if e.index < len(ids) else e.index,
-        'quantity': ('update' if np.isfinite(e.train_loss)
-                     else 'train_loss'),
-        'train_loss': e.train_loss})
-  events.sort(key=lambda e: (e['round'], e['silo']))
-  return events, server_round
-
-
-def _mean_finite_loss(group_metrics, num_real: int) -> float:
-  """Last round's mean train loss over real silos whose update was kept
-  (and that were sampled, under client sampling)."""
-  loss = np.asarray(group_metrics['train_loss'][-1][:num_real])
-  ok = ~np.asarray(group_metrics['nonfinite'][-1][:num_real])
-  if 'sampled' in group_metrics:
-    ok &= np.asarray(group_metrics['sampled'][-1][:num_real])
-  return float(np.mean(loss[ok])) if ok.any() else float('nan')
-
-
-def describe_event(e) -> str:
-  what = ('train_loss' if e['quantity'] == 'train_loss'
-          else 'model update (its train_loss was finite)')
-  return (f"round {e['round']}: silo {e['silo']} (group {e['group']!r}, index "
-          f"{e['index']}) produced a non-finite {what}, train_loss="
-          f"{e['train_loss']}.")
 
 
 def run_experiment(config, workdir: Optional[str] = None, *,
@@ -432,154 +355,109 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   manager.check_resume(resume)  # Refuse a bad resume before loading data.
   task, fed, info, groups, weights, hparams = prepare_federation(
       config, load_raw(config))
-  alg = algorithms.build(config.algorithm, config, task, groups, info=info)
 
   mesh = None
   if int(config.get('num_devices', 1)) > 1:
     mesh = engine.make_mesh(int(config.num_devices))
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
-  nonfinite = config.get('nonfinite', 'stop')
-  sampling = clients_per_round(config)
-  round_fn = engine.build_round(
-      alg, groups, strategy=config.get('strategy', 'auto'),
-      chunk_size=config.get('chunk_size'), nonfinite=nonfinite, mesh=mesh,
-      clients_per_round=sampling)
-  strategy = round_fn.strategy
+  program = runner.build_program(config, task, groups, info, mesh=mesh)
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
-        f'client-parallel strategy {strategy.describe()}')
+        f'client-parallel strategy {program.strategy.describe()}')
+  sampling = clients_per_round(config)
   if sampling:
     print(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
           'and group (the others wait)')
-  predict_fn = engine.build_predict(
-      alg, groups, common.predict_probs(task), strategy=strategy.name,
-      chunk_size=strategy.chunk_size)
-
-  device_fed = jax.device_put(fed)
-  device_weights = jax.device_put(weights)
-  state = engine.init_state(alg, device_fed, int(config.seed))
-  if mesh is not None:
-    device_fed = engine.shard_clients(device_fed, mesh)
-    device_weights = engine.shard_clients(device_weights, mesh)
-    state = engine.shard_state(state, mesh)
-
-  state, start_round = manager.maybe_restore(state, resume=resume)
-  logger = reporting.MetricsLogger(
-      workdir, resumed=start_round > 0, resume_round=start_round,
-      tensorboard=config.get('tensorboard', False))
-  if start_round == 0:
-    reporting.write_json(os.path.join(workdir, 'config.json'),
-                         {'config': config.to_dict(), 'config_hash': chash,
-                          'partition': reporting.strict(info),
-                          'strategy': strategy.describe()})
 
   total = int(config.rounds)
   every = max(1, min(int(config.eval_every), total))
-  chunks: dict[int, Any] = {}
-  metric = primary_metric(task)
-  progress = reporting.Progress(total, initial=start_round,
-                                enabled=config.get('progress', True),
-                                every=every)
-  compile_s, steady_s, host_s = 0.0, 0.0, 0.0
-  best: dict[str, Any] = {}
-  for rec in logger.records():  # On resume: the best of the kept history.
-    value = rec['summary']['all'][metric]
-    if not best or value > best['value']:
-      best = {'round': rec['round'], 'value': value}
-  last_eval = None
-  t_run = time.time()
-  r = start_round
-  while r < total:
-    n = min(every, total - r)
-    if n not in chunks:
-      chunks[n] = engine.run_rounds(round_fn, n)
-      t0 = time.time()
-      lowered = chunks[n].lower(state, device_fed, device_weights, hparams)
-      chunks[n] = lowered.compile()
-      compile_s += time.time() - t0
-    t0 = time.time()
-    state, round_metrics = chunks[n](state, device_fed, device_weights,
-                                     hparams)
-    round_metrics = jax.device_get(round_metrics)
-    steady_s += time.time() - t0
-    t_host = time.time()
-    events, server_round = nonfinite_events(round_metrics, r, info)
-    num_silos = sum(len(ix) for ix in info['groups'].values())
-    per_round = collections.Counter(e['round'] for e in events)
-    all_bad = [k for k, v in sorted(per_round.items()) if v >= num_silos]
-    # With every update dropped the server would silently stand still.
-    if server_round is not None or all_bad or (
-        events and nonfinite == 'stop'):
-      kept = manager.latest_round()
-      progress.close()
-      logger.close()
-      manager.close()
-      where = (f'The last good checkpoint (round {kept}) is kept in '
-               f'{manager.directory}.' if kept else
-               'No checkpoint was written yet.')
-      if nonfinite == 'skip' and all_bad:
-        problem = (f'round {all_bad[0]}: every silo produced a non-finite '
-                   "train_loss or update, so nonfinite='skip' has nothing "
-                   'left to aggregate.')
-      elif events:
-        problem = describe_event(events[0])
-      else:
-        problem = f'round {server_round}: the server state became non-finite.'
-      fix = ('check the data of the silos named, or lower the learning rate '
-             '(config.hparams.lr; a new --workdir or --noresume then starts '
-             'over)')
-      if nonfinite == 'stop':
-        fix += (', or rerun with --config.nonfinite=skip to resume from the '
-                "checkpoint and drop such silos' updates")
-      raise NonFiniteError(f'{problem} {where} Fix: {fix}.')
-    for e in events:  # nonfinite == 'skip': the engine dropped these updates.
-      print(f'[fedhelp_jax] skipped: {describe_event(e)}')
-    r += n
-    last_eval = evaluate(predict_fn, state, fed, task, info)
-    train_loss = {g: _mean_finite_loss(round_metrics[g],
-                                       len(info['groups'][g]))
-                  for g in groups}
-    record = {'round': r, 'train_loss': train_loss,
-              'elapsed_s': time.time() - t_run, **last_eval}
-    if events:
-      record['skipped'] = events
-    logger.log(record)
-    summ = last_eval['summary']
-    if not best or summ['all'][metric] > best['value']:
-      best = {'round': r, 'value': summ['all'][metric]}
-    manager.save(r, state)
-    progress.update(n, round=r, loss=np.mean(list(train_loss.values())),
-                    **{f'{metric}_{g}': summ[g][metric] for g in groups
-                       if g in summ})
-    host_s += time.time() - t_host
-  progress.close()
-  timing = {'compile': compile_s, 'steady': steady_s,
-            'host_between_chunks': host_s, 'wall': time.time() - t_run}
-  already_complete = last_eval is None
-  if already_complete:  # Resumed a finished run: evaluate what was restored.
+  metric = program.metric
+  opened = {}
+
+  def restore(state):
+    state, start_round = manager.maybe_restore(state, resume=resume)
+    opened['logger'] = reporting.MetricsLogger(
+        workdir, resumed=start_round > 0, resume_round=start_round,
+        tensorboard=config.get('tensorboard', False))
+    opened['progress'] = reporting.Progress(
+        total, initial=start_round, enabled=config.get('progress', True),
+        every=every)
+    opened['round'] = start_round
+    if start_round == 0:
+      reporting.write_json(os.path.join(workdir, 'config.json'),
+                           {'config': config.to_dict(), 'config_hash': chash,
+                            'partition': reporting.strict(info),
+                            'strategy': program.strategy.describe()})
+    return state, start_round
+
+  def on_eval(k, record, state):
+    del k  # One config.
+    opened['logger'].log(record)
+    manager.save(record['round'], state)
+    summ = record['summary']
+    opened['progress'].update(
+        record['round'] - opened['round'], round=record['round'],
+        loss=np.mean(list(record['train_loss'].values())),
+        **{f'{metric}_{g}': summ[g][metric] for g in groups if g in summ})
+    opened['round'] = record['round']
+
+  nonfinite = config.get('nonfinite', 'stop')
+  try:
+    (result,) = runner.run(
+        program, [runner.Member(int(config.seed), fed, weights, info,
+                                hparams)],
+        rounds=total, eval_every=every, nonfinite=nonfinite,
+        restore=restore, on_eval=on_eval)
+  except NonFiniteError as e:
+    kept = manager.latest_round()
+    where = (f'The last good checkpoint (round {kept}) is kept in '
+             f'{manager.directory}.' if kept else
+             'No checkpoint was written yet.')
+    fix = ('check the data of the silos named, or lower the learning rate '
+           '(config.hparams.lr; a new --workdir or --noresume then starts '
+           'over)')
+    if nonfinite == 'stop':
+      fix += (', or rerun with --config.nonfinite=skip to resume from the '
+              "checkpoint and drop such silos' updates")
+    raise NonFiniteError(f'{e} {where} Fix: {fix}.', e.events) from None
+  finally:
+    if 'progress' in opened:
+      opened['progress'].close()
+      opened['logger'].close()
+    manager.close()
+
+  timing = {k: v for k, v in result['timing_s'].items()
+            if k != 'configs_in_program'}
+  start_round = result['start_round']
+  already_complete = start_round >= total
+  history = opened['logger'].records()
+  if already_complete:  # Resumed a finished run: nothing was trained.
     print(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
           'nothing to train (the recorded timings are kept).')
-    last_eval = evaluate(predict_fn, state, fed, task, info)
-    best = best or {'round': r, 'value': last_eval['summary']['all'][metric]}
     previous = os.path.join(workdir, 'summary.json')
     if os.path.exists(previous):
       with open(previous) as f:
         timing = json.load(f).get('timing_s', timing)
+  best = {}
+  for rec in history:  # Over the whole history, resumed rounds included.
+    value = rec['summary']['all'][metric]
+    if not best or value > best['value']:
+      best = {'round': rec['round'], 'value': value}
+  best = best or {'round': start_round,
+                  'value': result['final']['summary']['all'][metric]}
   summary = {
       'algorithm': config.algorithm, 'dataset': config.dataset.name,
       'task': task.name, 'rounds': total, 'seed': int(config.seed),
-      'metric': metric, 'final': last_eval, 'best': best,
-      'strategy': strategy.describe(), 'config_hash': chash,
+      'metric': metric, 'final': result['final'], 'best': best,
+      'strategy': program.strategy.describe(), 'config_hash': chash,
       'timing_s': timing,
       'already_complete': already_complete,
       'resumed_from_round': start_round,
       # Over the whole history (metrics.jsonl), not just this invocation.
-      'skipped_updates': [e for rec in logger.records()
+      'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
   reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
   reporting.print_summary(summary, groups)
-  manager.close()
-  logger.close()
   return summary

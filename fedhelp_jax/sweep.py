@@ -27,8 +27,8 @@ run one after another, and a program of one config is a plain sequential
 run (``engine.run_rounds``, as in ``run_experiment``). A printed line names
 the field that caused each split.
 
-Each program runs ``eval_every`` rounds per compiled call, like
-``run_experiment``, and evaluates every config with ``experiment.evaluate``
+Each program runs through ``runner.run``, the host loop ``run_experiment``
+uses too: ``eval_every`` rounds per compiled call, every config evaluated
 between calls. Sweeps keep no checkpoints and run on one device
 (``num_devices`` must be 1).
 """
@@ -41,17 +41,14 @@ import time
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fedhelp_jax import algorithms
-from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
+from fedhelp_jax import runner
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
-from fedhelp_jax.algorithms import common
 
 # May differ inside one program (values only).
 VARYING = ('seed', 'hparams')
@@ -277,135 +274,34 @@ def _describe_plan(programs: Sequence[_Program], num_configs: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _same_data(setups: Sequence[_Setup]) -> bool:
-  first = setups[0]
-  for s in setups[1:]:
-    for g in first.fed:
-      for k, v in first.fed[g].items():
-        if not np.array_equal(v, s.fed[g][k]):
-          return False
-      if not np.array_equal(first.weights[g], s.weights[g]):
-        return False
-  return True
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _stack_host(trees):
-  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
-
-
-def _take(tree, k):
-  return jax.tree.map(lambda x: x[k], tree)
-
-
-def _nonfinite(metrics_k, first_round: int) -> list[str]:
-  """Per-config non-finite events of one chunk, as messages."""
-  return [f'round {first_round + e.round}: ' + (
-      f'group {e.group!r} silo index {e.index} produced a non-finite loss '
-      'or update' if e.group is not None
-      else 'the server state became non-finite')
-          for e in engine.nonfinite_events(metrics_k)]
-
-
 def _run_program(setups: Sequence[_Setup], *, verbose: bool,
                  return_states: bool) -> list[dict[str, Any]]:
   """Runs configs that share one program; one result dict per config."""
   first = setups[0]
-  config, groups, task = first.config, first.groups, first.task
-  k_configs = len(setups)
-  alg = algorithms.build(config.algorithm, config, task, groups,
-                         info=first.info)
-  round_fn = engine.build_round(
-      alg, groups, strategy=config.get('strategy', 'auto'),
-      chunk_size=config.get('chunk_size'),
-      nonfinite=config.get('nonfinite', 'stop'),
-      clients_per_round=experiment.clients_per_round(config))
-  strategy = round_fn.strategy
-  predict_fn = engine.build_predict(
-      alg, groups, common.predict_probs(task), strategy=strategy.name,
-      chunk_size=strategy.chunk_size)
-  shared = _same_data(setups)
-  # Each config initialises from its own data, as run_experiment does.
-  states = [engine.init_state(alg, s.fed, int(s.config.seed))
-            for s in setups]
-  if k_configs == 1 or shared:
-    feds, weights = jax.device_put((first.fed, first.weights))
-  else:  # Stacked on the host: one device copy of the [K, ...] arrays.
-    feds, weights = jax.device_put(_stack_host(
-        [(s.fed, s.weights) for s in setups]))
-  if k_configs > 1:
-    states = _stack(states)
-    hparams = _stack([s.hparams for s in setups])
-  else:
-    states, hparams = states[0], first.hparams
-  if verbose and k_configs > 1:
-    data = ('one copy of the data' if shared else
+  config = first.config
+  program = runner.build_program(config, first.task, first.groups,
+                                 first.info)
+  members = [runner.Member(int(s.config.seed), s.fed, s.weights, s.info,
+                           s.hparams) for s in setups]
+  if verbose and len(setups) > 1:
+    data = ('one copy of the data' if runner.same_data(members) else
             'shapes, not data: data and weights stacked over K')
-    print(f'[fedhelp_jax.sweep] the {k_configs} configs share {data}; '
-          f'strategy {strategy.describe()}')
-
-  total = int(config.rounds)
-  every = max(1, min(int(config.eval_every), total))
-  metric = experiment.primary_metric(task)
-  chunks: dict[int, Any] = {}
-  compile_s = steady_s = host_s = 0.0
-  history = [[] for _ in setups]
-  losses = [{g: [] for g in groups} for _ in setups]
-  events = [[] for _ in setups]
-  best = [{} for _ in setups]
-  last = [None] * k_configs
-  r = 0
-  while r < total:
-    n = min(every, total - r)
-    if n not in chunks:
-      fn = (engine.run_sweep_rounds(round_fn, n, stacked_data=not shared)
-            if k_configs > 1 else engine.run_rounds(round_fn, n))
-      t0 = time.time()
-      chunks[n] = fn.lower(states, feds, weights, hparams).compile()
-      compile_s += time.time() - t0
-    t0 = time.time()
-    states, metrics = chunks[n](states, feds, weights, hparams)
-    metrics = jax.device_get(metrics)
-    steady_s += time.time() - t0
-    t0 = time.time()
-    for k, s in enumerate(setups):
-      metrics_k = _take(metrics, k) if k_configs > 1 else metrics
-      state_k = _take(states, k) if k_configs > 1 else states
-      events[k] += _nonfinite(metrics_k, r)
-      for g in groups:
-        real = len(s.info['groups'][g])
-        loss = np.asarray(metrics_k[g]['train_loss'])[:, :real]
-        seen = np.asarray(metrics_k[g].get('sampled', np.ones_like(loss)),
-                          bool)[:, :real]
-        losses[k][g] += (np.sum(loss * seen, axis=1)
-                         / np.maximum(seen.sum(axis=1), 1)).tolist()
-      last[k] = experiment.evaluate(predict_fn, state_k, s.fed, s.task,
-                                    s.info)
-      value = last[k]['summary']['all'][metric]
-      history[k].append({'round': r + n, 'summary': last[k]['summary']})
-      if not best[k] or value > best[k]['value']:
-        best[k] = {'round': r + n, 'value': value}
-    host_s += time.time() - t0
-    r += n
-
-  timing = {'compile': compile_s, 'steady': steady_s,
-            'host_between_chunks': host_s, 'configs_in_program': k_configs}
+    print(f'[fedhelp_jax.sweep] the {len(setups)} configs share {data}; '
+          f'strategy {program.strategy.describe()}')
+  # A config that goes non-finite must not stop the others: 'record'.
+  runs = runner.run(program, members, rounds=int(config.rounds),
+                    eval_every=int(config.eval_every), nonfinite='record')
   results = []
-  for k, s in enumerate(setups):
-    res = {
-        'algorithm': s.config.algorithm, 'seed': int(s.config.seed),
-        'hparams': {h: np.asarray(v).tolist() for h, v in s.hparams.items()},
-        'metric': metric, 'rounds': total, 'final': last[k],
-        'best': best[k], 'history': history[k], 'train_loss': losses[k],
-        'nonfinite': events[k], 'strategy': strategy.describe(),
-        'timing_s': timing,
-    }
+  for s, res in zip(setups, runs):
+    out = {'algorithm': s.config.algorithm,
+           'hparams': {h: np.asarray(v).tolist()
+                       for h, v in s.hparams.items()}}
+    out.update({k: res[k] for k in (
+        'seed', 'metric', 'rounds', 'final', 'best', 'history', 'train_loss',
+        'nonfinite', 'strategy', 'timing_s')})
     if return_states:
-      res['state'] = _take(states, k) if k_configs > 1 else states
-    results.append(res)
+      out['state'] = res['state']
+    results.append(out)
   return results
 
 

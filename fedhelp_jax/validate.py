@@ -25,8 +25,6 @@ PARTITION_KINDS = ('large_small', 'shares')
 _STRATEGIES = ('auto', 'vmap', 'chunked', 'loop')
 _AGGREGATIONS = ('samples', 'uniform', 'group_balanced')
 _DATASETS = ('medmnist', 'brain_slices', 'breast_cancer')
-# Algorithms whose server step needs every silo's upload each round.
-_NO_SAMPLING = ('pfednet', 'fedper')
 # Which model families can produce outputs for which task.
 _TASK_MODELS = {'classification': ('cnn', 'resnet', 'logreg'),
                 'segmentation': ('unet',)}
@@ -114,11 +112,6 @@ def validate_config(config: Any) -> None:
     _fail('model.name', f'{config.model.name!r} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config)
-  if config.algorithm == 'scaffold' and config.get('hparams', {}).get(
-      'momentum', 0.0) != 0:
-    _fail('hparams.momentum', 'SCAFFOLD\'s control update assumes plain '
-          f'local SGD, got momentum {config.hparams.momentum}.',
-          'set it to 0.')
   _check_clients_per_round(config)
   part = config.get('partition')
   if part is not None and part.get('kind', 'large_small') == 'shares':
@@ -171,10 +164,10 @@ def _check_clients_per_round(config) -> None:
     if m and isinstance(total, (int, np.integer)) and m > total:
       _fail(field, f'draws {m} silos per round but the group has {total}.',
             f'use at most {total}, or 0 for all.')
-  if any(sampling.values()) and config.get('algorithm') in _NO_SAMPLING:
+  why_not = algorithms.sampling_unsupported(config.get('algorithm'))
+  if any(sampling.values()) and why_not:
     _fail('clients_per_round', f'{config.algorithm!r} cannot sample silos: '
-          'its server prox couples every silo\'s personalized part each '
-          'round.', 'set clients_per_round to 0.')
+          f'{why_not}.', 'set clients_per_round to 0.')
   if any(sampling.values()) and int(config.get('num_devices') or 1) > 1:
     _fail('clients_per_round', 'client sampling runs on one device.',
           'set num_devices=1, or clients_per_round to 0.')
@@ -216,10 +209,11 @@ def _check_hparams(config) -> None:
     if not math.isfinite(value):
       _fail(f'hparams.{key}', f'must be finite, got {value}.',
             'use a finite number.')
-    allowed = algorithms.hparam_range(key)
+    allowed = algorithms.hparam_range(key, config.algorithm)
     if allowed is not None and not allowed.contains(value):
-      _fail(f'hparams.{key}', f'{allowed.describe()}, got {value}.',
-            f'use e.g. {allowed.example:g}.')
+      fix = (f'set it to {allowed.low:g}.' if allowed.low == allowed.high
+             else f'use e.g. {allowed.example:g}.')
+      _fail(f'hparams.{key}', f'{allowed.describe()}, got {value}.', fix)
 
 
 def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:

@@ -130,6 +130,10 @@ def test_scaffold_config_is_plain_sgd_and_momentum_is_refused():
   with pytest.raises(validate.ConfigError,
                      match='hparams.momentum: SCAFFOLD.*Fix: set it to 0'):
     validate.validate_config(config)
+  # SCAFFOLD's narrowed range is its own: FedAvg keeps its momentum.
+  fedavg_config = tiny_config.get_config('fedavg')
+  fedavg_config.hparams.momentum = 0.9
+  validate.validate_config(fedavg_config)
   # FedAdam's server hyperparameters can be set from the command line.
   assert {'server_b1', 'server_b2', 'server_tau'} <= set(
       tiny_config.get_config('fedadam').hparams)

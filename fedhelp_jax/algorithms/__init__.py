@@ -28,30 +28,46 @@ _BUILDERS: dict[str, Callable[..., Any]] = {}
 _PREPARE: dict[str, Callable[..., Any]] = {}
 _HPARAMS: dict[str, dict[str, float]] = {}
 _NEEDS_INFO: set[str] = set()
+# Ranges by hparam name (the shared ones, then the first registration's),
+# and the ranges an algorithm narrows for itself.
 _RANGES: dict[str, common.HParamRange] = dict(common.SHARED_RANGES)
+_OWN_RANGES: dict[str, dict[str, common.HParamRange]] = {}
+_NO_SAMPLING: dict[str, str] = {}
 
 
 def register(name: str, build: Callable[..., Any], hparams: dict[str, float],
              prepare: Callable[..., Any] | None = None, *,
              needs_info: bool = False,
-             ranges: dict[str, common.HParamRange] | None = None) -> None:
+             ranges: dict[str, common.HParamRange] | None = None,
+             no_sampling: str | None = None) -> None:
   """Registers an algorithm builder, its default hparams and data hook.
 
-  ``ranges`` gives the allowed values of this algorithm's own hparams
-  (``common.SHARED_RANGES`` covers the shared ones); config validation reads
-  them, so a new algorithm needs no change there.
+  Config validation reads what a registration declares, so a new algorithm
+  needs no change there:
+
+  Args:
+    name: the ``config.algorithm`` name.
+    build: ``build(config, task, groups[, info]) -> FederatedAlgorithm``.
+    hparams: default hyperparameters.
+    prepare: optional host hook run once on the silos before training.
+    needs_info: call ``build`` with ``info=`` (what ``prepare`` recorded).
+    ranges: allowed values of hparams for this algorithm (may narrow a
+      shared one, e.g. SCAFFOLD's momentum 0); ``common.SHARED_RANGES``
+      covers the rest.
+    no_sampling: why this algorithm cannot draw a subset of silos per round
+      (``config.clients_per_round``); None when it can.
   """
   _BUILDERS[name] = build
   _HPARAMS[name] = dict(hparams)
+  _OWN_RANGES[name] = dict(ranges or {})
   for key, value in (ranges or {}).items():
-    if _RANGES.get(key, value) != value:
-      raise ValueError(f'register({name!r}): hparam {key!r} already has range '
-                       f'{_RANGES[key]}, not {value}.')
-    _RANGES[key] = value
+    _RANGES.setdefault(key, value)
   if prepare is not None:
     _PREPARE[name] = prepare
   if needs_info:
     _NEEDS_INFO.add(name)
+  if no_sampling:
+    _NO_SAMPLING[name] = no_sampling
 
 
 def names() -> list[str]:
@@ -76,9 +92,17 @@ def build(name: str, config, task, groups, info=None):
   return _BUILDERS[name](config, task, tuple(groups))
 
 
-def hparam_range(key: str) -> common.HParamRange | None:
-  """The allowed values of hyperparameter ``key`` (None: any finite)."""
-  return _RANGES.get(key)
+def hparam_range(key: str,
+                 algorithm: str | None = None) -> common.HParamRange | None:
+  """The allowed values of hparam ``key`` for ``algorithm`` (None: any
+  finite): its own range if it declared one, else the shared one."""
+  own = _OWN_RANGES.get(algorithm, {}).get(key)
+  return own if own is not None else _RANGES.get(key)
+
+
+def sampling_unsupported(name: str) -> str | None:
+  """Why ``name`` cannot sample silos per round, or None when it can."""
+  return _NO_SAMPLING.get(name)
 
 
 def default_hparams(name: str) -> dict[str, float]:
@@ -116,7 +140,7 @@ register('fedprox', _fedavg_family(fedavg.fedprox),
 register('local', _fedavg_family(fedavg.local_only),
          fedavg.default_hparams('local'))
 register('scaffold', _fedavg_family(scaffold.scaffold),
-         scaffold.DEFAULT_HPARAMS)
+         scaffold.DEFAULT_HPARAMS, ranges=scaffold.RANGES)
 for _name, _rule in fedavg.FEDOPT_NAMES.items():
   register(_name, _fedavg_family(
       functools.partial(fedavg.fedavg, server_optimizer=_rule)),
@@ -140,7 +164,9 @@ register('central', kd_baselines.build_central,
 
 # pFedNet and the personalized baselines (Ditto, FedPer).
 register('pfednet', pfednet.build, pfednet.DEFAULT_HPARAMS,
-         prepare=pfednet.prepare, needs_info=True)
+         prepare=pfednet.prepare, needs_info=True,
+         no_sampling=pfednet.NO_SAMPLING)
 register('fedper', pfednet.build_fedper, pfednet.FEDPER_HPARAMS,
-         prepare=pfednet.prepare, needs_info=True)
+         prepare=pfednet.prepare, needs_info=True,
+         no_sampling=pfednet.NO_SAMPLING)
 register('ditto', ditto.build, ditto.DEFAULT_HPARAMS)

@@ -79,12 +79,15 @@ class HParamRange:
     low_open: ``low`` itself is excluded.
     high_open: ``high`` itself is excluded.
     example: a valid value to suggest in the error message.
+    reason: why the range is what it is, for the error message ('' for
+      none).
   """
   low: float = -math.inf
   high: float = math.inf
   low_open: bool = False
   high_open: bool = True
   example: float = 0.01
+  reason: str = ''
 
   def contains(self, value: float) -> bool:
     above = value > self.low if self.low_open else value >= self.low
@@ -92,6 +95,12 @@ class HParamRange:
     return above and below
 
   def describe(self) -> str:
+    why = f'{self.reason}: ' if self.reason else ''
+    if self.low == self.high:
+      return f'{why}must be {self.low:g}'
+    return why + self._bounds()
+
+  def _bounds(self) -> str:
     lo = f'> {self.low:g}' if self.low_open else f'>= {self.low:g}'
     if math.isinf(self.high):
       return f'must be {lo}'

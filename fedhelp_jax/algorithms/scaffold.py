@@ -35,6 +35,11 @@ from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.0, 'server_lr': 1.0}
+# The control-variate update c_i+ = c_i - c + (x - y_i) / (K lr) assumes
+# plain local SGD steps.
+RANGES = {'momentum': common.HParamRange(
+    low=0.0, high=0.0, high_open=False, example=0.0,
+    reason="SCAFFOLD's control update assumes plain local SGD")}
 
 
 class ServerState(NamedTuple):

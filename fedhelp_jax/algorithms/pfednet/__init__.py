@@ -204,6 +204,9 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.01,
                    'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}
+# Why pFedNet and FedPer cannot draw a subset of silos per round.
+NO_SAMPLING = ("its server prox couples every silo's personalized part each "
+               'round')
 
 # ---------------------------------------------------------------------------
 # Experiment configs: the graph (registry ``prepare`` hook) and the builders.

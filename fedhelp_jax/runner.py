@@ -1,0 +1,425 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+"""The one host loop: K >= 1 configs of one compiled program, chunk by chunk.
+
+Every run in the project goes through ``run``:
+
+  * ``experiment.run_experiment``: K = 1, with hooks for its checkpoint
+    (``restore``, and saves in ``on_eval``), metrics log and progress bar;
+  * ``sweep.run_sweep``: K configs stacked on a leading axis as one vmapped
+    program (or K = 1 programs when shapes differ);
+  * the experiment scripts (``experiments/fedhelp_table``,
+    ``experiments/pfednet_sweep``): every seed of a method on one fixed
+    partition, one by one (reusing the executable) or vmapped.
+
+A ``Program`` holds what is static (algorithm, compiled round, predict
+function); a ``Member`` is one config's data, info, hyperparameters and seed.
+``run`` compiles ``eval_every`` rounds as one call per chunk length (cached
+on the program, so seeds run one after another reuse the executable), and
+after every chunk, for every config: reads the non-finite flags and applies
+the policy ('stop', 'skip' or 'record'), evaluates on the host, keeps the
+best score and calls ``on_eval``. The jit/vmap/scan boundaries stay in
+``engine``; this module only drives them.
+"""
+
+import time
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedhelp_jax import algorithms
+from fedhelp_jax import engine
+from fedhelp_jax import metrics as metrics_lib
+from fedhelp_jax import reporting
+from fedhelp_jax import tasks
+from fedhelp_jax.algorithms import common
+
+NONFINITE_POLICIES = ('stop', 'skip', 'record')
+
+
+class NonFiniteError(FloatingPointError):
+  """A round produced a non-finite loss or update the policy does not allow.
+
+  Attributes:
+    events: the chunk's non-finite events (``nonfinite_events`` dicts).
+  """
+
+  def __init__(self, message: str, events: Sequence[dict] = ()):
+    super().__init__(message)
+    self.events = list(events)
+
+
+def clients_per_round(config) -> dict[str, int]:
+  """Group -> silos sampled per round (``config.clients_per_round``; groups
+  with 0, or absent, run every silo)."""
+  return {g: int(m) for g, m in (config.get('clients_per_round') or {}).items()
+          if m}
+
+
+def primary_metric(task) -> str:
+  return 'accuracy' if task.name == 'classification' else 'dice'
+
+
+# ---------------------------------------------------------------------------
+# What a run is made of.
+# ---------------------------------------------------------------------------
+
+
+class Program(NamedTuple):
+  """The static half of a run, shared by the K configs that run as one.
+
+  ``executables`` caches compiled chunks by ``(rounds, K, stacked_data)``:
+  a program is built for one set of shapes, so a second ``run`` of the same
+  program (the next seed) reuses them.
+  """
+  config: Any
+  task: tasks.Task
+  groups: tuple[str, ...]
+  alg: Any
+  round_fn: Any
+  predict_fn: Any
+  mesh: Any
+  executables: dict
+
+  @property
+  def metric(self) -> str:
+    return primary_metric(self.task)
+
+  @property
+  def strategy(self) -> engine.Strategy:
+    return self.round_fn.strategy
+
+
+def build_program(config, task, groups, info, *, alg=None,
+                  mesh=None) -> Program:
+  """The algorithm, compiled round and predict function of ``config``.
+
+  Args:
+    config: the (first) experiment config; strategy, chunk size, non-finite
+      handling and client sampling are read from it.
+    task: its ``tasks.Task``.
+    groups: the groups that have silos.
+    info: the federation info (prepare hooks may have added what the
+      algorithm needs, e.g. pFedNet's graph).
+    alg: an already built algorithm (a variant the registry does not
+      build, e.g. pFedNet returning its uploads); default the registry's.
+    mesh: shard the client axis over this mesh (K = 1 only).
+  """
+  if alg is None:
+    alg = algorithms.build(config.algorithm, config, task, groups, info=info)
+  round_fn = engine.build_round(
+      alg, groups, strategy=config.get('strategy', 'auto'),
+      chunk_size=config.get('chunk_size'),
+      nonfinite=config.get('nonfinite', 'stop'), mesh=mesh,
+      clients_per_round=clients_per_round(config))
+  predict_fn = engine.build_predict(
+      alg, groups, common.predict_probs(task),
+      strategy=round_fn.strategy.name,
+      chunk_size=round_fn.strategy.chunk_size)
+  return Program(config, task, tuple(groups), alg, round_fn, predict_fn,
+                 mesh, {})
+
+
+class Member(NamedTuple):
+  """One config of a program: its host silos, weights, info, hparams, seed."""
+  seed: int
+  fed: dict[str, dict[str, np.ndarray]]  # Host arrays, no '_' keys.
+  weights: dict[str, np.ndarray]
+  info: dict[str, Any]
+  hparams: dict[str, jax.Array]
+
+
+# ---------------------------------------------------------------------------
+# Host-side reading of one chunk.
+# ---------------------------------------------------------------------------
+
+
+def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
+  """Per-silo and per-group metrics of the current state."""
+  probs = jax.device_get(predict_fn(state, {g: {'test_x': d['test_x']}
+                                            for g, d in fed.items()}))
+  per_client: dict[str, list[float]] = {}
+  for g, d in fed.items():
+    num_real = int(np.sum(d['n'] > 0))
+    for c in range(num_real):
+      nt = int(d['test_n'][c])
+      if task.name == 'classification':
+        m = metrics_lib.classification_metrics(probs[g][c, :nt],
+                                               d['test_y'][c, :nt])
+      else:
+        m = metrics_lib.segmentation_metrics(
+            np.argmax(probs[g][c, :nt], -1), d['test_y'][c, :nt],
+            num_classes=task.num_classes)
+      for k, v in m.items():
+        per_client.setdefault(k, []).append(float(v))
+  per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
+  groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
+  summary = metrics_lib.per_group_summary(per_client_np, groups)
+  out = {'clients': per_client, 'summary': reporting.strict(summary)}
+  covered = metrics_lib.coverage(per_client_np, groups)
+  if covered:  # Some group means skip silos where a metric is undefined.
+    out['coverage'] = covered
+  return out
+
+
+def nonfinite_events(round_metrics, first_round, info):
+  """``engine.nonfinite_events`` with global silo ids and run round numbers.
+
+  Returns:
+    ``(events, server_round)``: ``events`` is a list of dicts with 'round',
+    'silo' (global index), 'group', 'index' (within the group), 'quantity'
+    ('train_loss' when the loss itself is non-finite, else 'update': the
+    upload or another local metric) and 'train_loss'; ``server_round`` is the
+    first round whose server state is non-finite, or None.
+  """
+  events, server_round = [], None
+  for e in engine.nonfinite_events(round_metrics):
+    if e.group is None:
+      server_round = server_round or first_round + e.round
+      continue
+    ids = info['groups'][e.group]
+    events.append({
+        'round': first_round + e.round, 'group': e.group, 'index': e.index,
+        'silo': int(ids[e.index]) if e.index < len(ids) else e.index,
+        'quantity': ('update' if np.isfinite(e.train_loss)
+                     else 'train_loss'),
+        'train_loss': e.train_loss})
+  events.sort(key=lambda e: (e['round'], e['silo']))
+  return events, server_round
+
+
+def describe_event(e) -> str:
+  what = ('train_loss' if e['quantity'] == 'train_loss'
+          else 'model update (its train_loss was finite)')
+  return (f"round {e['round']}: silo {e['silo']} (group {e['group']!r}, index "
+          f"{e['index']}) produced a non-finite {what}, train_loss="
+          f"{e['train_loss']}.")
+
+
+def _check_policy(policy: str, events, server_round, num_silos: int,
+                  prefix: str) -> None:
+  """Raises ``NonFiniteError`` when ``policy`` does not allow the events.
+
+  'stop' allows none; 'skip' allows silos whose update the engine dropped,
+  unless every silo of a round was dropped (the server would silently stand
+  still) or the server state itself went non-finite; 'record' allows all.
+  """
+  if policy == 'record':
+    return
+  per_round: dict[int, int] = {}
+  for e in events:
+    per_round[e['round']] = per_round.get(e['round'], 0) + 1
+  all_bad = sorted(r for r, v in per_round.items() if v >= num_silos)
+  if policy == 'skip' and all_bad:
+    problem = (f'round {all_bad[0]}: every silo produced a non-finite '
+               "train_loss or update, so nonfinite='skip' has nothing left "
+               'to aggregate.')
+  elif policy == 'stop' and events:
+    problem = describe_event(events[0])
+  elif server_round is not None:
+    problem = f'round {server_round}: the server state became non-finite.'
+  else:
+    return
+  raise NonFiniteError(prefix + problem, events)
+
+
+def round_losses(round_metrics, info, groups) -> dict[str, list[float]]:
+  """Per group, per round: mean train loss over the real silos whose update
+  was kept (and that were drawn, under client sampling)."""
+  out = {}
+  for g in groups:
+    real = len(info['groups'][g])
+    m = round_metrics[g]
+    loss = np.asarray(m['train_loss'])[:, :real]
+    kept = ~np.asarray(m['nonfinite'], bool)[:, :real]
+    if 'sampled' in m:
+      kept &= np.asarray(m['sampled'], bool)[:, :real]
+    total = np.where(kept, loss, 0.0).sum(axis=1)
+    count = kept.sum(axis=1)
+    out[g] = [float(t / c) if c else float('nan')
+              for t, c in zip(total, count)]
+  return out
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------
+
+
+def same_data(members: Sequence[Member]) -> bool:
+  """Whether every member holds the first one's silos and weights."""
+  first = members[0]
+  for m in members[1:]:
+    for g in first.fed:
+      for k, v in first.fed[g].items():
+        if not np.array_equal(v, m.fed[g][k]):
+          return False
+      if not np.array_equal(first.weights[g], m.weights[g]):
+        return False
+  return True
+
+
+def _take(tree, k):
+  return jax.tree.map(lambda x: x[k], tree)
+
+
+def run(program: Program, members: Sequence[Member], *, rounds: int,
+        eval_every: int, nonfinite: str = 'record',
+        restore: Optional[Callable[[Any], tuple[Any, int]]] = None,
+        on_eval: Optional[Callable[[int, dict, Any], None]] = None,
+        keep_metrics: bool = False,
+        labels: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+  """Runs ``members`` (K >= 1 configs) of ``program`` for ``rounds`` rounds.
+
+  K = 1 runs ``engine.run_rounds``; K > 1 one ``engine.run_sweep_rounds``
+  program with states and hparams stacked on a leading axis (the data too,
+  unless all members hold the same silos).
+
+  Args:
+    program: from ``build_program``.
+    members: the configs; they must share the program's shapes.
+    rounds: the round to stop after (total, counting resumed rounds).
+    eval_every: rounds per compiled call; evaluation happens between calls.
+    nonfinite: 'stop' raises ``NonFiniteError`` on any non-finite silo
+      update, 'skip' only when a whole round or the server went non-finite
+      (the engine dropped the rest; they are reported), 'record' never
+      raises and reports every event.
+    restore: K = 1 only: ``restore(state) -> (state, start_round)``, called
+      on the initial state (a checkpoint hook).
+    on_eval: ``on_eval(k, record, state_k)`` after every evaluation of
+      config ``k``; ``record`` has 'round', 'train_loss' (group -> mean of the
+      chunk's last round), 'elapsed_s', the evaluation ('clients', 'summary'
+      and maybe 'coverage') and 'skipped' (non-finite events) when any.
+    keep_metrics: also return every round's metrics (host arrays with a
+      leading rounds axis) as 'round_metrics'.
+    labels: per config, a name that prefixes its error messages (default
+      'config k' when K > 1).
+
+  Returns:
+    Per member, a dict: 'seed', 'metric', 'rounds', 'start_round', 'final'
+    (the last evaluation), 'best' ('round' and 'value' of the primary metric
+    over this call's evaluations), 'history' ('round', 'summary' and
+    'train_loss' per evaluation), 'train_loss' (group -> per-round means),
+    'events' and 'nonfinite' (the non-finite events, as dicts and as
+    messages), 'strategy', 'timing_s' (compile, steady, host between chunks,
+    wall; of the whole program) and 'state' (final, on device).
+
+  Raises:
+    NonFiniteError: a non-finite round the policy does not allow.
+    ValueError: a bad policy, or K > 1 with a mesh or a restore hook.
+  """
+  if nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f'nonfinite={nonfinite!r}: expected one of '
+                     f'{NONFINITE_POLICIES}.')
+  k_configs = len(members)
+  if k_configs > 1 and (program.mesh is not None or restore is not None):
+    raise ValueError('run: a mesh or a restore hook needs K = 1 members.')
+  t_run = time.time()
+  shared = k_configs == 1 or same_data(members)
+  if shared:
+    feds, weights = jax.device_put((members[0].fed, members[0].weights))
+  else:  # Stacked on the host: one device copy of the [K, ...] arrays.
+    feds, weights = jax.device_put(jax.tree.map(
+        lambda *xs: np.stack(xs), *[(m.fed, m.weights) for m in members]))
+  states = [engine.init_state(program.alg, m.fed, int(m.seed))
+            for m in members]
+  if k_configs > 1:
+    states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    hparams = jax.tree.map(lambda *xs: jnp.stack(xs),
+                           *[m.hparams for m in members])
+  else:
+    states, hparams = states[0], members[0].hparams
+  if program.mesh is not None:
+    feds = engine.shard_clients(feds, program.mesh)
+    weights = engine.shard_clients(weights, program.mesh)
+    states = engine.shard_state(states, program.mesh)
+  start_round = 0
+  if restore is not None:
+    states, start_round = restore(states)
+
+  # Messages name the config when there are several, or when asked to.
+  prefixes = ([f'{label}: ' for label in labels] if labels else
+              [f'config {k}: ' if k_configs > 1 else '' for k in
+               range(k_configs)])
+  num_silos = [sum(len(ix) for ix in m.info['groups'].values())
+               for m in members]
+  metric = program.metric
+  every = max(1, min(int(eval_every), int(rounds)))
+  out = [{'seed': int(m.seed), 'metric': metric, 'rounds': int(rounds),
+          'start_round': start_round, 'final': None, 'best': {},
+          'history': [], 'train_loss': {g: [] for g in program.groups},
+          'events': [], 'nonfinite': [],
+          'strategy': program.strategy.describe()} for m in members]
+  kept_metrics = []
+  compile_s = steady_s = host_s = 0.0
+  r = start_round
+  while r < rounds:
+    n = min(every, rounds - r)
+    key = (n, k_configs, not shared)
+    if key not in program.executables:
+      fn = (engine.run_sweep_rounds(program.round_fn, n,
+                                    stacked_data=not shared)
+            if k_configs > 1 else engine.run_rounds(program.round_fn, n))
+      t0 = time.time()
+      program.executables[key] = fn.lower(states, feds, weights,
+                                          hparams).compile()
+      compile_s += time.time() - t0
+    t0 = time.time()
+    states, metrics = program.executables[key](states, feds, weights, hparams)
+    metrics = jax.device_get(metrics)
+    steady_s += time.time() - t0
+    t0 = time.time()
+    if keep_metrics:
+      kept_metrics.append(metrics)
+    for k, m in enumerate(members):
+      metrics_k = _take(metrics, k) if k_configs > 1 else metrics
+      events, server_round = nonfinite_events(metrics_k, r, m.info)
+      _check_policy(nonfinite, events, server_round, num_silos[k],
+                    prefixes[k])
+      res = out[k]
+      res['events'] += events
+      res['nonfinite'] += [describe_event(e) for e in events]
+      if server_round is not None:
+        res['nonfinite'].append(
+            f'round {server_round}: the server state became non-finite.')
+      if nonfinite == 'skip':
+        for e in events:  # The engine dropped these updates.
+          print(f'[fedhelp_jax] skipped: {describe_event(e)}')
+      losses = round_losses(metrics_k, m.info, program.groups)
+      for g in program.groups:
+        res['train_loss'][g] += losses[g]
+      state_k = _take(states, k) if k_configs > 1 else states
+      ev = evaluate(program.predict_fn, state_k, m.fed, program.task, m.info)
+      res['final'] = ev
+      last_loss = {g: losses[g][-1] for g in program.groups}
+      res['history'].append({'round': r + n, 'summary': ev['summary'],
+                             'train_loss': last_loss})
+      value = ev['summary']['all'][metric]
+      if not res['best'] or value > res['best']['value']:
+        res['best'] = {'round': r + n, 'value': value}
+      if on_eval is not None:
+        record = {'round': r + n, 'train_loss': last_loss,
+                  'elapsed_s': time.time() - t_run, **ev}
+        if events:
+          record['skipped'] = events
+        on_eval(k, record, state_k)
+    host_s += time.time() - t0
+    r += n
+
+  timing = {'compile': compile_s, 'steady': steady_s,
+            'host_between_chunks': host_s, 'wall': time.time() - t_run,
+            'configs_in_program': k_configs}
+  for k, (m, res) in enumerate(zip(members, out)):
+    res['state'] = _take(states, k) if k_configs > 1 else states
+    if res['final'] is None:  # Nothing left to run: evaluate what is there.
+      res['final'] = evaluate(program.predict_fn, res['state'], m.fed,
+                              program.task, m.info)
+    res['timing_s'] = timing
+    if keep_metrics:
+      axis = 1 if k_configs > 1 else 0
+      joined = (jax.tree.map(lambda *xs: np.concatenate(xs, axis),
+                             *kept_metrics) if kept_metrics else None)
+      res['round_metrics'] = (_take(joined, k) if k_configs > 1 and joined
+                              is not None else joined)
+  return out
