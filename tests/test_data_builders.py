@@ -8,7 +8,9 @@ PneumoniaMNIST file and checks the official counts.
 
 import hashlib
 import os
+import threading
 
+import filelock
 import numpy as np
 import pytest
 
@@ -62,6 +64,28 @@ def test_fake_grey_subset_round_trips_through_array_record(dirs):
   files = os.listdir(os.path.join(data_dir, 'fedhelp_medmnist', 'breast',
                                   '1.0.0'))
   assert any('array_record' in f for f in files)
+
+
+def test_first_load_waits_for_another_process_preparing_the_cache(dirs):
+  """Parallel first loads (test workers, two runs) prepare the cache once:
+  a load waits while the cache's lock is held, then prepares."""
+  manual, data_dir = dirs
+  _, path = _fake_medmnist(manual)
+  os.makedirs(data_dir)
+  done = threading.Event()
+  def load_it():
+    load.load_medmnist('breast', data_dir=data_dir, manual_dir=manual,
+                       expected_md5=_md5(path))
+    done.set()
+  # Another process holds the lock (filelock is per open file, so a second
+  # FileLock object in this process blocks like one in another process).
+  with filelock.FileLock(os.path.join(data_dir, '.prepare.lock')):
+    worker = threading.Thread(target=load_it)
+    worker.start()
+    assert not done.wait(1.0)
+    assert not os.path.exists(os.path.join(data_dir, 'fedhelp_medmnist'))
+  worker.join(120)
+  assert done.is_set()
 
 
 def test_fake_rgb_subset_keeps_three_channels(dirs):

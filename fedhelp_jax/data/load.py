@@ -16,6 +16,7 @@ import os
 from typing import Iterable, Optional, Sequence
 
 from absl import logging as absl_logging
+import filelock
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -28,6 +29,22 @@ def default_data_dir() -> str:
   """The TFDS cache directory used when ``data_dir`` is None."""
   return os.environ.get(DATA_DIR_ENV) or os.path.join(
       os.path.expanduser('~'), '.cache', 'fedhelp_jax', 'tfds')
+
+
+def _prepared(make_builder, data_dir: Optional[str],
+              manual_dir: Optional[str]):
+  """``make_builder(data_dir)``, prepared (``_prepare``) under a file lock.
+
+  Two processes loading a dataset for the first time (parallel test workers,
+  two runs sharing the cache) would otherwise both write the cache; with the
+  lock the second waits and then finds it prepared.
+  """
+  data_dir = data_dir or default_data_dir()
+  os.makedirs(data_dir, exist_ok=True)
+  with filelock.FileLock(os.path.join(data_dir, '.prepare.lock')):
+    builder = make_builder(data_dir)
+    _prepare(builder, manual_dir)
+  return builder
 
 
 def _prepare(builder: builders._ManualSourceBuilder,
@@ -128,10 +145,9 @@ def load_medmnist(subset: str = 'pneumonia', *, data_dir: Optional[str] = None,
   if subset not in builders.MEDMNIST_SUBSETS:
     raise ValueError(f'subset: unknown MedMNIST subset {subset!r}; expected '
                      f'one of {sorted(builders.MEDMNIST_SUBSETS)}.')
-  builder = builders.MedMNIST(
-      config=subset, data_dir=data_dir or default_data_dir(),
-      file_format='array_record', expected_md5=expected_md5)
-  _prepare(builder, manual_dir)
+  builder = _prepared(lambda d: builders.MedMNIST(
+      config=subset, data_dir=d, file_format='array_record',
+      expected_md5=expected_md5), data_dir, manual_dir)
   out = {}
   for split in builders.MEDMNIST_SPLITS:
     arrays = _read_split(builder, split)
@@ -169,10 +185,9 @@ def load_brain_slices(*, data_dir: Optional[str] = None,
     ValueError: MD5 mismatch or malformed arrays.
     FileNotFoundError: the source file is missing.
   """
-  builder = builders.MNIBrainSlices(
-      data_dir=data_dir or default_data_dir(), file_format='array_record',
-      expected_md5=expected_md5)
-  _prepare(builder, manual_dir)
+  builder = _prepared(lambda d: builders.MNIBrainSlices(
+      data_dir=d, file_format='array_record', expected_md5=expected_md5),
+                      data_dir, manual_dir)
   out = _read_split(builder, 'train')
   for key in ('mask', 'axis', 'slice_index'):
     out[key] = out[key].astype(np.int32)
