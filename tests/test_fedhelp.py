@@ -106,7 +106,7 @@ def test_uploads_carry_only_the_shared_small_model():
         state.server['params'])
     assert 'aux_head' not in upload
   large_kernels = {x.shape for x in jax.tree.leaves(
-      state.clients['large']['l_params']) if x.ndim >= 3}  # [C, ...] kernels
+      state.clients['large'].large_params) if x.ndim >= 3}  # [C, ...] kernels
   assert large_kernels
   upload_shapes = {x.shape for u in uploads.values()
                    for x in jax.tree.leaves(u)}
@@ -133,12 +133,13 @@ def test_private_state_persists_and_stays_local():
   moved = lambda a, b: not np.allclose(a, b)
   # L_k and h_pub are trained (client state changes) ...
   assert any(jax.tree.leaves(jax.tree.map(
-      moved, state1.clients['large']['l_params'],
-      state0.clients['large']['l_params'])))
+      moved, state1.clients['large'].large_params,
+      state0.clients['large'].large_params)))
   assert any(jax.tree.leaves(jax.tree.map(
-      moved, state1.clients['small']['aux'], state0.clients['small']['aux'])))
+      moved, state1.clients['small'].public_head,
+      state0.clients['small'].public_head)))
   # ... and each large silo owns a different L_k.
-  kernel = state1.clients['large']['l_params']['conv_0']['kernel']
+  kernel = state1.clients['large'].large_params['conv_0']['kernel']
   assert not np.allclose(kernel[0], kernel[1])
   # Large silos are evaluated with L_k, small silos with the global S.
   assert alg.eval_model('large') is not alg.eval_model('small')
@@ -160,7 +161,8 @@ def test_zero_kd_weights_reduce_to_supervised_training(group):
   _, delta, _ = jax.jit(lambda c, d, k: alg.local_update(
       group, c, broadcast, None, d, hp, k))(client, silo, key)
   params, _, _ = jax.jit(lambda d, k: common.supervised_train(
-      small, task, local, broadcast, client['s_state'], d, hp, k))(silo, key)
+      small, task, local, broadcast, client.small_model_state, d, hp,
+      k))(silo, key)
   expected = jax.tree.map(lambda a, b: a - b, broadcast, params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                delta, expected)
@@ -193,5 +195,6 @@ def test_fedavg_fm_switches_off_private_models():
   data, weights = _data()
   alg, _, _ = _alg(private_large=False, dual_kd=False)
   state = engine.init_state(alg, data, seed=0)
-  assert set(state.clients['large']) == {'s_state'}
+  large = state.clients['large']  # No private L_k, no public head.
+  assert large.large_params is None and large.public_head is None
   assert alg.eval_model('large') is alg.eval_model('small')

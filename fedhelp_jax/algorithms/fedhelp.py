@@ -38,7 +38,7 @@ the code's ``KL(p_L || p_S)`` differentiated through ``p_L``).
 """
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,25 @@ from fedhelp_jax.algorithms import server_opt
 
 GROUPS = ('large', 'small')
 _PUBLIC_HEAD = 'aux_head'
+
+
+class SiloState(NamedTuple):
+  """What a FedHelp silo keeps between rounds (placed: leaves ``[C, ...]``).
+
+  The small model's params are the server's broadcast; a silo keeps only:
+
+  Attributes:
+    small_model_state: S's non-param collections (e.g. 'batch_stats').
+    public_head: small silos with FM KD: the params of S's public head
+      ``h_pub`` (never uploaded); None elsewhere.
+    large_params: large silos: the private large model ``L_k`` (never
+      uploaded); None elsewhere.
+    large_model_state: its non-param collections; None elsewhere.
+  """
+  small_model_state: Any
+  public_head: Any = None
+  large_params: Any = None
+  large_model_state: Any = None
 _PRIVATE_HEAD = 'head'
 
 
@@ -166,21 +185,23 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     clients = {}
     for g in groups:
       num = data[g]['x'].shape[0]
-      client = {'s_state': common.stack(s_state, num)}
+      client = SiloState(small_model_state=common.stack(s_state, num))
       if g == 'small' and config.fm_kd:
         if _PUBLIC_HEAD not in s_params:
           raise ValueError('FedHelp with fm_kd needs the small model built '
                            'with aux_classes > 0 (the public head).')
-        client['aux'] = common.stack(s_params[_PUBLIC_HEAD], num)
+        client = client._replace(
+            public_head=common.stack(s_params[_PUBLIC_HEAD], num))
       if g == 'large' and has_large:
         # Each large silo owns an independently initialised L_k.
         inits = [common.init_model(large_module, jax.random.fold_in(l_key, c),
                                    common.sample_x(data[g]))
                  for c in range(num)]
-        client['l_params'] = jax.tree.map(lambda *xs: jnp.stack(xs),
-                                          *[p for p, _ in inits])
-        client['l_state'] = jax.tree.map(lambda *xs: jnp.stack(xs),
-                                         *[s for _, s in inits])
+        client = client._replace(
+            large_params=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                      *[p for p, _ in inits]),
+            large_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                           *[s for _, s in inits]))
       clients[g] = client
     return {'params': shared_params(s_params)}, clients
 
@@ -199,7 +220,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
   def small_update(client, broadcast, data, hparams, rng):
     if config.fm_kd:
-      _check_public(data, client['aux']['kernel'].shape[-1])
+      _check_public(data, client.public_head['kernel'].shape[-1])
     order_key, step_key = jax.random.split(rng)
     idx, active = local.schedule(order_key, data)
     # Two optimizers, as in the authors' code: one over (f, h_priv), one over
@@ -241,15 +262,16 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     params = dict(broadcast)
     opt_pub = ()
     if config.fm_kd:
-      params[_PUBLIC_HEAD] = client['aux']
+      params[_PUBLIC_HEAD] = client.public_head
       opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
     opt_priv = tx.init(broadcast)
     (params, s_state, _, _), (task_losses, fm_losses) = (
-        engine.scan_local_steps(step, (params, client['s_state'], opt_priv,
-                                       opt_pub), idx, active, step_key))
-    new_client = {'s_state': s_state}
+        engine.scan_local_steps(step, (params, client.small_model_state,
+                                       opt_priv, opt_pub), idx, active,
+                                step_key))
+    new_client = client._replace(small_model_state=s_state)
     if config.fm_kd:
-      new_client['aux'] = params[_PUBLIC_HEAD]
+      new_client = new_client._replace(public_head=params[_PUBLIC_HEAD])
     metrics = {'train_loss': engine.mean_over_active(task_losses, active),
                'fm_kd': engine.mean_over_active(fm_losses, active)}
     return new_client, shared_params(params), metrics
@@ -259,9 +281,9 @@ def fedhelp(small_module, large_module, task: tasks.Task,
   def large_update(client, broadcast, data, hparams, rng):
     if not has_large:
       params, s_state, metrics = common.supervised_train(
-          small_module, task, local, broadcast, client['s_state'], data,
-          hparams, rng)
-      return {'s_state': s_state}, params, metrics
+          small_module, task, local, broadcast, client.small_model_state,
+          data, hparams, rng)
+      return client._replace(small_model_state=s_state), params, metrics
     # Same key use as common.supervised_train, so with zero KD weights S's
     # update equals plain supervised training (a test pins this).
     order_key, step_key = jax.random.split(rng)
@@ -318,14 +340,15 @@ def fedhelp(small_module, large_module, task: tasks.Task,
           'train_loss': ce_s, 'large_loss': ce_l, 'kd_forward': kd_f,
           'kd_backward': kd_b, 'rank': rank}
 
-    carry = (broadcast, client['s_state'], client['l_params'],
-             client['l_state'], tx_s.init(broadcast),
-             tx_l.init(client['l_params']))
+    carry = (broadcast, client.small_model_state, client.large_params,
+             client.large_model_state, tx_s.init(broadcast),
+             tx_l.init(client.large_params))
     (s_p, s_ms, l_p, l_ms, _, _), step_metrics = engine.scan_local_steps(
         step, carry, idx, active, step_key)
     metrics = {k: engine.mean_over_active(v, active)
                for k, v in step_metrics.items()}
-    return {'s_state': s_ms, 'l_params': l_p, 'l_state': l_ms}, s_p, metrics
+    return client._replace(small_model_state=s_ms, large_params=l_p,
+                           large_model_state=l_ms), s_p, metrics
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del personal
@@ -347,8 +370,9 @@ def fedhelp(small_module, large_module, task: tasks.Task,
   def eval_variables(group, client, broadcast, personal):
     del personal
     if group == 'large' and has_large:
-      return common.model_variables(client['l_params'], client['l_state'])
-    return common.model_variables(broadcast, client['s_state'])
+      return common.model_variables(client.large_params,
+                                    client.large_model_state)
+    return common.model_variables(broadcast, client.small_model_state)
 
   def eval_model(group):
     return large_module if group == 'large' and has_large else small_module

@@ -28,7 +28,7 @@ FedHelp with the private large models and the dual KD switched off.
 """
 
 import dataclasses
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 from jax import lax
@@ -178,6 +178,20 @@ def prepare_server_public(config, fed, raw, info):
 # ---------------------------------------------------------------------------
 
 
+class FMLSiloState(NamedTuple):
+  """What an FML silo keeps between rounds (placed: leaves ``[C, ...]``).
+
+  Attributes:
+    meme_model_state: the shared ("meme") model's non-param collections;
+      its params are the server's broadcast.
+    private_params: the silo's private model (never uploaded).
+    private_model_state: its non-param collections.
+  """
+  meme_model_state: Any
+  private_params: Any
+  private_model_state: Any
+
+
 def fml(shared_module, private_modules, task: tasks.Task,
         local: common.LocalConfig, groups, *,
         eval_private: bool = True) -> types.FederatedAlgorithm:
@@ -208,12 +222,12 @@ def fml(shared_module, private_modules, task: tasks.Task,
                                  jax.random.fold_in(p_key, 1000 * gi + c),
                                  common.sample_x(data[g]))
                for c in range(num)]
-      clients[g] = {
-          's_state': common.stack(s_state, num),
-          'p_params': jax.tree.map(lambda *xs: jnp.stack(xs),
-                                   *[p for p, _ in inits]),
-          'p_state': jax.tree.map(lambda *xs: jnp.stack(xs),
-                                  *[s for _, s in inits])}
+      clients[g] = FMLSiloState(
+          meme_model_state=common.stack(s_state, num),
+          private_params=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                      *[p for p, _ in inits]),
+          private_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                           *[s for _, s in inits]))
     return {'params': params}, clients
 
   def download(server):
@@ -258,15 +272,15 @@ def fml(shared_module, private_modules, task: tasks.Task,
               optax.apply_updates(p_p, u_p), p_ms, opt_s, opt_p), {
                   'train_loss': ce_s, 'private_loss': ce_p}
 
-    carry = (broadcast, client['s_state'], client['p_params'],
-             client['p_state'], tx.init(broadcast), tx.init(client['p_params']))
+    carry = (broadcast, client.meme_model_state, client.private_params,
+             client.private_model_state, tx.init(broadcast),
+             tx.init(client.private_params))
     (s_p, s_ms, p_p, p_ms, _, _), step_metrics = engine.scan_local_steps(
         step, carry, idx, active, step_key)
     metrics = {k: engine.mean_over_active(v, active)
                for k, v in step_metrics.items()}
     delta = jax.tree.map(lambda a, b: a - b, broadcast, s_p)
-    return ({'s_state': s_ms, 'p_params': p_p, 'p_state': p_ms}, delta,
-            metrics)
+    return FMLSiloState(s_ms, p_p, p_ms), delta, metrics
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
@@ -275,8 +289,9 @@ def fml(shared_module, private_modules, task: tasks.Task,
   def eval_variables(group, client, broadcast, personal):
     del group, personal
     if eval_private:
-      return common.model_variables(client['p_params'], client['p_state'])
-    return common.model_variables(broadcast, client['s_state'])
+      return common.model_variables(client.private_params,
+                                    client.private_model_state)
+    return common.model_variables(broadcast, client.meme_model_state)
 
   return types.FederatedAlgorithm(
       name='fml', init=init_fn, download=download, local_update=local_update,
