@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import fedhelp_table
+from experiments import fedhelp_table_lib
 from fedhelp_jax import experiment
 from fedhelp_jax import runner
 from tests import test_sweep
@@ -102,7 +102,7 @@ def test_fedhelp_table_runs_every_seed_through_the_runner():
   config = test_sweep._tiny()
   raw = experiment.load_raw(config)
   fed0, info0 = experiment.build_federation(config, raw)
-  record = fedhelp_table.run_method(config, raw, fed0, info0, [0, 1],
+  record = fedhelp_table_lib.run_method(config, raw, fed0, info0, [0, 1],
                                     lambda _: None)
   assert [r['seed'] for r in record['runs']] == [0, 1]
   for r in record['runs']:
