@@ -88,6 +88,27 @@ def test_dual_kd_round_matches_loop_reference():
         a, b, rtol=2e-5, atol=2e-6), metrics, ref_metrics)
 
 
+@pytest.mark.parametrize('large_norm', ['group', 'batch'])
+def test_shared_large_forward_equals_two_forward_passes(large_norm):
+  """Step A's eval-mode L_k output reused for step B's backward (the
+  default) equals computing L_k's forward twice; with BatchNorm (eval and
+  train differ) the forward is not shared and the two builds agree too."""
+  data, weights = _data()
+  small, _ = _modules()
+  large = models.make_model('cnn', num_classes=2, features=(6,), dense=12,
+                            norm=large_norm)
+  task = tasks.classification(2)
+  local = common.LocalConfig(batch_size=4, local_steps=3)
+  runs = {}
+  for share in (True, False):
+    alg = fedhelp.fedhelp(small, large, task, local, GROUPS,
+                          fedhelp.FedHelpConfig(share_large_forward=share))
+    runs[share] = _run(alg, 'chunked', data, weights, _hparams(), rounds=2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-5, atol=1e-6), runs[True], runs[False])
+  assert float(np.min(runs[True][1]['large']['kd_backward'])) > 0
+
+
 def test_uploads_carry_only_the_shared_small_model():
   data, weights = _data()
   alg, _, _ = _alg()

@@ -98,6 +98,11 @@ class FedHelpConfig:
       size).
     large_optimizer: optimizer of ``L_k`` (default: the local optimizer); its
       learning rate is ``hparams['lr_large']``.
+    share_large_forward: when ``L_k`` keeps no batch statistics (GroupNorm,
+      no dropout), its eval-mode output in step A equals the train-mode
+      output step B differentiates, so one forward pass (kept for the
+      backward with ``jax.vjp``) serves both: a quarter of ``L_k``'s work
+      per step. False recomputes it (the reference the tests compare with).
   """
   private_large: bool = True
   dual_kd: bool = True
@@ -108,6 +113,7 @@ class FedHelpConfig:
   backward_kl: str = 'student'
   public_batch_size: Optional[int] = None
   large_optimizer: Optional[str] = None
+  share_large_forward: bool = True
 
   def __post_init__(self):
     if self.rank_sign not in (1, -1):
@@ -298,7 +304,13 @@ def fedhelp(small_module, large_module, task: tasks.Task,
       xb, yb = data['x'][batch_idx], data['y'][batch_idx]
       zero = jnp.zeros(())
       # Step A: L_k frozen (eval mode, as in the code), S learns from it.
-      if config.dual_kd:
+      shared = (config.dual_kd and config.share_large_forward
+                and not jax.tree.leaves(l_ms))
+      if shared:  # Eval mode = train mode here: one forward for A and B.
+        l_out, l_vjp = jax.vjp(
+            lambda q: apply(large_module, q, l_ms, xb, train=True)[0], l_p)
+        l_ref = jax.lax.stop_gradient(l_out)
+      elif config.dual_kd:
         l_ref = jax.lax.stop_gradient(
             apply(large_module, l_p, l_ms, xb, train=False)[0])
 
@@ -317,8 +329,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
         s_ref = jax.lax.stop_gradient(
             apply(small_module, s_p, s_ms, xb, train=False)[0])
 
-      def loss_b(q):
-        out, new_ms = apply(large_module, q, l_ms, xb, train=True)
+      def loss_b_of_logits(out):
         ce = jnp.mean(task.loss(out, yb))
         kd, rank = zero, zero
         if config.dual_kd:
@@ -331,9 +342,19 @@ def fedhelp(small_module, large_module, task: tasks.Task,
                                              sign=config.rank_sign))
         total = (ce + hparams['lambda_backward'] * kd
                  + hparams['mu_rank'] * rank)
-        return total, (ce, kd, rank, new_ms)
-      (_, (ce_l, kd_b, rank, l_ms)), grads = jax.value_and_grad(
-          loss_b, has_aux=True)(l_p)
+        return total, (ce, kd, rank)
+
+      if shared:  # Backward through step A's forward.
+        (_, (ce_l, kd_b, rank)), g_out = jax.value_and_grad(
+            loss_b_of_logits, has_aux=True)(l_out)
+        (grads,) = l_vjp(g_out)
+      else:
+        def loss_b(q):
+          out, new_ms = apply(large_module, q, l_ms, xb, train=True)
+          total, terms = loss_b_of_logits(out)
+          return total, (terms, new_ms)
+        (_, ((ce_l, kd_b, rank), l_ms)), grads = jax.value_and_grad(
+            loss_b, has_aux=True)(l_p)
       updates, opt_l = tx_l.update(grads, opt_l, l_p)
       l_p = optax.apply_updates(l_p, updates)
       return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
