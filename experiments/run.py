@@ -12,10 +12,19 @@ line naming the problem and the fix, and exit with status 1.
 
 import sys
 
+from fedhelp_jax import host_devices
+
+# Before anything imports jax (the config file below does): on CPU, one host
+# device per core, so the client axis can give each core its own silos
+# (config.num_devices = 0 shards over every visible device).
+_HOST_DEVICES = host_devices.configure()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def _exit_one_line(kind: str, error: BaseException) -> None:
@@ -60,6 +69,7 @@ def main(argv):
     'algorithm' in config  # pylint: disable=pointless-statement
   except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     _exit_one_line('FlagError', e)
+  print(f'[fedhelp_jax] {_HOST_DEVICES}')
   try:
     experiment.run_experiment(config, _WORKDIR.value, resume=_RESUME.value)
   except user_errors as e:  # The message is the report; no traceback.

@@ -317,6 +317,31 @@ def hashed_config(config) -> dict[str, Any]:
   return json.loads(json.dumps(fields, sort_keys=True, default=str))
 
 
+def devices_for(config) -> tuple[int, str]:
+  """How many devices the client axis is sharded over, and why.
+
+  ``config.num_devices``: N > 0 asks for N; 0 takes every visible device of
+  the default backend (on CPU, the host devices ``host_devices.configure``
+  made: one silo stream per core), except where a run needs one device
+  (client sampling, the 'loop' strategy).
+  """
+  asked = config.get('num_devices', 1)
+  asked = 1 if asked is None else int(asked)
+  if asked > 0:
+    return asked, (f'client axis over {asked} devices' if asked > 1 else
+                   'one device')
+  visible = jax.device_count()
+  if visible == 1:
+    return 1, 'one device (num_devices=0: the only visible one)'
+  if clients_per_round(config):
+    return 1, ('one device (num_devices=0, but client sampling runs on one '
+               'device)')
+  if config.get('strategy', 'auto') == 'loop':
+    return 1, "one device (num_devices=0, but the 'loop' strategy is unsharded)"
+  return visible, (f'client axis sharded over all {visible} '
+                   f'{jax.default_backend()} devices (num_devices=0)')
+
+
 def config_hash(config) -> str:
   """Hash of everything that changes results (not reporting settings)."""
   blob = json.dumps(hashed_config(config), sort_keys=True)
@@ -357,14 +382,16 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       config, load_raw(config))
 
   mesh = None
-  if int(config.get('num_devices', 1)) > 1:
-    mesh = engine.make_mesh(int(config.num_devices))
+  num_devices, why_devices = devices_for(config)
+  if num_devices > 1:
+    mesh = engine.make_mesh(num_devices)
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
   program = runner.build_program(config, task, groups, info, mesh=mesh)
   print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
-        f'client-parallel strategy {program.strategy.describe()}')
+        f'client-parallel strategy {program.strategy.describe()}; '
+        f'{why_devices}')
   sampling = clients_per_round(config)
   if sampling:
     print(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
@@ -451,7 +478,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       'task': task.name, 'rounds': total, 'seed': int(config.seed),
       'metric': metric, 'final': result['final'], 'best': best,
       'strategy': program.strategy.describe(), 'config_hash': chash,
-      'timing_s': timing,
+      'devices': num_devices, 'timing_s': timing,
       'already_complete': already_complete,
       'resumed_from_round': start_round,
       # Over the whole history (metrics.jsonl), not just this invocation.

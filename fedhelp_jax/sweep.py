@@ -143,7 +143,7 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
   Both use ``experiment.prepare_federation``; the dataset is loaded once per
   distinct (dataset, partition, seed).
   """
-  if int(config.get('num_devices', 1)) != 1:
+  if int(config.get('num_devices', 1) or 1) != 1:  # 0 (auto): one here.
     raise ValueError(
         f'config.num_devices={config.num_devices}: run_sweep runs the config '
         'axis on one device. Set num_devices=1, or run sharded configs one '

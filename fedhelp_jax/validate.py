@@ -98,7 +98,7 @@ def validate_config(config: Any) -> None:
   _choice('aggregation', config.get('aggregation', 'samples'), _AGGREGATIONS)
   _choice('nonfinite', config.get('nonfinite', 'stop'), ('stop', 'skip'))
   if config.get('num_devices') is not None:
-    num_devices = _int(config, 'num_devices', minimum=1)
+    num_devices = _int(config, 'num_devices', minimum=0)  # 0: all visible.
     import jax  # pylint: disable=g-import-not-at-top
     visible = jax.device_count()
     if num_devices > visible:

@@ -26,6 +26,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import conftest
+import tiny_config
 from experiments.configs import fedavg_cls
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
@@ -222,21 +223,35 @@ def _tiny_config(num_devices):
   return c
 
 
+def _max_client_diff(a, b):
+  a, b = a['final']['clients'], b['final']['clients']
+  return max(float(np.max(np.abs(np.subtract(a[k], b[k])))) for k in a)
+
+
 def check_experiment():
-  """(d) run_experiment end to end: num_devices=4 vs 1."""
+  """(d) run_experiment end to end: num_devices=4 and 0 (every visible
+  device) vs 1; pFedNet over two compiled chunks on all devices vs 1."""
   out = {}
-  for num in (1, 4):
+  for num in (1, 4, 0):
     with tempfile.TemporaryDirectory() as workdir:
       out[num] = experiment.run_experiment(_tiny_config(num), workdir)
   final = {n: out[n]['final']['clients'] for n in out}
+  pfednet = {}
+  for num in (1, 0):
+    config = tiny_config.get_config('pfednet')
+    config.rounds, config.eval_every, config.num_devices = 2, 1, num
+    with tempfile.TemporaryDirectory() as workdir:
+      pfednet[num] = experiment.run_experiment(config, workdir)
   return {
       'metric_keys': sorted(final[1]),
       'num_silos': {n: len(final[n]['accuracy']) for n in final},
-      'clients': max(float(np.max(np.abs(np.subtract(final[1][k],
-                                                     final[4][k]))))
-                     for k in final[1]),
+      'devices': {n: out[n]['devices'] for n in out},
+      'clients': _max_client_diff(out[1], out[4]),
+      'clients_auto': _max_client_diff(out[1], out[0]),
       'summary_all_accuracy': [out[n]['final']['summary']['all']['accuracy']
                                for n in (1, 4)],
+      'pfednet_devices': {n: pfednet[n]['devices'] for n in pfednet},
+      'pfednet_clients': _max_client_diff(pfednet[1], pfednet[0]),
   }
 
 

@@ -100,8 +100,14 @@ def test_shard_pfednet_with_padding_equals_unpadded_run(shard_results):
 
 def test_shard_run_experiment_num_devices_4_matches_1(shard_results):
   r = shard_results['experiment']
-  assert r['num_silos'] == {'1': 4, '4': 4}, r  # Dummies not reported.
+  assert r['num_silos'] == {'1': 4, '4': 4, '0': 4}, r  # Dummies unreported.
   assert r['metric_keys'] == ['accuracy', 'auc', 'macro_f1']
   assert r['clients'] < 1e-6, r
+  # num_devices=0 takes every visible device, and matches one device.
+  assert r['devices'] == {'1': 1, '4': 4, '0': 8}, r
+  assert r['clients_auto'] < 1e-6, r
+  # pFedNet's per-silo server z across compiled chunks on a mesh.
+  assert r['pfednet_devices'] == {'1': 1, '0': 8}, r
+  assert r['pfednet_clients'] < 1e-5, r
   assert r['summary_all_accuracy'][0] == pytest.approx(
       r['summary_all_accuracy'][1])

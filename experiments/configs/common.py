@@ -69,7 +69,9 @@ def classification_base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.strategy = 'auto'
   c.chunk_size = None
-  c.num_devices = 1
+  # 0: every visible device (on CPU the CLI makes one host device per core,
+  # fedhelp_jax/host_devices.py); N > 0 asks for N.
+  c.num_devices = 0
   c.nonfinite = 'stop'
   # Client sampling: silos per group drawn each round (0 = all).
   c.clients_per_round = ml_collections.ConfigDict({'large': 0,
