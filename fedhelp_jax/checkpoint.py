@@ -18,6 +18,11 @@ import jax
 import orbax.checkpoint as ocp
 
 
+# The hashed-config entry that records how many devices the checkpointed
+# silos were padded and sharded for (absent: one device).
+DEVICES_KEY = 'checkpoint_devices'
+
+
 class ConfigMismatchError(ValueError):
   """Raised when resuming a directory written by a different config."""
 
@@ -81,6 +86,13 @@ class RunCheckpointer:
     stored, stored_config = self._read_hash()
     if stored is not None and stored != self._config_hash:
       diff = _describe_diff(stored_config, self._hashed_config)
+      devices = (stored_config or {}).get(DEVICES_KEY, 1)
+      if devices != (self._hashed_config or {}).get(DEVICES_KEY, 1):
+        diff += (f'; its silos were checkpointed sharded over {devices} '
+                 f'device(s): continue with --config.num_devices={devices} '
+                 f'(on CPU also FEDHELP_HOST_DEVICES={devices}, or '
+                 f'XLA_FLAGS=--xla_force_host_platform_device_count='
+                 f'{devices})')
       raise ConfigMismatchError(
           f'{self.directory} holds checkpoints of a different config (hash '
           f'{stored}, this config {self._config_hash}); settings that change '

@@ -373,16 +373,24 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   workdir = workdir or config.get('workdir') or os.path.join(
       'runs', f'{config.algorithm}-{chash}')
   os.makedirs(workdir, exist_ok=True)
+  num_devices, why_devices = devices_for(config)
+  # Checkpoints hold the silos padded and sharded for the device count, so a
+  # resume must use the same count (recorded only when > 1: one-device runs
+  # keep the plain config hash).
+  ckpt_config = hashed_config(config)
+  ckpt_hash = chash
+  if num_devices > 1:
+    ckpt_config[ckpt_lib.DEVICES_KEY] = num_devices
+    ckpt_hash = hashlib.sha256(json.dumps(
+        ckpt_config, sort_keys=True).encode()).hexdigest()[:16]
   manager = ckpt_lib.RunCheckpointer(
-      os.path.join(workdir, 'checkpoints'), config_hash=chash,
-      keep=int(config.get('checkpoint_keep', 2)),
-      hashed_config=hashed_config(config))
+      os.path.join(workdir, 'checkpoints'), config_hash=ckpt_hash,
+      keep=int(config.get('checkpoint_keep', 2)), hashed_config=ckpt_config)
   manager.check_resume(resume)  # Refuse a bad resume before loading data.
   task, fed, info, groups, weights, hparams = prepare_federation(
       config, load_raw(config))
 
   mesh = None
-  num_devices, why_devices = devices_for(config)
   if num_devices > 1:
     mesh = engine.make_mesh(num_devices)
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,

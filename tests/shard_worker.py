@@ -28,6 +28,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import conftest
 import tiny_config
 from experiments.configs import fedavg_cls
+from fedhelp_jax import checkpoint
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import models
@@ -236,6 +237,14 @@ def check_experiment():
     with tempfile.TemporaryDirectory() as workdir:
       out[num] = experiment.run_experiment(_tiny_config(num), workdir)
   final = {n: out[n]['final']['clients'] for n in out}
+  # A checkpoint of a 4-device run is refused on 1 device, naming the fix.
+  with tempfile.TemporaryDirectory() as workdir:
+    experiment.run_experiment(_tiny_config(4), workdir)
+    try:
+      experiment.run_experiment(_tiny_config(1), workdir)
+      refused = ''
+    except checkpoint.ConfigMismatchError as e:
+      refused = str(e)
   pfednet = {}
   for num in (1, 0):
     config = tiny_config.get_config('pfednet')
@@ -252,6 +261,7 @@ def check_experiment():
                                for n in (1, 4)],
       'pfednet_devices': {n: pfednet[n]['devices'] for n in pfednet},
       'pfednet_clients': _max_client_diff(pfednet[1], pfednet[0]),
+      'refused_resume': refused,
   }
 
 

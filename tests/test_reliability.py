@@ -150,7 +150,9 @@ def cli_env(tmp_path_factory):
   # A shared persistent compilation cache: the CLI runs after the first skip
   # compilation (same programs, same numbers, less time).
   cache = tmp_path_factory.mktemp('jax_cache')
-  return dict(os.environ, JAX_PLATFORMS='cpu',
+  # One host device, as in this process: the tests resume CLI runs here
+  # (a checkpoint holds the silos laid out for its device count).
+  return dict(os.environ, JAX_PLATFORMS='cpu', FEDHELP_HOST_DEVICES='1',
               JAX_COMPILATION_CACHE_DIR=str(cache),
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
