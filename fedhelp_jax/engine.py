@@ -475,9 +475,23 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
         metrics[g] = _scatter_metrics(metrics[g], idx, num)
     return finish(state, new_clients, uploads, new_weights, metrics, hparams)
 
+  def place_state(state):
+    # The layout shard_state gives a run's input state: a server leaf
+    # computed from client-sharded values (pFedNet's per-silo z) would
+    # otherwise leave the compiled rounds sharded, and the next call of the
+    # same executable would refuse it.
+    replicated = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec())
+    keep = lambda tree: jax.tree.map(
+        lambda x: lax.with_sharding_constraint(x, replicated), tree)
+    return FederatedState(server=keep(state.server),
+                          clients=constrain(dict(state.clients)),
+                          rng=keep(state.rng), round=keep(state.round))
+
   if resolved.name != 'loop':
     round_fn.strategy = resolved
     round_fn.nonfinite = nonfinite
+    round_fn.place_state = place_state if mesh is not None else None
     return round_fn
 
   # Reference: a Python loop of jitted single-silo updates, then a jitted
@@ -647,10 +661,13 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
 
 def run_rounds_unjitted(round_fn, num_rounds):
   """The scan of ``run_rounds`` without jit, for composition (sweeps)."""
+  place = getattr(round_fn, 'place_state', None)
+
   def many(state, data, weights, hparams):
     def body(s, _):
       return round_fn(s, data, weights, hparams)
-    return lax.scan(body, state, None, length=num_rounds)
+    state, metrics = lax.scan(body, state, None, length=num_rounds)
+    return (state if place is None else place(state)), metrics
   return many
 
 

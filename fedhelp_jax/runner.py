@@ -367,11 +367,6 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
       compile_s += time.time() - t0
     t0 = time.time()
     states, metrics = program.executables[key](states, feds, weights, hparams)
-    if program.mesh is not None:
-      # Back to the placement the executable was compiled for: a server leaf
-      # computed from client-sharded values (pFedNet's per-silo z) comes out
-      # sharded, and the next call would refuse it. A no-op otherwise.
-      states = engine.shard_state(states, program.mesh)
     metrics = jax.device_get(metrics)
     steady_s += time.time() - t0
     t0 = time.time()
