@@ -342,10 +342,14 @@ def devices_for(config) -> tuple[int, str]:
                    f'{jax.default_backend()} devices (num_devices=0)')
 
 
+def _hash(fields: dict[str, Any]) -> str:
+  blob = json.dumps(fields, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def config_hash(config) -> str:
   """Hash of everything that changes results (not reporting settings)."""
-  blob = json.dumps(hashed_config(config), sort_keys=True)
-  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+  return _hash(hashed_config(config))
 
 
 # ---------------------------------------------------------------------------
@@ -381,12 +385,12 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   ckpt_hash = chash
   if num_devices > 1:
     ckpt_config[ckpt_lib.DEVICES_KEY] = num_devices
-    ckpt_hash = hashlib.sha256(json.dumps(
-        ckpt_config, sort_keys=True).encode()).hexdigest()[:16]
+    ckpt_hash = _hash(ckpt_config)
   manager = ckpt_lib.RunCheckpointer(
       os.path.join(workdir, 'checkpoints'), config_hash=ckpt_hash,
       keep=int(config.get('checkpoint_keep', 2)), hashed_config=ckpt_config)
-  manager.check_resume(resume)  # Refuse a bad resume before loading data.
+  # A bad resume is refused here, before any data is loaded.
+  start_round = manager.check_resume(resume) or 0
   task, fed, info, groups, weights, hparams = prepare_federation(
       config, load_raw(config))
 
@@ -408,34 +412,30 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   total = int(config.rounds)
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
-  opened = {}
-
-  def restore(state):
-    state, start_round = manager.maybe_restore(state, resume=resume)
-    opened['logger'] = reporting.MetricsLogger(
-        workdir, resumed=start_round > 0, resume_round=start_round,
-        tensorboard=config.get('tensorboard', False))
-    opened['progress'] = reporting.Progress(
-        total, initial=start_round, enabled=config.get('progress', True),
-        every=every)
-    opened['round'] = start_round
-    if start_round == 0:
-      reporting.write_json(os.path.join(workdir, 'config.json'),
-                           {'config': config.to_dict(), 'config_hash': chash,
-                            'partition': reporting.strict(info),
-                            'strategy': program.strategy.describe()})
-    return state, start_round
+  logger = reporting.MetricsLogger(
+      workdir, resumed=start_round > 0, resume_round=start_round,
+      tensorboard=config.get('tensorboard', False))
+  progress = reporting.Progress(total, initial=start_round,
+                                enabled=config.get('progress', True),
+                                every=every)
+  if start_round == 0:
+    reporting.write_json(os.path.join(workdir, 'config.json'),
+                         {'config': config.to_dict(), 'config_hash': chash,
+                          'partition': reporting.strict(info),
+                          'strategy': program.strategy.describe()})
+  shown = start_round  # The round the progress bar stands at.
 
   def on_eval(k, record, state):
+    nonlocal shown
     del k  # One config.
-    opened['logger'].log(record)
+    logger.log(record)
     manager.save(record['round'], state)
     summ = record['summary']
-    opened['progress'].update(
-        record['round'] - opened['round'], round=record['round'],
+    progress.update(
+        record['round'] - shown, round=record['round'],
         loss=np.mean(list(record['train_loss'].values())),
         **{f'{metric}_{g}': summ[g][metric] for g in groups if g in summ})
-    opened['round'] = record['round']
+    shown = record['round']
 
   nonfinite = config.get('nonfinite', 'stop')
   try:
@@ -443,7 +443,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
         program, [runner.Member(int(config.seed), fed, weights, info,
                                 hparams)],
         rounds=total, eval_every=every, nonfinite=nonfinite,
-        restore=restore, on_eval=on_eval)
+        restore=lambda state: manager.maybe_restore(state, resume=resume),
+        on_eval=on_eval)
   except NonFiniteError as e:
     kept = manager.latest_round()
     where = (f'The last good checkpoint (round {kept}) is kept in '
@@ -457,16 +458,14 @@ def run_experiment(config, workdir: Optional[str] = None, *,
               "checkpoint and drop such silos' updates")
     raise NonFiniteError(f'{e} {where} Fix: {fix}.', e.events) from None
   finally:
-    if 'progress' in opened:
-      opened['progress'].close()
-      opened['logger'].close()
+    progress.close()
+    logger.close()
     manager.close()
 
   timing = {k: v for k, v in result['timing_s'].items()
             if k != 'configs_in_program'}
-  start_round = result['start_round']
   already_complete = start_round >= total
-  history = opened['logger'].records()
+  history = logger.records()
   if already_complete:  # Resumed a finished run: nothing was trained.
     print(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
           'nothing to train (the recorded timings are kept).')

@@ -211,9 +211,8 @@ def _check_hparams(config) -> None:
             'use a finite number.')
     allowed = algorithms.hparam_range(key, config.algorithm)
     if allowed is not None and not allowed.contains(value):
-      fix = (f'set it to {allowed.low:g}.' if allowed.low == allowed.high
-             else f'use e.g. {allowed.example:g}.')
-      _fail(f'hparams.{key}', f'{allowed.describe()}, got {value}.', fix)
+      _fail(f'hparams.{key}', f'{allowed.describe()}, got {value}.',
+            allowed.suggestion())
 
 
 def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:

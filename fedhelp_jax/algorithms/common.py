@@ -100,6 +100,12 @@ class HParamRange:
       return f'{why}must be {self.low:g}'
     return why + self._bounds()
 
+  def suggestion(self) -> str:
+    """The fix to print: the one allowed value, or an example."""
+    if self.low == self.high:
+      return f'set it to {self.low:g}.'
+    return f'use e.g. {self.example:g}.'
+
   def _bounds(self) -> str:
     lo = f'> {self.low:g}' if self.low_open else f'>= {self.low:g}'
     if math.isinf(self.high):
