@@ -219,3 +219,86 @@ def test_bfloat16_compute_float32_params():
   out = module.apply(v, x)
   assert out.dtype == jnp.float32
   np.testing.assert_allclose(out, ref.apply(v, x), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 4)])
+def test_max_pool_equals_flax_max_pool_forward_and_gradient(shape):
+  import flax.linen as nn
+  from fedhelp_jax.models import layers
+  # Random normal values: no ties inside a window, where the two gradients
+  # are defined to agree.
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  cot = jax.random.normal(jax.random.PRNGKey(1),
+                          (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+
+  def reference(v):
+    return nn.max_pool(v, (2, 2), strides=(2, 2))
+
+  np.testing.assert_array_equal(layers.max_pool(x), reference(x))
+  grad_ours = jax.grad(lambda v: jnp.sum(layers.max_pool(v) * cot))(x)
+  grad_ref = jax.grad(lambda v: jnp.sum(reference(v) * cot))(x)
+  np.testing.assert_array_equal(grad_ours, grad_ref)
+  # Each window's gradient lands on its maximum only; dropped rows get none.
+  assert int(jnp.sum(grad_ours != 0)) == cot.size
+
+
+def test_max_pool_after_relu_gives_tied_zeros_no_gradient():
+  import flax.linen as nn
+  from fedhelp_jax.models import layers
+  # A window of all non-positive inputs: max is a tie of zeros after ReLU.
+  x = jnp.array([[-1., -2.], [-3., -0.5]]).reshape(1, 2, 2, 1)
+  for pool in (layers.max_pool,
+               lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))):
+    grad = jax.grad(lambda v, p=pool: jnp.sum(p(jax.nn.relu(v))))(x)
+    np.testing.assert_array_equal(grad, jnp.zeros_like(x))
+
+
+@pytest.mark.parametrize('shape,groups', [((3, 6, 5, 8), 4), ((2, 4, 4, 6), 3),
+                                          ((4, 10), 2), ((2, 3, 3, 4), 1)])
+def test_group_norm_equals_flax_group_norm(shape, groups):
+  import flax.linen as nn
+  from fedhelp_jax.models import layers
+  x = 3. + 2. * jax.random.normal(jax.random.PRNGKey(0), shape)
+  ours = layers.GroupNorm(num_groups=groups)
+  ref = nn.GroupNorm(num_groups=groups)
+  variables = ours.init(jax.random.PRNGKey(1), x)
+  assert (jax.tree.map(jnp.shape, variables)
+          == jax.tree.map(jnp.shape, ref.init(jax.random.PRNGKey(1), x)))
+  # Non-trivial affine parameters, shared by both modules.
+  c = shape[-1]
+  variables = {'params': {'scale': jnp.linspace(0.5, 2., c),
+                          'bias': jnp.linspace(-1., 1., c)}}
+  cot = jax.random.normal(jax.random.PRNGKey(2), shape)
+
+  def loss(module, v, inputs):
+    return jnp.sum(module.apply(v, inputs) * cot)
+
+  np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+  g_ours = jax.grad(loss, argnums=(1, 2))(ours, variables, x)
+  g_ref = jax.grad(loss, argnums=(1, 2))(ref, variables, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_bfloat16_output_float32_statistics():
+  import flax.linen as nn
+  from fedhelp_jax.models import layers
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 8)).astype(
+      jnp.bfloat16)
+  ours = layers.GroupNorm(num_groups=4, dtype=jnp.bfloat16)
+  ref = nn.GroupNorm(num_groups=4, dtype=jnp.bfloat16)
+  variables = ours.init(jax.random.PRNGKey(1), x)
+  out = ours.apply(variables, x)
+  assert out.dtype == jnp.bfloat16
+  assert variables['params']['scale'].dtype == jnp.float32
+  np.testing.assert_allclose(out.astype(jnp.float32),
+                             ref.apply(variables, x).astype(jnp.float32),
+                             atol=2e-2)
+
+
+def test_group_norm_rejects_groups_that_do_not_divide_channels():
+  from fedhelp_jax.models import layers
+  with pytest.raises(ValueError, match='do not divide'):
+    layers.GroupNorm(num_groups=3).init(jax.random.PRNGKey(0),
+                                        jnp.ones((1, 2, 2, 8)))

@@ -10,6 +10,7 @@ depend on which head was used to initialise it.
 from typing import Any, Callable
 
 import flax.linen as nn
+from jax import lax
 import jax.numpy as jnp
 
 from fedhelp_jax.models import im2col
@@ -66,6 +67,58 @@ def num_groups(channels: int) -> int:
   return max(g for g in range(1, limit + 1) if channels % g == 0)
 
 
+class GroupNorm(nn.Module):
+  """Group normalisation over ``[B, ..., C]``; ``nn.GroupNorm``'s math and
+  parameters (``scale`` ones, ``bias`` zeros, both ``[C]``; statistics in
+  float32 with the fast variance ``E[x^2] - E[x]^2``).
+
+  Why not ``nn.GroupNorm``: it reduces a ``[B, H, W, groups, C / groups]``
+  view over axes that include the short minor one, which XLA:CPU runs as
+  scalar loops. Here every reduction is over the spatial axis of a
+  ``[B, H*W, C]`` view (contiguous in C, so it vectorises), and the channels
+  of a group are summed afterwards on the tiny ``[B, C]`` sums. Measured on
+  one core of a 2-core CPU, forward + backward at batch 32: 1.6 vs 7.4 ms on
+  ``[32, 28, 28, 32]``, 0.6 vs 1.4 ms on ``[32, 14, 14, 64]``. Parameter
+  trees, and so checkpoints, are the same as with ``nn.GroupNorm``.
+
+  Attributes:
+    num_groups: groups of channels; must divide C.
+    epsilon: added to the variance.
+    dtype: output dtype (statistics and the affine map run in float32).
+    param_dtype: dtype of ``scale`` and ``bias``.
+  """
+  num_groups: int
+  epsilon: float = 1e-6
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    batch, channels = x.shape[0], x.shape[-1]
+    if channels % self.num_groups:
+      raise ValueError(f'GroupNorm: {self.num_groups} groups do not divide '
+                       f'{channels} channels.')
+    scale = self.param('scale', nn.initializers.ones, (channels,),
+                       self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (channels,),
+                      self.param_dtype)
+    group_size = channels // self.num_groups
+    flat = jnp.asarray(x, jnp.float32).reshape(batch, -1, channels)
+    count = flat.shape[1] * group_size
+
+    def group_mean(v):  # [B, C] channel sums -> [B, C] mean of each group
+      sums = v.reshape(batch, self.num_groups, group_size).sum(-1)
+      return jnp.repeat(sums / count, group_size, axis=-1)
+
+    mean = group_mean(flat.sum(1))
+    var = jnp.maximum(group_mean(jnp.square(flat).sum(1)) - jnp.square(mean),
+                      0.)
+    mul = jnp.asarray(scale, jnp.float32) * lax.rsqrt(var + self.epsilon)
+    y = ((flat - mean[:, None, :]) * mul[:, None, :]
+         + jnp.asarray(bias, jnp.float32))
+    return jnp.asarray(y.reshape(x.shape), self.dtype)
+
+
 def norm_layer(norm: str, channels: int, *, train: bool, dtype: Any,
                name: str) -> Callable[[Any], Any]:
   """A normalisation layer (created in the caller's compact scope).
@@ -83,13 +136,38 @@ def norm_layer(norm: str, channels: int, *, train: bool, dtype: Any,
   """
   check_norm(norm)
   if norm == 'group':
-    return nn.GroupNorm(num_groups=num_groups(channels), dtype=dtype,
-                        param_dtype=jnp.float32, name=name)
+    return GroupNorm(num_groups=num_groups(channels), dtype=dtype, name=name)
   if norm == 'batch':
     return nn.BatchNorm(use_running_average=not train,
                         momentum=BATCH_NORM_MOMENTUM, dtype=dtype,
                         param_dtype=jnp.float32, name=name)
   return lambda x: x
+
+
+def max_pool(x, window: tuple[int, int] = (2, 2)):
+  """Non-overlapping max-pool of ``[B, H, W, C]`` (strides = window, 'VALID').
+
+  Same forward as ``nn.max_pool(x, window, strides=window)``, written as a
+  reshape and a max. Why: ``nn.max_pool`` is a ``reduce_window`` whose
+  gradient is ``select_and_scatter``, which XLA:CPU runs as a slow loop nest:
+  the pools' backward took 8.5 ms of a 27 ms step of the default CNN at batch
+  32 (2-core CPU), the reshape form's 1.7 ms. The gradients agree except at
+  exact ties inside a window, where ``jnp.max`` splits the gradient evenly
+  and ``select_and_scatter`` gives it all to the first maximum; after a ReLU
+  the ties that occur are zeros, whose ReLU gradient is 0 either way.
+
+  Args:
+    x: ``[B, H, W, C]``; rows and columns beyond a whole window are dropped,
+      as with 'VALID' padding.
+    window: window height and width.
+
+  Returns:
+    ``[B, H // wh, W // ww, C]``.
+  """
+  wh, ww = window
+  b, h, w, c = x.shape
+  x = x[:, :h - h % wh, :w - w % ww]
+  return x.reshape(b, h // wh, wh, w // ww, ww, c).max(axis=(2, 4))
 
 
 def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any,
