@@ -22,16 +22,24 @@ Variants (``variants`` rows), each in its own process because XLA flags are
 fixed when jax starts, run in two passes in opposite order; the median of
 all repeats is kept:
 
-  * ``before``: FedHelp computing ``L_k``'s forward twice per step (step A's
-    eval-mode output and step B's train-mode pass), one CPU device: the
-    round as it was before ``FedHelpConfig.share_large_forward``.
-  * ``shared_forward``: the default now (one ``L_k`` forward, kept for the
-    backward with ``jax.vjp``; exact for GroupNorm models).
-  * ``shared_forward_2dev``: plus the client axis sharded over 2 forced host
+  * ``before``: the round as it was before the batch-4 work: padded local
+    steps computed and discarded (each silo of ``chunked(1)`` a size-1
+    ``vmap``, under which the step's ``lax.cond`` is a select), FedHelp
+    computing ``L_k``'s forward twice per step (step A's eval-mode output
+    and step B's train-mode pass), Flax's ``GroupNorm`` and ``max_pool``,
+    one CPU device.
+  * ``skip_padded``: silos mapped unbatched, so ``lax.cond`` skips the
+    padded steps (``engine.map_clients``).
+  * ``shared_forward``: one ``L_k`` forward, kept for the backward with
+    ``jax.vjp`` (``FedHelpConfig.share_large_forward``; exact for GroupNorm
+    models), still with Flax's layers: the previous default.
+  * ``fast_layers``: the default now: plus the library's ``GroupNorm`` and
+    ``max_pool`` (``models/layers.py``; the same math, reductions and pool
+    gradients that XLA:CPU runs fast).
+  * ``fast_layers_2dev``: plus the client axis sharded over 2 forced host
     devices (``--xla_force_host_platform_device_count=2``, ``make_mesh(2)``)
     with XLA's intra-op threads off (``--xla_cpu_multi_thread_eigen=false``):
-    one silo stream per core instead of two cores per tiny op.
-  * ``xnnpack``: the default plus ``--xla_cpu_use_xnnpack=true``.
+    one silo stream per core, what the CLI does on CPU.
 
 JSON: ``benchmarks/results/batch4-<backend>.json``.
 """
@@ -46,16 +54,59 @@ import time
 
 import numpy as np
 
+_TWO_HOST_DEVICES = ('--xla_force_host_platform_device_count=2 '
+                     '--xla_cpu_multi_thread_eigen=false')
 VARIANTS = {
-    'before': {'share': False, 'devices': 1, 'flags': ''},
-    'shared_forward': {'share': True, 'devices': 1, 'flags': ''},
-    'shared_forward_2dev': {
-        'share': True, 'devices': 2,
-        'flags': ('--xla_force_host_platform_device_count=2 '
-                  '--xla_cpu_multi_thread_eigen=false')},
-    'xnnpack': {'share': True, 'devices': 1,
-                'flags': '--xla_cpu_use_xnnpack=true'},
+    'before': {'share': False, 'layers': 'flax', 'padded': 'computed',
+               'devices': 1, 'flags': ''},
+    'skip_padded': {'share': False, 'layers': 'flax', 'devices': 1,
+                    'flags': ''},
+    'shared_forward': {'share': True, 'layers': 'flax', 'devices': 1,
+                       'flags': ''},
+    'fast_layers': {'share': True, 'layers': 'library', 'devices': 1,
+                    'flags': ''},
+    'fast_layers_2dev': {'share': True, 'layers': 'library', 'devices': 2,
+                         'flags': _TWO_HOST_DEVICES},
 }
+
+
+def _compute_padded_steps():
+  """Maps ``chunked(1)`` silos as size-1 ``vmap``s, in this process.
+
+  Benchmark-only: under a ``vmap`` a padded step's ``lax.cond`` lowers to a
+  select, so padded steps are computed and discarded, as they were before
+  ``engine.map_clients`` mapped single silos unbatched.
+  """
+  # pylint: disable=g-import-not-at-top
+  from jax import lax
+  from fedhelp_jax import engine
+  # pylint: enable=g-import-not-at-top
+  unbatched = engine.map_clients
+
+  def map_clients(fn, placed, unplaced, strategy):
+    if strategy.name == 'chunked' and strategy.chunk_size == 1:
+      unplaced = tuple(unplaced)
+      return lax.map(lambda p: fn(*p, *unplaced), tuple(placed), batch_size=1)
+    return unbatched(fn, placed, unplaced, strategy)
+
+  engine.map_clients = map_clients
+
+
+def _use_flax_layers():
+  """Swaps the library's GroupNorm and max-pool for Flax's, in this process.
+
+  Benchmark-only: the ``before`` variants time the round as it was built
+  before ``models/layers.py`` had its own (same math) versions.
+  """
+  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn
+  import jax.numpy as jnp
+  from fedhelp_jax.models import layers
+  # pylint: enable=g-import-not-at-top
+  layers.GroupNorm = lambda num_groups, dtype, name: nn.GroupNorm(
+      num_groups=num_groups, dtype=dtype, param_dtype=jnp.float32, name=name)
+  layers.max_pool = lambda x, window=(2, 2): nn.max_pool(x, window,
+                                                         strides=window)
 
 
 def _federation(algorithm, scale, share, tmp, groups=None):
@@ -132,6 +183,10 @@ def _time_round(config, fed, *, devices, repeats):
 def child(args):
   """One variant (or the profile) in this process; prints a JSON line."""
   spec = json.loads(args.child)
+  if spec.get('layers') == 'flax':
+    _use_flax_layers()
+  if spec.get('padded') == 'computed':
+    _compute_padded_steps()
   out = []
   with tempfile.TemporaryDirectory() as tmp:
     for algorithm in spec['algorithms']:
@@ -182,7 +237,7 @@ def main(argv=None):
   base = {'scale': args.scale, 'repeats': args.repeats}
   t_start = time.time()
   profile = _spawn({**base, 'algorithms': algorithms_, 'share': True,
-                    'devices': 1,
+                    'layers': 'library', 'devices': 1,
                     'group_sets': [['large', 'small'], ['large'], ['small']]},
                    '')
   for row in profile:
@@ -196,9 +251,12 @@ def main(argv=None):
     for name in order:
       v = VARIANTS[name]
       algs = [a for a in algorithms_
-              if a == 'fedhelp' or name != 'before']  # FedAvg: no L_k.
+              # FedAvg has no L_k: shared_forward is skip_padded for it.
+              if a == 'fedhelp' or name != 'shared_forward']
       rows = _spawn({**base, 'algorithms': algs, 'share': v['share'],
-                     'devices': v['devices']}, v['flags'])
+                     'layers': v['layers'], 'padded': v.get('padded'),
+                     'devices': v['devices']},
+                    v['flags'])
       runs[name] += rows
       for row in rows:
         print(f"{name} {row['algorithm']}: {row['round_s']:.3f} s/round",
@@ -213,17 +271,19 @@ def main(argv=None):
       variants.append({'variant': name, 'algorithm': algorithm,
                        **{k: VARIANTS[name][k] for k in ('devices', 'flags')},
                        'share_large_forward': VARIANTS[name]['share'],
+                       'layers': VARIANTS[name]['layers'],
+                       'padded_steps': VARIANTS[name].get('padded',
+                                                          'skipped'),
                        'round_s': float(np.median(times)),
                        'round_s_all': times,
                        'compile_s': [r['compile_s'] for r in rows],
                        'strategy': rows[0]['strategy']})
   for algorithm in algorithms_:
-    ref_name = 'before' if algorithm == 'fedhelp' else 'shared_forward'
     ref = [v for v in variants if v['algorithm'] == algorithm
-           and v['variant'] == ref_name]
+           and v['variant'] == 'before']
     for v in variants:
       if v['algorithm'] == algorithm and ref:
-        v['speedup_vs_' + ref_name] = ref[0]['round_s'] / v['round_s']
+        v['speedup_vs_before'] = ref[0]['round_s'] / v['round_s']
   record = {'benchmark': 'batch4', **common.device_record(),
             'workload': {'config': 'experiments/configs/fedhelp_cls_authors.py',
                          'data': f"synthetic, PneumoniaMNIST split sizes x "
