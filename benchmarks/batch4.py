@@ -27,15 +27,16 @@ all repeats is kept:
     ``vmap``, under which the step's ``lax.cond`` is a select), FedHelp
     computing ``L_k``'s forward twice per step (step A's eval-mode output
     and step B's train-mode pass), Flax's ``GroupNorm`` and ``max_pool``,
-    one CPU device.
+    kernel gradients as convolutions, one CPU device.
   * ``skip_padded``: silos mapped unbatched, so ``lax.cond`` skips the
     padded steps (``engine.map_clients``).
   * ``shared_forward``: one ``L_k`` forward, kept for the backward with
     ``jax.vjp`` (``FedHelpConfig.share_large_forward``; exact for GroupNorm
-    models), still with Flax's layers: the previous default.
+    models), still with the previous layers: the previous default.
   * ``fast_layers``: the default now: plus the library's ``GroupNorm`` and
-    ``max_pool`` (``models/layers.py``; the same math, reductions and pool
-    gradients that XLA:CPU runs fast).
+    ``max_pool`` (``models/layers.py``) and the kernel gradient as one
+    matmul of patches (``models/loop_conv.py``): the same math, in ops
+    XLA:CPU runs fast.
   * ``fast_layers_2dev``: plus the client axis sharded over 2 forced host
     devices (``--xla_force_host_platform_device_count=2``, ``make_mesh(2)``)
     with XLA's intra-op threads off (``--xla_cpu_multi_thread_eigen=false``):
@@ -57,15 +58,15 @@ import numpy as np
 _TWO_HOST_DEVICES = ('--xla_force_host_platform_device_count=2 '
                      '--xla_cpu_multi_thread_eigen=false')
 VARIANTS = {
-    'before': {'share': False, 'layers': 'flax', 'padded': 'computed',
+    'before': {'share': False, 'layers': 'previous', 'padded': 'computed',
                'devices': 1, 'flags': ''},
-    'skip_padded': {'share': False, 'layers': 'flax', 'devices': 1,
+    'skip_padded': {'share': False, 'layers': 'previous', 'devices': 1,
                     'flags': ''},
-    'shared_forward': {'share': True, 'layers': 'flax', 'devices': 1,
+    'shared_forward': {'share': True, 'layers': 'previous', 'devices': 1,
                        'flags': ''},
-    'fast_layers': {'share': True, 'layers': 'library', 'devices': 1,
+    'fast_layers': {'share': True, 'layers': 'current', 'devices': 1,
                     'flags': ''},
-    'fast_layers_2dev': {'share': True, 'layers': 'library', 'devices': 2,
+    'fast_layers_2dev': {'share': True, 'layers': 'current', 'devices': 2,
                          'flags': _TWO_HOST_DEVICES},
 }
 
@@ -92,17 +93,23 @@ def _compute_padded_steps():
   engine.map_clients = map_clients
 
 
-def _use_flax_layers():
-  """Swaps the library's GroupNorm and max-pool for Flax's, in this process.
+def _use_previous_layers():
+  """Flax's GroupNorm and max-pool, and the kernel gradient as a
+  convolution, in this process.
 
   Benchmark-only: the ``before`` variants time the round as it was built
-  before ``models/layers.py`` had its own (same math) versions.
+  before ``models/layers.py`` had its own (same math) versions and before
+  ``loop_conv`` computed the kernel gradient as a matmul of patches.
   """
   # pylint: disable=g-import-not-at-top
+  import types
   import flax.linen as nn
   import jax.numpy as jnp
   from fedhelp_jax.models import layers
+  from fedhelp_jax.models import loop_conv
   # pylint: enable=g-import-not-at-top
+  loop_conv.patches = types.SimpleNamespace(
+      is_plain_nhwc=lambda *args, **kwargs: False)
   layers.GroupNorm = lambda num_groups, dtype, name: nn.GroupNorm(
       num_groups=num_groups, dtype=dtype, param_dtype=jnp.float32, name=name)
   layers.max_pool = lambda x, window=(2, 2): nn.max_pool(x, window,
@@ -183,8 +190,8 @@ def _time_round(config, fed, *, devices, repeats):
 def child(args):
   """One variant (or the profile) in this process; prints a JSON line."""
   spec = json.loads(args.child)
-  if spec.get('layers') == 'flax':
-    _use_flax_layers()
+  if spec.get('layers') == 'previous':
+    _use_previous_layers()
   if spec.get('padded') == 'computed':
     _compute_padded_steps()
   out = []
@@ -237,7 +244,7 @@ def main(argv=None):
   base = {'scale': args.scale, 'repeats': args.repeats}
   t_start = time.time()
   profile = _spawn({**base, 'algorithms': algorithms_, 'share': True,
-                    'layers': 'library', 'devices': 1,
+                    'layers': 'current', 'devices': 1,
                     'group_sets': [['large', 'small'], ['large'], ['small']]},
                    '')
   for row in profile:

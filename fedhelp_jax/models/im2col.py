@@ -22,15 +22,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from fedhelp_jax.models import loop_conv
-
-
-def _is_nhwc_hwio(dimension_numbers) -> bool:
-  if dimension_numbers is None:
-    return False
-  if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
-    return tuple(map(tuple, dimension_numbers)) == (
-        (0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
-  return tuple(dimension_numbers) == ('NHWC', 'HWIO', 'NHWC')
+from fedhelp_jax.models import patches
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -42,9 +34,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   Cases it does not cover (other layouts, groups, input dilation as in
   transposed convolutions) go to ``loop_conv.conv_general_dilated``.
   """
-  simple = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
-            and feature_group_count == 1 and batch_group_count == 1
-            and all(d == 1 for d in (lhs_dilation or (1, 1))))
+  simple = patches.is_plain_nhwc(
+      lhs, dimension_numbers, lhs_dilation=lhs_dilation,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count)
   if not simple:
     return loop_conv.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
@@ -53,23 +46,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
   kh, kw, cin, cout = rhs.shape
-  dh, dw = rhs_dilation or (1, 1)
-  sh, sw = window_strides
-  eff = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], eff, window_strides,
-                                  padding)
-  (pt, pb), (pl, pr) = padding
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  out_h = (x.shape[1] - eff[0]) // sh + 1
-  out_w = (x.shape[2] - eff[1]) // sw + 1
-  # Patches ordered (kh, kw, cin), matching the HWIO kernel reshaped below.
-  patches = jnp.concatenate([
-      lax.slice(x, (0, i * dh, j * dw, 0),
-                (x.shape[0], i * dh + (out_h - 1) * sh + 1,
-                 j * dw + (out_w - 1) * sw + 1, cin), (1, sh, sw, 1))
-      for i in range(kh) for j in range(kw)], axis=-1)
+  cols = patches.extract(lhs, rhs.shape, window_strides, padding, rhs_dilation)
   return lax.dot_general(
-      patches, rhs.reshape(kh * kw * cin, cout),
+      cols, rhs.reshape(kh * kw * cin, cout),
       (((3,), (0,)), ((), ())), precision=precision,
       preferred_element_type=preferred_element_type)
