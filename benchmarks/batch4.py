@@ -26,17 +26,16 @@ all repeats is kept:
     steps computed and discarded (each silo of ``chunked(1)`` a size-1
     ``vmap``, under which the step's ``lax.cond`` is a select), FedHelp
     computing ``L_k``'s forward twice per step (step A's eval-mode output
-    and step B's train-mode pass), Flax's ``GroupNorm`` and ``max_pool``,
-    kernel gradients as convolutions, one CPU device.
+    and step B's train-mode pass), Flax's ``GroupNorm``, kernel gradients
+    as convolutions, one CPU device.
   * ``skip_padded``: silos mapped unbatched, so ``lax.cond`` skips the
     padded steps (``engine.map_clients``).
   * ``shared_forward``: one ``L_k`` forward, kept for the backward with
     ``jax.vjp`` (``FedHelpConfig.share_large_forward``; exact for GroupNorm
     models), still with the previous layers: the previous default.
-  * ``fast_layers``: the default now: plus the library's ``GroupNorm`` and
-    ``max_pool`` (``models/layers.py``) and the kernel gradient as one
-    matmul of patches (``models/loop_conv.py``): the same math, in ops
-    XLA:CPU runs fast.
+  * ``fast_layers``: the default now: plus the library's ``GroupNorm``
+    (``models/layers.py``) and the kernel gradient as one matmul of patches
+    (``models/loop_conv.py``): the same math, in ops XLA:CPU runs fast.
   * ``fast_layers_2dev``: plus the client axis sharded over 2 forced host
     devices (``--xla_force_host_platform_device_count=2``, ``make_mesh(2)``)
     with XLA's intra-op threads off (``--xla_cpu_multi_thread_eigen=false``):
@@ -94,8 +93,8 @@ def _compute_padded_steps():
 
 
 def _use_previous_layers():
-  """Flax's GroupNorm and max-pool, and the kernel gradient as a
-  convolution, in this process.
+  """Flax's GroupNorm and the kernel gradient as a convolution, in this
+  process.
 
   Benchmark-only: the ``before`` variants time the round as it was built
   before ``models/layers.py`` had its own (same math) versions and before
@@ -112,8 +111,6 @@ def _use_previous_layers():
       is_plain_nhwc=lambda *args, **kwargs: False)
   layers.GroupNorm = lambda num_groups, dtype, name: nn.GroupNorm(
       num_groups=num_groups, dtype=dtype, param_dtype=jnp.float32, name=name)
-  layers.max_pool = lambda x, window=(2, 2): nn.max_pool(x, window,
-                                                         strides=window)
 
 
 def _federation(algorithm, scale, share, tmp, groups=None):

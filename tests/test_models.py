@@ -221,36 +221,23 @@ def test_bfloat16_compute_float32_params():
   np.testing.assert_allclose(out, ref.apply(v, x), rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 4)])
-def test_max_pool_equals_flax_max_pool_forward_and_gradient(shape):
-  import flax.linen as nn
-  from fedhelp_jax.models import layers
-  # Random normal values: no ties inside a window, where the two gradients
-  # are defined to agree.
-  x = jax.random.normal(jax.random.PRNGKey(0), shape)
-  cot = jax.random.normal(jax.random.PRNGKey(1),
-                          (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+@pytest.mark.parametrize('features', [(8, 16), (32, 64)])
+def test_cnn_gradient_under_jit_is_finite_and_matches_eager(features):
+  # Pins a failure seen with a reshape + max pool: under jit XLA recomputed
+  # GroupNorm's output inside the pool's backward with other rounding, no
+  # element equalled its window's maximum and the gradient was 0 / 0.
+  model = models.CNN(num_classes=3, features=features, dense=16)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (16, 28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(1), x)
 
-  def reference(v):
-    return nn.max_pool(v, (2, 2), strides=(2, 2))
+  def loss(v):
+    return jnp.sum(model.apply(v, x, train=True) ** 2)
 
-  np.testing.assert_array_equal(layers.max_pool(x), reference(x))
-  grad_ours = jax.grad(lambda v: jnp.sum(layers.max_pool(v) * cot))(x)
-  grad_ref = jax.grad(lambda v: jnp.sum(reference(v) * cot))(x)
-  np.testing.assert_array_equal(grad_ours, grad_ref)
-  # Each window's gradient lands on its maximum only; dropped rows get none.
-  assert int(jnp.sum(grad_ours != 0)) == cot.size
-
-
-def test_max_pool_after_relu_gives_tied_zeros_no_gradient():
-  import flax.linen as nn
-  from fedhelp_jax.models import layers
-  # A window of all non-positive inputs: max is a tie of zeros after ReLU.
-  x = jnp.array([[-1., -2.], [-3., -0.5]]).reshape(1, 2, 2, 1)
-  for pool in (layers.max_pool,
-               lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))):
-    grad = jax.grad(lambda v, p=pool: jnp.sum(p(jax.nn.relu(v))))(x)
-    np.testing.assert_array_equal(grad, jnp.zeros_like(x))
+  jitted = jax.jit(jax.grad(loss))(variables)
+  eager = jax.grad(loss)(variables)
+  for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+    assert bool(jnp.all(jnp.isfinite(a)))
+    np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
 
 
 @pytest.mark.parametrize('shape,groups', [((3, 6, 5, 8), 4), ((2, 4, 4, 6), 3),

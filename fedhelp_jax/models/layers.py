@@ -144,32 +144,6 @@ def norm_layer(norm: str, channels: int, *, train: bool, dtype: Any,
   return lambda x: x
 
 
-def max_pool(x, window: tuple[int, int] = (2, 2)):
-  """Non-overlapping max-pool of ``[B, H, W, C]`` (strides = window, 'VALID').
-
-  Same forward as ``nn.max_pool(x, window, strides=window)``, written as a
-  reshape and a max. Why: ``nn.max_pool`` is a ``reduce_window`` whose
-  gradient is ``select_and_scatter``, which XLA:CPU runs as a slow loop nest:
-  the pools' backward took 8.5 ms of a 27 ms step of the default CNN at batch
-  32 (2-core CPU), the reshape form's 1.7 ms. The gradients agree except at
-  exact ties inside a window, where ``jnp.max`` splits the gradient evenly
-  and ``select_and_scatter`` gives it all to the first maximum; after a ReLU
-  the ties that occur are zeros, whose ReLU gradient is 0 either way.
-
-  Args:
-    x: ``[B, H, W, C]``; rows and columns beyond a whole window are dropped,
-      as with 'VALID' padding.
-    window: window height and width.
-
-  Returns:
-    ``[B, H // wh, W // ww, C]``.
-  """
-  wh, ww = window
-  b, h, w, c = x.shape
-  x = x[:, :h - h % wh, :w - w % ww]
-  return x.reshape(b, h // wh, wh, w // ww, ww, c).max(axis=(2, 4))
-
-
 def double_conv(x, features: int, *, norm: str, train: bool, dtype: Any,
                 conv: str = 'xla'):
   """Two (3x3 conv -> norm -> ReLU) layers named conv_0/norm_0, conv_1/...

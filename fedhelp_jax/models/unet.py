@@ -89,7 +89,7 @@ class UNet(nn.Module):
                        dtype=self.dtype, conv=self.conv,
                        name=f'enc_{i}')(x, train=train)
       skips.append(x)
-      x = layers.max_pool(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = EncoderBlock(self.base_features * 2**self.levels, norm=self.norm,
                      dtype=self.dtype, conv=self.conv,
                      name='bottleneck')(x, train=train)
