@@ -166,6 +166,7 @@ def _time_round(config, fed, *, devices, repeats):
     common.block((box[0], metrics))
 
   call()  # Warm-up.
+  common.check_finite(box[0], f'{config.algorithm} round')
   times = common.time_calls(call, repeats)
   local = algorithms.local_config(config)
   steps = {}

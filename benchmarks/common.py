@@ -98,6 +98,22 @@ def block(tree):
   return jax.tree.map(lambda x: x.block_until_ready(), tree)
 
 
+def check_finite(tree, what: str) -> None:
+  """Raises if any float leaf of ``tree`` holds a NaN or an infinity.
+
+  Timings of a program that trains on NaNs are not timings of the program
+  the library runs; a benchmark checks its state after the warm-up call.
+  """
+  bad = [jax.tree_util.keystr(path) for path, leaf
+         in jax.tree_util.tree_leaves_with_path(tree)
+         if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating)
+         and not bool(jnp.all(jnp.isfinite(leaf)))]
+  if bad:
+    raise RuntimeError(f'{what}: non-finite values after one call in '
+                       f'{bad[:5]}; the benchmark would time a broken '
+                       'program.')
+
+
 def time_calls(fn: Callable[[], Any], repeats: int) -> list[float]:
   """Wall times of ``repeats`` calls of ``fn`` (which must block)."""
   times = []

@@ -56,6 +56,7 @@ def prepare_compiled(alg, hparams, data, weights, *, strategy, chunk_size,
     common.block((box[0], metrics))
 
   call()  # Warm-up (first execution allocates buffers).
+  common.check_finite(box[0], f'compiled round ({strategy})')
   return call, {'strategy': strategy, 'resolved': resolved.name,
                 'chunk_size': resolved.chunk_size, 'compile_s': compile_s,
                 'rounds_per_call': rounds_per_call}
@@ -82,6 +83,7 @@ def prepare_sharded(alg, hparams, data, weights, *, rounds_per_call, seed=0):
 
   t0 = time.perf_counter()
   call()  # Compiles.
+  common.check_finite(box[0], 'sharded compiled round')
   return call, {'strategy': 'sharded', 'resolved': (
       f'{round_fn.strategy.name} on {jax.device_count()} devices'),
                 'chunk_size': round_fn.strategy.chunk_size,
@@ -100,6 +102,7 @@ def prepare_loop(alg, hparams, data, weights, *, seed=0):
 
   t0 = time.perf_counter()
   call()  # Compiles the single-silo step and the server step.
+  common.check_finite(box[0], 'per-client loop')
   return call, {'first_call_s': time.perf_counter() - t0,
                 'rounds_per_call': 1}
 
