@@ -221,12 +221,11 @@ def test_bfloat16_compute_float32_params():
   np.testing.assert_allclose(out, ref.apply(v, x), rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize('features', [(8, 16), (32, 64)])
-def test_cnn_gradient_under_jit_is_finite_and_matches_eager(features):
+def test_cnn_gradient_under_jit_is_finite_and_matches_eager():
   # Pins a failure seen with a reshape + max pool: under jit XLA recomputed
   # GroupNorm's output inside the pool's backward with other rounding, no
   # element equalled its window's maximum and the gradient was 0 / 0.
-  model = models.CNN(num_classes=3, features=features, dense=16)
+  model = models.CNN(num_classes=3, features=(8, 16), dense=16)
   x = jax.random.uniform(jax.random.PRNGKey(0), (16, 28, 28, 1))
   variables = model.init(jax.random.PRNGKey(1), x)
 
