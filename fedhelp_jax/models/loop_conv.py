@@ -133,12 +133,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   def fwd(x, w):
     return conv(x, w), (x, w)
 
+  # Static: whether the kernel gradient can be one matmul of patches.
+  kernel_grad_by_patches = patches.is_plain_nhwc(
+      lhs, dimension_numbers, lhs_dilation=lhs_dilation,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count)
+
   def bwd(residuals, g):
     x, w = residuals
-    if not patches.is_plain_nhwc(
-        x, dimension_numbers, lhs_dilation=lhs_dilation,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count):
+    if not kernel_grad_by_patches:
       _, vjp = jax.vjp(conv, x, w)
       # JAX's transpose rules, re-evaluated with canonical convolutions.
       return tuple(_eval_canonical(jax.make_jaxpr(vjp)(g), g))
