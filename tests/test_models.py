@@ -288,3 +288,57 @@ def test_group_norm_rejects_groups_that_do_not_divide_channels():
   with pytest.raises(ValueError, match='do not divide'):
     layers.GroupNorm(num_groups=3).init(jax.random.PRNGKey(0),
                                         jnp.ones((1, 2, 2, 8)))
+
+
+def _flax_max_pool(x):
+  import flax.linen as nn
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+@pytest.mark.parametrize('shape,dtype', [((3, 8, 8, 5), jnp.float32),
+                                         ((2, 7, 9, 3), jnp.float32),
+                                         ((2, 6, 6, 4), jnp.bfloat16)])
+def test_max_pool_equals_flax_max_pool_with_ties(shape, dtype):
+  """Value and gradient, eager and jitted; halves rounded so windows tie
+  often (the gradient then goes to the first maximum, as select_and_scatter
+  sends it); odd sizes drop the last row/column as VALID pooling does."""
+  from fedhelp_jax.models import pooling
+  x = (jnp.round(4. * jax.random.normal(jax.random.PRNGKey(0), shape)) / 2
+       ).astype(dtype)
+  out_shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+  cot = jax.random.normal(jax.random.PRNGKey(1), out_shape).astype(dtype)
+  # The rounded inputs really tie: some window holds its max twice.
+  windows = _flax_max_pool(x)
+  assert int(jnp.sum(x[:, :out_shape[1] * 2, :out_shape[2] * 2]
+                     == jnp.repeat(jnp.repeat(windows, 2, 1), 2, 2))) > (
+                         windows.size)
+
+  def loss(pool):
+    return lambda v: jnp.vdot(pool(v).astype(jnp.float32),
+                              cot.astype(jnp.float32))
+
+  ours, ref = pooling.max_pool_2x2(x), _flax_max_pool(x)
+  assert ours.dtype == ref.dtype and ours.shape == ref.shape
+  np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                np.asarray(ref, np.float32))
+  for transform in (lambda f: f, jax.jit):
+    g_ours = transform(jax.grad(loss(pooling.max_pool_2x2)))(x)
+    g_ref = transform(jax.grad(loss(_flax_max_pool)))(x)
+    np.testing.assert_array_equal(np.asarray(g_ours, np.float32),
+                                  np.asarray(g_ref, np.float32))
+
+
+def test_max_pool_propagates_nan_under_vmap():
+  from fedhelp_jax.models import pooling
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 4, 4, 2))
+  x = x.at[1, 0, 2, 3, 1].set(jnp.nan)
+  ours = jax.vmap(pooling.max_pool_2x2)(x)
+  assert int(jnp.sum(jnp.isnan(ours))) == 1
+  assert bool(jnp.isnan(ours[1, 0, 1, 1, 1]))
+  np.testing.assert_array_equal(ours, jax.vmap(_flax_max_pool)(x))
+
+
+def test_max_pool_rejects_non_image_input():
+  from fedhelp_jax.models import pooling
+  with pytest.raises(ValueError, match=r'\[B, H, W, C\]'):
+    pooling.max_pool_2x2(jnp.ones((4, 8, 8)))

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
+from fedhelp_jax.models import pooling
 
 
 class CNN(nn.Module):
@@ -45,7 +46,7 @@ class CNN(nn.Module):
                   conv_general_dilated=layers.conv_impl(self.conv))(x)
       x = layers.norm_layer(self.norm, f, train=train, dtype=self.dtype,
                             name=f'norm_{i}')(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      x = pooling.max_pool_2x2(nn.relu(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(self.dense, dtype=self.dtype, name='dense')(x))
     return layers.apply_heads(

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fedhelp_jax.models import layers
+from fedhelp_jax.models import pooling
 
 
 class EncoderBlock(nn.Module):
@@ -89,7 +90,7 @@ class UNet(nn.Module):
                        dtype=self.dtype, conv=self.conv,
                        name=f'enc_{i}')(x, train=train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = pooling.max_pool_2x2(x)
     x = EncoderBlock(self.base_features * 2**self.levels, norm=self.norm,
                      dtype=self.dtype, conv=self.conv,
                      name='bottleneck')(x, train=train)
