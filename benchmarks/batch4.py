@@ -33,10 +33,13 @@ all repeats is kept:
   * ``shared_forward``: one ``L_k`` forward, kept for the backward with
     ``jax.vjp`` (``FedHelpConfig.share_large_forward``; exact for GroupNorm
     models), still with the previous layers: the previous default.
-  * ``fast_layers``: the default now: plus the library's ``GroupNorm``
-    (``models/layers.py``) and the kernel gradient as one matmul of patches
-    (``models/loop_conv.py``): the same math, in ops XLA:CPU runs fast.
-  * ``fast_layers_2dev``: plus the client axis sharded over 2 forced host
+  * ``fast_layers``: plus the library's ``GroupNorm`` (``models/layers.py``)
+    and the kernel gradient as one matmul of patches
+    (``models/loop_conv.py``): the same math, in ops XLA:CPU runs fast;
+    still Flax's max-pool.
+  * ``fast_pool``: the default now: plus the library's max-pool
+    (``models/pooling.py``), whose backward is not a ``select_and_scatter``.
+  * ``fast_pool_2dev``: plus the client axis sharded over 2 forced host
     devices (``--xla_force_host_platform_device_count=2``, ``make_mesh(2)``)
     with XLA's intra-op threads off (``--xla_cpu_multi_thread_eigen=false``):
     one silo stream per core, what the CLI does on CPU.
@@ -63,10 +66,12 @@ VARIANTS = {
                     'flags': ''},
     'shared_forward': {'share': True, 'layers': 'previous', 'devices': 1,
                        'flags': ''},
-    'fast_layers': {'share': True, 'layers': 'current', 'devices': 1,
+    'fast_layers': {'share': True, 'layers': 'flax_pool', 'devices': 1,
                     'flags': ''},
-    'fast_layers_2dev': {'share': True, 'layers': 'current', 'devices': 2,
-                         'flags': _TWO_HOST_DEVICES},
+    'fast_pool': {'share': True, 'layers': 'current', 'devices': 1,
+                  'flags': ''},
+    'fast_pool_2dev': {'share': True, 'layers': 'current', 'devices': 2,
+                       'flags': _TWO_HOST_DEVICES},
 }
 
 
@@ -92,9 +97,23 @@ def _compute_padded_steps():
   engine.map_clients = map_clients
 
 
+def _use_flax_max_pool():
+  """Flax's ``nn.max_pool`` in the models, in this process.
+
+  Benchmark-only: the variants before ``fast_pool`` time the round as it was
+  built before ``models/pooling.py`` (same values and gradients; the
+  backward a ``select_and_scatter``).
+  """
+  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn
+  from fedhelp_jax.models import pooling
+  # pylint: enable=g-import-not-at-top
+  pooling.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
 def _use_previous_layers():
-  """Flax's GroupNorm and the kernel gradient as a convolution, in this
-  process.
+  """Flax's GroupNorm and max-pool and the kernel gradient as a
+  convolution, in this process.
 
   Benchmark-only: the ``before`` variants time the round as it was built
   before ``models/layers.py`` had its own (same math) versions and before
@@ -107,6 +126,7 @@ def _use_previous_layers():
   from fedhelp_jax.models import layers
   from fedhelp_jax.models import loop_conv
   # pylint: enable=g-import-not-at-top
+  _use_flax_max_pool()
   loop_conv.patches = types.SimpleNamespace(
       is_plain_nhwc=lambda *args, **kwargs: False)
   layers.GroupNorm = lambda num_groups, dtype, name: nn.GroupNorm(
@@ -190,6 +210,8 @@ def child(args):
   spec = json.loads(args.child)
   if spec.get('layers') == 'previous':
     _use_previous_layers()
+  elif spec.get('layers') == 'flax_pool':
+    _use_flax_max_pool()
   if spec.get('padded') == 'computed':
     _compute_padded_steps()
   out = []

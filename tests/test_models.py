@@ -342,3 +342,31 @@ def test_max_pool_rejects_non_image_input():
   from fedhelp_jax.models import pooling
   with pytest.raises(ValueError, match=r'\[B, H, W, C\]'):
     pooling.max_pool_2x2(jnp.ones((4, 8, 8)))
+
+
+def test_max_pool_order_key_sorts_like_the_values():
+  from fedhelp_jax.models import pooling
+  values = jnp.array([-jnp.inf, -3.5, -1e-30, -0., 0., 1e-30, 2., jnp.inf,
+                      jnp.nan], jnp.float32)
+  keys = np.asarray(pooling._order_key(values))
+  assert np.all(np.diff(keys[:3]) > 0) and np.all(np.diff(keys[4:]) > 0)
+  assert keys[2] < keys[3] == keys[4]  # -0.0 ties with +0.0
+  assert keys[-1] == keys.max() > keys[-2]  # NaN above +inf
+
+
+def test_max_pool_position_falls_back_when_the_max_is_not_matched():
+  """If XLA recomputed the pool's input with other rounding for the two
+  reductions, no key equals the window's max key; the position must still
+  be a real one (never 'none'), the first within 3 ulps of the max."""
+  from fedhelp_jax.models import pooling
+  one = int(np.float32(1.).view(np.int32))
+  # One window per row, row-major positions 0..3; keys as ints.
+  keys = np.array([[one, one + 2, one + 1, one - 5],   # first within 3 ulp: 0
+                   [one - 9, one, one + 4, one + 4],   # bucket of +4: 2
+                   [one, one, one, one]], np.int32)
+  windows = jnp.asarray(keys.reshape(3, 1, 2, 1, 2, 1))
+  true_top = windows.max(axis=(2, 4))
+  exact = pooling._first_position(windows, true_top)
+  assert np.asarray(exact).ravel().tolist() == [1, 2, 0]
+  unmatched = pooling._first_position(windows, true_top + 1)
+  assert np.asarray(unmatched).ravel().tolist() == [0, 2, 0]

@@ -10,13 +10,14 @@ as a generic scatter: in a profiled CNN step the two pools' backward took 6.0
 XLA recomputes the input (e.g. GroupNorm's output) inside the backward fusion
 with different rounding, no element matches, and the gradient is 0/0.
 
-Here the forward pass computes the max and the position of the first maximum
-of each window in ONE variadic reduction, and the backward pass routes the
-output gradient to that position. The route is decided once, so however XLA
-fuses or recomputes the layers around the pool, every window sends its whole
-gradient to exactly one element. Ties go to the first maximum in row-major
-window order, and NaNs propagate, exactly as ``nn.max_pool`` (forward and
-gradient are equal to it; tests/test_models.py).
+Here the forward pass also computes the position of each window's first
+maximum and stores it (one byte per output), and the backward pass routes the
+output gradient to that position. So every window sends its whole gradient
+to exactly one element, however XLA fuses or recomputes the layers around the
+pool: where recomputed rounding makes the exact position's match fail, a
+bucketed position that cannot fail is used (``_first_position``). Ties go to
+the first maximum in row-major window order and NaNs propagate, as in
+``nn.max_pool``; forward and gradient are equal to it (tests/test_models.py).
 """
 
 import jax
@@ -33,28 +34,48 @@ def _windows(x):
   return x.reshape(b, h // _WINDOW, _WINDOW, w // _WINDOW, _WINDOW, c)
 
 
-def _max_and_first_argmax(windows):
-  """Max over each window and the window position (0..3) of its first
-  maximum, from one reduction (so the two cannot disagree)."""
-  # A broadcast small constant (not a full-size iota, which XLA materialises
-  # as an int32 array as large as the input and reads back every step).
+def _order_key(windows):
+  """int32 keys in the order of the values: NaN above everything (as
+  ``lax.max`` propagates it), -0.0 equal to +0.0."""
+  values = windows.astype(jnp.float32)  # Exact for bfloat16 and float16.
+  bits = lax.bitcast_convert_type(
+      jnp.where(values == 0, jnp.float32(0), values), jnp.int32)
+  # Negative floats order backwards as integers: flip their magnitude bits.
+  key = jnp.where(bits < 0, bits ^ jnp.int32(0x7fffffff), bits)
+  return jnp.where(jnp.isnan(values), jnp.int32(0x7fffffff), key)
+
+
+def _first_position(key, top):
+  """Window position (0..3, row-major) of the first key equal to ``top``,
+  the window's largest key; ``key`` is ``[B, H/2, 2, W/2, 2, C]``.
+
+  Where no key equals ``top`` (only if XLA recomputed the input of the two
+  reductions with different rounding: the failure that makes ``jnp.max``'s
+  gradient 0/0), the bucketed position: keys with their two low bits
+  replaced by ``3 - position``, so one max picks the first of the keys
+  within 3 float32 ulps of the largest. It is always a valid position.
+  """
   position = jnp.broadcast_to(
-      jnp.arange(_WINDOW * _WINDOW, dtype=jnp.int8).reshape(
-          1, 1, _WINDOW, 1, _WINDOW, 1), windows.shape)
+      jnp.arange(_WINDOW * _WINDOW, dtype=jnp.int32).reshape(
+          1, 1, _WINDOW, 1, _WINDOW, 1), key.shape)
+  none = _WINDOW * _WINDOW
+  exact = jnp.where(key == top[:, :, None, :, None, :], position,
+                    none).min(axis=(2, 4))
+  bucketed = 3 - (((key & jnp.int32(~3)) | (3 - position)).max(axis=(2, 4))
+                  & 3)
+  return jnp.where(exact < none, exact, bucketed).astype(jnp.int8)
 
-  def pick(a, b):
-    # A strict total order (NaN above everything, then the lower position),
-    # so the reduction is associative and commutative as XLA requires.
-    (a_value, a_pos), (b_value, b_pos) = a, b
-    a_nan, b_nan = jnp.isnan(a_value), jnp.isnan(b_value)
-    tie = (a_value == b_value) | (a_nan & b_nan)
-    b_wins = ((b_value > a_value) | (b_nan & ~a_nan)
-              | (tie & (b_pos < a_pos)))
-    return (jnp.where(b_wins, b_value, a_value),
-            jnp.where(b_wins, b_pos, a_pos))
 
-  init = (jnp.array(-jnp.inf, windows.dtype), jnp.array(0, jnp.int8))
-  return lax.reduce((windows, position), init, pick, (2, 4))
+def _max_and_first_argmax(windows):
+  """Max over each window and the position of its first maximum.
+
+  Plain max/min reductions, which XLA:CPU vectorises: one variadic
+  ``lax.reduce`` carrying (value, position) gives the same answer but runs
+  as scalar code, 5.0 ms against 0.3 ms on ``[32, 28, 28, 32]`` (one core).
+  """
+  key = _order_key(windows)
+  return (windows.max(axis=(2, 4)),
+          _first_position(key, key.max(axis=(2, 4))))
 
 
 def _spread(first, grad):
