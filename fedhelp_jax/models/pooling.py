@@ -20,6 +20,7 @@ the first maximum in row-major window order and NaNs propagate, as in
 ``nn.max_pool``; forward and gradient are equal to it (tests/test_models.py).
 """
 
+import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -32,6 +33,13 @@ def _windows(x):
   the same row-major buffer, so no copy."""
   b, h, w, c = x.shape
   return x.reshape(b, h // _WINDOW, _WINDOW, w // _WINDOW, _WINDOW, c)
+
+
+def _window_positions(dtype):
+  """Row-major position of each element in its window, broadcastable
+  against ``[B, H/2, 2, W/2, 2, C]``."""
+  return jnp.arange(_WINDOW * _WINDOW, dtype=dtype).reshape(
+      1, 1, _WINDOW, 1, _WINDOW, 1)
 
 
 def _order_key(windows):
@@ -55,9 +63,7 @@ def _first_position(key, top):
   replaced by ``3 - position``, so one max picks the first of the keys
   within 3 float32 ulps of the largest. It is always a valid position.
   """
-  position = jnp.broadcast_to(
-      jnp.arange(_WINDOW * _WINDOW, dtype=jnp.int32).reshape(
-          1, 1, _WINDOW, 1, _WINDOW, 1), key.shape)
+  position = jnp.broadcast_to(_window_positions(jnp.int32), key.shape)
   none = _WINDOW * _WINDOW
   exact = jnp.where(key == top[:, :, None, :, None, :], position,
                     none).min(axis=(2, 4))
@@ -82,18 +88,15 @@ def _spread(first, grad):
   """Each window's output gradient at its ``first`` position, zeros
   elsewhere: the input gradient, ``[B, H, W, C]``."""
   b, h2, w2, c = grad.shape
-  position = (lax.broadcasted_iota(jnp.int8, (1, 1, _WINDOW, 1, _WINDOW, 1), 2)
-              * _WINDOW
-              + lax.broadcasted_iota(jnp.int8, (1, 1, _WINDOW, 1, _WINDOW, 1),
-                                     4))
-  routed = jnp.where(position == first[:, :, None, :, None, :],
-                     grad[:, :, None, :, None, :], jnp.zeros((), grad.dtype))
+  chosen = _window_positions(jnp.int8) == first[:, :, None, :, None, :]
+  routed = jnp.where(chosen, grad[:, :, None, :, None, :],
+                     jnp.zeros((), grad.dtype))
   return routed.reshape(b, h2 * _WINDOW, w2 * _WINDOW, c)
 
 
 @jax.custom_vjp
 def _pool_even(x):
-  return _max_and_first_argmax(_windows(x))[0]
+  return _windows(x).max(axis=(2, 4))
 
 
 def _pool_even_fwd(x):
@@ -111,10 +114,15 @@ def max_pool_2x2(x):
   """``nn.max_pool(x, (2, 2), strides=(2, 2))`` (VALID) of ``[B, H, W, C]``.
 
   An odd last row or column is dropped, as VALID pooling does; its gradient
-  is zero.
+  is zero. On CPU this module's pool; on other backends ``nn.max_pool``
+  itself, whose ``select_and_scatter`` the GPU and TPU compilers handle well
+  (the rewrite is measured on CPU only; like ``loop_conv``, the choice
+  follows ``jax.default_backend()``).
   """
   if x.ndim != 4:
     raise ValueError(f'max_pool_2x2 takes [B, H, W, C]; got shape {x.shape}.')
+  if jax.default_backend() != 'cpu':
+    return nn.max_pool(x, (_WINDOW, _WINDOW), strides=(_WINDOW, _WINDOW))
   h, w = x.shape[1], x.shape[2]
   even_h, even_w = h - h % _WINDOW, w - w % _WINDOW
   if (even_h, even_w) != (h, w):
