@@ -2,13 +2,48 @@
 """Shared test fixtures: tiny synthetic federations and models."""
 
 import os
+import shutil
+import tempfile
 
 # Tests run on CPU with small shapes; keep XLA from grabbing every core for
 # one compile and from preallocating memory.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
+
+def _share_compilations_within_the_run():
+  """Points JAX's persistent compilation cache at one directory per test
+  run, shared by the xdist workers and the subprocesses tests start.
+
+  With tiny shapes the suite's time is mostly XLA compiling, and many tests
+  compile the same programs (the same round for a reference and for the
+  check, a resumed run after its first half): on 2 cores the full suite took
+  12 min 15 s without the cache and 9 min 19 s with it, starting empty.
+  The directory is new per run (so a run never reuses an earlier run's
+  executables) and removed when the run ends. A cache the user configured
+  is left alone.
+  """
+  if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
+    return None
+  run_id = os.environ.get('PYTEST_XDIST_TESTRUNUID', f'pid{os.getpid()}')
+  path = os.path.join(tempfile.gettempdir(), f'fedhelp_jax_tests_{run_id}')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+  # Cache every program, not only those that took over a second to build.
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  return path
+
+
+_COMPILATION_CACHE = _share_compilations_within_the_run()
+
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+
+
+def pytest_sessionfinish(session):
+  """Removes this run's compilation cache (from the process that made the
+  path: the xdist controller, or the only process without xdist)."""
+  del session
+  if _COMPILATION_CACHE and 'PYTEST_XDIST_WORKER' not in os.environ:
+    shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
 
 
 def make_group(rng, sizes, *, hw=8, num_classes=2, test_n=6, seg=False):
@@ -28,9 +63,21 @@ def make_group(rng, sizes, *, hw=8, num_classes=2, test_n=6, seg=False):
 
 @pytest.fixture
 def two_groups():
+  return make_two_groups()
+
+
+def make_two_groups():
+  """2 large + 3 small silos of 8x8 images, sample-count weights."""
   rng = np.random.default_rng(0)
   data = {'large': make_group(rng, [24, 20]),
           'small': make_group(rng, [5, 7, 3])}
   total = sum(d['n'].sum() for d in data.values())
   weights = {g: (d['n'] / total).astype(np.float32) for g, d in data.items()}
   return data, weights
+
+
+def pytest_collection_modifyitems(items):
+  """Runs the 8-device shard check first: its one subprocess takes about
+  3.5 minutes, so starting it last would leave one xdist worker idle while
+  the other finishes it (``--dist loadfile`` hands out files in order)."""
+  items.sort(key=lambda item: item.path.name != 'test_shard.py')

@@ -31,22 +31,48 @@ def _max_abs_diff(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize('name', ['fedavg', 'fedprox'])
-@pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
-def test_compiled_round_equals_loop_reference(two_groups, name, strategy):
-  data, weights = two_groups
+def _fedavg_family(name):
+  """``(alg, hparams)``: FedAvg, or FedProx with a mu that matters."""
   local = common.LocalConfig(batch_size=4, local_steps=3)
   factory = fedavg.fedprox if name == 'fedprox' else fedavg.fedavg
   alg = factory(_module(), tasks.classification(2), local, GROUPS)
   hp = _hparams(name)
   if name == 'fedprox':
     hp['mu'] = jnp.float32(0.5)  # Large enough to change the result.
-  loop = engine.build_round(alg, GROUPS, strategy='loop')
+  return alg, hp
+
+
+@pytest.fixture(scope='module')
+def loop_references():
+  """Two rounds of the 'loop' strategy per algorithm, run once for both
+  compiled strategies (the loop compiles a program per silo step shape)."""
+  data, weights = conftest.make_two_groups()
+  cache = {}
+
+  def get(name):
+    if name not in cache:
+      alg, hp = _fedavg_family(name)
+      loop = engine.build_round(alg, GROUPS, strategy='loop')
+      state = engine.init_state(alg, data, seed=3)
+      for _ in range(2):
+        state, metrics = loop(state, data, weights, hp)
+      cache[name] = (state, metrics)
+    return cache[name]
+
+  return get
+
+
+@pytest.mark.parametrize('name', ['fedavg', 'fedprox'])
+@pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
+def test_compiled_round_equals_loop_reference(two_groups, loop_references,
+                                              name, strategy):
+  data, weights = two_groups
+  alg, hp = _fedavg_family(name)
+  s_loop, m_loop = loop_references(name)
   compiled = jax.jit(engine.build_round(alg, GROUPS, strategy=strategy,
                                         chunk_size=2))
-  s_loop = s_comp = engine.init_state(alg, data, seed=3)
+  s_comp = engine.init_state(alg, data, seed=3)
   for _ in range(2):
-    s_loop, m_loop = loop(s_loop, data, weights, hp)
     s_comp, m_comp = compiled(s_comp, data, weights, hp)
   assert _max_abs_diff(s_loop.server, s_comp.server) < 1e-5
   assert _max_abs_diff(s_loop.clients, s_comp.clients) < 1e-5
@@ -91,14 +117,17 @@ def test_one_client_one_round_fedavg_equals_plain_sgd():
                                       'x': data['all']['x'][0]})
   params = state.server['params']
   x, y = data['all']['x'][0], data['all']['y'][0]
-  for t in range(5):
-    def loss(p, t=t):
-      logits, _ = models.apply_model(module, {'params': p}, x[idx[t]],
-                                     train=True)
+
+  @jax.jit  # One compile for the five steps (eager would compile per op).
+  def sgd_step(p, xb, yb):
+    def loss(p):
+      logits, _ = models.apply_model(module, {'params': p}, xb, train=True)
       return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-          logits, y[idx[t]]))
-    grads = jax.grad(loss)(params)
-    params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+          logits, yb))
+    return jax.tree.map(lambda p, g: p - 0.1 * g, p, jax.grad(loss)(p))
+
+  for t in range(5):
+    params = sgd_step(params, x[idx[t]], y[idx[t]])
   assert _max_abs_diff(params, new_state.server['params']) < 1e-5
 
 
