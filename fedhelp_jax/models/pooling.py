@@ -75,9 +75,12 @@ def _first_position(key, top):
 def _max_and_first_argmax(windows):
   """Max over each window and the position of its first maximum.
 
-  Plain max/min reductions, which XLA:CPU vectorises: one variadic
+  Plain max/min reductions, which XLA:CPU vectorises. One variadic
   ``lax.reduce`` carrying (value, position) gives the same answer but runs
-  as scalar code, 5.0 ms against 0.3 ms on ``[32, 28, 28, 32]`` (one core).
+  as scalar code: 5.0 ms for the first pool's forward in a traced step of
+  the default CNN at batch 32 (one core), where a plain max over the same
+  view takes 0.2-0.5 ms; the whole step was 1.14x faster with these
+  reductions than with it (same process, alternating).
   """
   key = _order_key(windows)
   return (windows.max(axis=(2, 4)),
