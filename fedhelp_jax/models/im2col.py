@@ -19,7 +19,6 @@ Use with Flax:
 """
 
 from jax import lax
-import jax.numpy as jnp
 
 from fedhelp_jax.models import loop_conv
 from fedhelp_jax.models import patches
