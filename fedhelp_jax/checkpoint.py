@@ -27,11 +27,28 @@ class ConfigMismatchError(ValueError):
   """Raised when resuming a directory written by a different config."""
 
 
+def _is_primary() -> bool:
+  return jax.process_index() == 0
+
+
+def _barrier(name: str) -> None:
+  """Waits for every process (a no-op with one)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f'fedhelp_jax.checkpoint.{name}')
+
+
 class RunCheckpointer:
   """Keeps the last ``keep`` checkpoints of a run, written atomically.
 
   Orbax writes each step to a temporary directory and renames it when
   complete, so a run killed mid-save leaves the previous checkpoint intact.
+
+  Over several processes (``jax.distributed``) every process calls every
+  method: orbax writes each process's shards and the primary (process 0)
+  the metadata; the plain directory work here (creating the directory,
+  removing unfinished saves, the config-hash file) is done by the primary
+  alone, followed by a barrier.
   """
 
   def __init__(self, directory: str, *, config_hash: str, keep: int = 2,
@@ -46,11 +63,13 @@ class RunCheckpointer:
         refused resume can name the fields that differ.
     """
     self.directory = os.path.abspath(directory)
-    os.makedirs(self.directory, exist_ok=True)
+    if _is_primary():
+      os.makedirs(self.directory, exist_ok=True)
+      _remove_unfinished_saves(self.directory)
+    _barrier('open')
     self._hash_path = os.path.join(self.directory, 'config_hash.json')
     self._config_hash = config_hash
     self._hashed_config = hashed_config
-    _remove_unfinished_saves(self.directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -127,7 +146,8 @@ class RunCheckpointer:
         step, args=ocp.args.StandardRestore(abstract))
     restored = jax.tree.unflatten(jax.tree.structure(state),
                                   jax.tree.leaves(restored))
-    print(f'[fedhelp_jax] resumed from round {step} ({self.directory})')
+    if _is_primary():
+      print(f'[fedhelp_jax] resumed from round {step} ({self.directory})')
     return restored, int(step)
 
   def save(self, round_index: int, state: Any) -> None:
@@ -138,11 +158,13 @@ class RunCheckpointer:
     self._manager.close()
 
   def _write_hash(self) -> None:
-    tmp = self._hash_path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump({'config_hash': self._config_hash,
-                 'config': self._hashed_config}, f, sort_keys=True)
-    os.replace(tmp, self._hash_path)
+    if _is_primary():
+      tmp = self._hash_path + '.tmp'
+      with open(tmp, 'w') as f:
+        json.dump({'config_hash': self._config_hash,
+                   'config': self._hashed_config}, f, sort_keys=True)
+      os.replace(tmp, self._hash_path)
+    _barrier('hash')
 
   def _read_hash(self) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     if not os.path.exists(self._hash_path):

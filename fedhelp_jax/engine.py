@@ -38,6 +38,8 @@ from fedhelp_jax import types
 from fedhelp_jax import federation_checks
 
 STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
+# How a sweep's K configs share one program (``run_sweep_rounds``).
+CONFIG_PARALLEL = ('vmap', 'map')
 
 # Measured in benchmarks/round_throughput.py (see README): on CPU, a sequential
 # in-program map over silos beats vmap (grouped convolutions) and the Python
@@ -112,6 +114,46 @@ def resolve_strategy(strategy: str = 'auto', *,
     return Strategy('chunked', chunk_size or (1 if backend == 'cpu' else 4),
                     'requested')
   return Strategy(strategy, None, 'requested')
+
+
+# How K configs of a sweep share one program (``run_sweep_rounds``), per
+# backend. Measured in benchmarks/sweep.py (benchmarks/results/
+# sweep-cpu.json): on a 2-core CPU the vmapped K = 8 CNN sweep ran at 0.27x
+# the speed of K sequential runs (0.81x with im2col convolutions) and even
+# K = 1 at 0.46x (vmapped conv weights become grouped convolutions); a map
+# over configs inside one program runs each config as fast as alone.
+_AUTO_CONFIG_PARALLEL = {
+    'cpu': ('map', 'CPU: a map over configs inside one program runs each '
+            'config at its sequential speed; vmap turns per-config conv '
+            'weights into slow grouped convolutions (benchmarks/sweep.py)'),
+    'gpu': ('vmap', 'GPU: vmap runs the K configs as one batched program'),
+    'tpu': ('vmap', 'TPU: vmap runs the K configs as one batched program'),
+}
+
+
+def resolve_config_parallel(name: str = 'auto', *,
+                            backend: Optional[str] = None,
+                            mesh=None) -> Strategy:
+  """Resolves a sweep's config-parallel plan ('auto', 'vmap' or 'map').
+
+  With a ``('configs', 'clients')`` mesh the config axis is vmapped and
+  sharded over the mesh's 'configs' devices, whatever ``name`` asks.
+  """
+  if name not in CONFIG_PARALLEL + ('auto',):
+    raise ValueError(f'config_parallel={name!r}: expected one of '
+                     f"{CONFIG_PARALLEL + ('auto',)}.")
+  if mesh is not None:
+    if name == 'map':
+      raise ValueError("config_parallel='map' cannot shard configs over a "
+                       "mesh; use 'auto' or 'vmap' with a configs mesh.")
+    return Strategy('vmap', None, 'configs sharded over the mesh axis '
+                    f"'configs' ({mesh.shape['configs']} device groups)")
+  if name != 'auto':
+    return Strategy(name, None, 'requested')
+  backend = backend or jax.default_backend()
+  chosen, reason = _AUTO_CONFIG_PARALLEL.get(backend,
+                                             _AUTO_CONFIG_PARALLEL['gpu'])
+  return Strategy(chosen, None, f'auto on {backend}: {reason}')
 
 
 # ---------------------------------------------------------------------------
@@ -317,19 +359,37 @@ def sample_clients(base: jax.Array, round_index: jax.Array, group_index: int,
   return jnp.sort(idx).astype(jnp.int32)
 
 
+def _padded_sample(base, round_index, group_index, weights, num_sampled,
+                   multiple):
+  """``sample_clients``' indices padded to a multiple of ``multiple``.
+
+  Returns ``(idx, real)``: padding entries of ``idx`` are ``C`` (one past
+  the group, so scatters with ``mode='drop'`` ignore them) and ``real`` is
+  False there.
+  """
+  idx = sample_clients(base, round_index, group_index, weights, num_sampled)
+  extra = -num_sampled % multiple
+  if not extra:
+    return idx, jnp.ones((num_sampled,), bool)
+  pad = jnp.full((extra,), weights.shape[0], jnp.int32)
+  real = jnp.arange(num_sampled + extra) < num_sampled
+  return jnp.concatenate([idx, pad]), real
+
+
 def _scatter_clients(full: types.PyTree, part: types.PyTree,
                      idx: jax.Array) -> types.PyTree:
-  """``full`` with rows ``idx`` replaced by ``part``'s rows."""
-  return jax.tree.map(lambda f, p: f.at[idx].set(p), full, part)
+  """``full`` with rows ``idx`` replaced by ``part``'s rows (indices past
+  the end are padding and dropped)."""
+  return jax.tree.map(lambda f, p: f.at[idx].set(p, mode='drop'), full, part)
 
 
 def _scatter_metrics(part: types.Metrics, idx: jax.Array,
                      num: int) -> dict[str, jax.Array]:
   """Per-silo metrics of the sampled silos spread to ``[num]`` (zeros for
   silos not sampled this round) plus ``'sampled'`` (bool ``[num]``)."""
-  out = {k: jnp.zeros((num,) + v.shape[1:], v.dtype).at[idx].set(v)
-         for k, v in part.items()}
-  out['sampled'] = jnp.zeros((num,), bool).at[idx].set(True)
+  out = {k: jnp.zeros((num,) + v.shape[1:], v.dtype).at[idx].set(
+      v, mode='drop') for k, v in part.items()}
+  out['sampled'] = jnp.zeros((num,), bool).at[idx].set(True, mode='drop')
   return out
 
 
@@ -423,9 +483,9 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
   if unknown or any(m < 0 for m in sampled.values()):
     raise ValueError(f'clients_per_round: groups {unknown} are not among '
                      f'{groups}, or a count is negative: {clients_per_round}.')
-  if sampled and mesh is not None:
-    raise ValueError('clients_per_round with a device mesh is not supported: '
-                     'run sampling on one device (num_devices=1).')
+  # With a mesh, the m drawn silos are padded to a multiple of the client
+  # devices (weight-0 duplicates) so every device trains m / D of them.
+  devices = 1 if mesh is None else int(mesh.shape['clients'])
 
   def constrain(tree):
     if mesh is None:
@@ -457,9 +517,12 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
         if sampled[g] > num:
           raise ValueError(f'clients_per_round[{g!r}] = {sampled[g]} but the '
                            f'group has {num} silos.')
-        idx = sample_clients(state.rng, state.round, gi, weights[g],
-                             sampled[g])
-        placed = jax.tree.map(lambda x: x[idx], placed)
+        idx, real = _padded_sample(state.rng, state.round, gi, weights[g],
+                                   sampled[g], devices)
+        # mode='clip': a padding row repeats the last silo, weight 0 below.
+        placed = jax.tree.map(lambda x: x.at[idx].get(mode='clip'), placed)
+        placed = placed[:3] + (jnp.where(real, placed[3], 0.0),) + placed[4:]
+        placed = constrain(placed)
       if mesh is None:
         out = map_clients(checked[g], placed, (download.broadcast, hparams),
                           resolved)
@@ -469,7 +532,9 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                                   mesh)
       new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(out)
       if idx is not None:
-        # Uploads and weights stay [m]: the server averages the sampled.
+        # Uploads and weights stay [m] (padded: weight-0 rows): the server
+        # averages the sampled. Padding rows index past the group and are
+        # dropped by the scatters.
         new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
                                           idx)
         metrics[g] = _scatter_metrics(metrics[g], idx, num)
@@ -492,6 +557,7 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     round_fn.strategy = resolved
     round_fn.nonfinite = nonfinite
     round_fn.place_state = place_state if mesh is not None else None
+    round_fn.mesh = mesh
     return round_fn
 
   # Reference: a Python loop of jitted single-silo updates, then a jitted
@@ -565,7 +631,9 @@ class CheckedRounds:
     if self._check and id(data) not in self._checked_ids:
       if not any(isinstance(x, jax.core.Tracer)
                  for x in jax.tree.leaves(data)):
-        federation_checks.check_federation(data, weights, task=self._task)
+        # Sharded over several processes, each checks the silos it holds.
+        federation_checks.check_federation(
+            local_rows(data), local_rows(weights), task=self._task)
         self._checked_ids.add(id(data))
     state, metrics = self._jitted(state, data, weights, hparams)
     if self._check:
@@ -600,12 +668,12 @@ def nonfinite_events(metrics) -> list[NonFiniteEvent]:
   events = []
   for g in sorted(k for k, m in metrics.items() if isinstance(m, Mapping)
                   and 'nonfinite' in m):
-    flags = np.asarray(jax.device_get(metrics[g]['nonfinite']))
-    losses = np.asarray(jax.device_get(metrics[g]['train_loss']))
+    flags = fetch(metrics[g]['nonfinite'])
+    losses = fetch(metrics[g]['train_loss'])
     for r, c in np.argwhere(flags):
       events.append(NonFiniteEvent(int(r) + 1, g, int(c),
                                    float(losses[r, c])))
-  server = np.asarray(jax.device_get(metrics['server_nonfinite']))
+  server = fetch(metrics['server_nonfinite'])
   events += [NonFiniteEvent(int(r) + 1, None, None, None)
              for r in np.flatnonzero(server)]
   return sorted(events, key=lambda e: (e.round, e.group is None,
@@ -672,22 +740,35 @@ def run_rounds_unjitted(round_fn, num_rounds):
 
 
 def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
-                     donate: bool = True,
-                     stacked_data: bool = False) -> Callable[..., Any]:
-  """K configs as ONE program: ``run_rounds`` vmapped over a config axis.
+                     donate: bool = True, stacked_data: bool = False,
+                     config_parallel: str = 'vmap') -> Callable[..., Any]:
+  """K configs as ONE program: ``run_rounds`` over a config axis.
 
   The K configs share shapes and differ in state (seeds) and hyperparameter
   values: ``state`` and every ``hparams`` leaf carry a leading ``[K]`` axis.
   ``data`` and ``weights`` are shared by default.
 
+  How the configs run side by side:
+    * ``'vmap'``: one batched program. On GPUs/TPUs the K configs fill the
+      device; on CPU per-config conv weights lower to grouped convolutions.
+    * ``'map'``: a ``lax.map`` over configs inside one program: the configs
+      run one after another, each as fast as alone, with one compile and
+      one dispatch for all K (``benchmarks/sweep.py`` measures both).
+    * a round built with a 2-D mesh ``('configs', 'clients')``
+      (``make_sweep_mesh``): vmapped with the config axis sharded over the
+      mesh's 'configs' devices and each config's silos over its 'clients'
+      devices; ``config_parallel`` must then be 'vmap'.
+
   Args:
-    round_fn: from ``build_round`` (a compiled strategy, no mesh).
+    round_fn: from ``build_round`` (a compiled strategy; with a mesh, a
+      mesh from ``make_sweep_mesh``).
     num_rounds: rounds per call (one ``lax.scan``).
     donate: donate the input states' buffers.
     stacked_data: the configs also differ in data (e.g. seeds that change
       which examples each silo holds, at the same shapes): every ``data``
       and ``weights`` leaf carries a leading ``[K]`` axis too. This costs K
       copies of the data in device memory.
+    config_parallel: one of ``CONFIG_PARALLEL``.
 
   Returns:
     ``fn(states, data, weights, hparams) -> (states, metrics)``; metric
@@ -696,10 +777,30 @@ def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
   if getattr(round_fn, 'strategy', None) is not None and (
       round_fn.strategy.name == 'loop'):
     raise ValueError("run_sweep_rounds needs a compiled strategy, not 'loop'.")
+  if config_parallel not in CONFIG_PARALLEL:
+    raise ValueError(f'config_parallel={config_parallel!r}: expected one of '
+                     f'{CONFIG_PARALLEL}.')
+  mesh = getattr(round_fn, 'mesh', None)
+  if mesh is not None and 'configs' not in mesh.axis_names:
+    raise ValueError(
+        "run_sweep_rounds: the round was built with a 1-D 'clients' mesh; "
+        "build it with make_sweep_mesh(...) (axes ('configs', 'clients')) "
+        'to shard K configs, or without a mesh.')
+  if mesh is not None and config_parallel != 'vmap':
+    raise ValueError("run_sweep_rounds: a ('configs', 'clients') mesh shards "
+                     "a vmapped config axis; use config_parallel='vmap'.")
   many = run_rounds_unjitted(round_fn, num_rounds)
   data_axis = 0 if stacked_data else None
-  return jax.jit(jax.vmap(many, in_axes=(0, data_axis, data_axis, 0)),
-                 donate_argnums=(0,) if donate else ())
+  if config_parallel == 'map':
+    def mapped(states, data, weights, hparams):
+      if stacked_data:
+        return lax.map(lambda a: many(*a), (states, data, weights, hparams))
+      return lax.map(lambda a: many(a[0], data, weights, a[1]),
+                     (states, hparams))
+    return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+  batched = jax.vmap(many, in_axes=(0, data_axis, data_axis, 0),
+                     spmd_axis_name=None if mesh is None else 'configs')
+  return jax.jit(batched, donate_argnums=(0,) if donate else ())
 
 
 # ---------------------------------------------------------------------------
@@ -761,17 +862,136 @@ def make_mesh(num_devices: Optional[int] = None):
   return jax.sharding.Mesh(np.array(devices[:num_devices]), ('clients',))
 
 
+def make_sweep_mesh(config_devices: int, client_devices: int = 1):
+  """A 2-D mesh ``('configs', 'clients')`` for sweeps.
+
+  ``config_devices`` groups of ``client_devices`` devices each: config k
+  runs on group ``k % config_devices`` (the K configs are a multiple of
+  ``config_devices``), and its silos are split over the group's devices.
+  Over several processes ``jax.devices()`` is ordered by process, so a
+  process holds whole config groups when ``client_devices`` divides its
+  local device count.
+  """
+  devices = jax.devices()
+  wanted = int(config_devices) * int(client_devices)
+  if config_devices < 1 or client_devices < 1 or wanted > len(devices):
+    raise ValueError(
+        f'make_sweep_mesh({config_devices}, {client_devices}) needs '
+        f'{wanted} devices; {len(devices)} are visible (on CPU, set '
+        'XLA_FLAGS=--xla_force_host_platform_device_count=N before '
+        'importing jax).')
+  grid = np.array(devices[:wanted]).reshape(config_devices, client_devices)
+  return jax.sharding.Mesh(grid, ('configs', 'clients'))
+
+
+def shard_sweep_state(states: FederatedState, mesh) -> FederatedState:
+  """Stacked ``[K, ...]`` states on a ``('configs', 'clients')`` mesh:
+  configs over 'configs', each config's silos over 'clients'."""
+  spec = jax.sharding.PartitionSpec
+  configs = jax.sharding.NamedSharding(mesh, spec('configs'))
+  silos = jax.sharding.NamedSharding(mesh, spec('configs', 'clients'))
+  return FederatedState(server=place(states.server, configs),
+                        clients=place(dict(states.clients), silos),
+                        rng=place(states.rng, configs),
+                        round=place(states.round, configs))
+
+
+def shard_sweep_inputs(tree: types.PyTree, mesh, *,
+                       stacked: bool) -> types.PyTree:
+  """Data or weights of a sweep on a ``('configs', 'clients')`` mesh:
+  ``[C, ...]`` leaves shared by the configs (silos over 'clients'), or
+  ``[K, C, ...]`` leaves when ``stacked``."""
+  spec = (jax.sharding.PartitionSpec('configs', 'clients') if stacked else
+          jax.sharding.PartitionSpec('clients'))
+  return place(tree, jax.sharding.NamedSharding(mesh, spec))
+
+
+def shard_sweep_hparams(hparams, mesh):
+  """``[K]`` hparams over the mesh's 'configs' axis."""
+  return place(hparams, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('configs')))
+
+
+def _put(x, sharding):
+  """``x`` placed with ``sharding``, also when the mesh spans processes.
+
+  With one process this is ``jax.device_put``. With several, every process
+  holds the same host value (a numpy array, or a fully addressable array
+  computed identically everywhere, e.g. ``init_state``'s) and contributes
+  only the rows its own devices hold (``jax.make_array_from_callback`` reads
+  just those slices): silos are assigned to processes by the mesh layout.
+  """
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return jax.device_put(x, sharding)  # Already global: a reshard.
+  if jax.process_count() == 1 or sharding.is_fully_addressable:
+    return jax.device_put(x, sharding)
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding,
+                                      lambda index: host[index])
+
+
+def place(tree: types.PyTree, sharding) -> types.PyTree:
+  """Every leaf of ``tree`` placed with ``sharding`` (see ``_put``)."""
+  return jax.tree.map(lambda x: _put(x, sharding), tree)
+
+
 def shard_clients(tree: types.PyTree, mesh) -> types.PyTree:
   """Places the leading (client) axis of every leaf on the 'clients' axis."""
-  sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('clients'))
-  return jax.device_put(tree, sharding)
+  return place(tree, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('clients')))
 
 
 def replicate(tree: types.PyTree, mesh) -> types.PyTree:
   """Replicates every leaf over the mesh."""
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  return jax.device_put(tree, sharding)
+  return place(tree, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
+
+
+def _fetch_leaf(x):
+  if not isinstance(x, jax.Array):
+    return np.asarray(x)
+  if x.is_fully_addressable:
+    return np.asarray(jax.device_get(x))
+  if x.is_fully_replicated:  # Every process holds the whole value.
+    return np.asarray(x.addressable_data(0))
+  # A collective: every process must fetch the same leaves in the same order
+  # (the host loops do, as they run the same code on the same metrics).
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def fetch(tree: types.PyTree) -> types.PyTree:
+  """Host (numpy) copies of every leaf, gathered across processes.
+
+  ``jax.device_get`` cannot read an array that spans devices of other
+  processes; this gathers such arrays (``process_allgather``), so every
+  process gets the global value. Call it from every process.
+  """
+  return jax.tree.map(_fetch_leaf, tree)
+
+
+def _local_rows_leaf(x):
+  if not isinstance(x, jax.Array) or x.is_fully_addressable:
+    return x
+  if x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
+  # This process's rows of a leading-axis-sharded array, in global order
+  # (replicas on several local devices counted once).
+  shards = {}
+  for shard in x.addressable_shards:
+    start = (shard.index[0].start or 0) if shard.index else 0
+    shards.setdefault(start, shard.data)
+  return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
+
+
+def local_rows(tree: types.PyTree) -> types.PyTree:
+  """The part of ``tree`` this process holds, as host-readable leaves.
+
+  Fully addressable leaves pass through; a leaf sharded over several
+  processes becomes this process's rows (its silos), so host-side checks
+  run on every process without gathering the federation.
+  """
+  return jax.tree.map(_local_rows_leaf, tree)
 
 
 def shard_state(state: FederatedState, mesh) -> FederatedState:
@@ -815,7 +1035,8 @@ def pad_group_clients(group_data: types.GroupData, weights, multiple: int):
   return {k: pad(v) for k, v in group_data.items()}, pad(weights)
 
 
-def pad_federation_for_mesh(data: types.FederatedData, weights, info, mesh):
+def pad_federation_for_mesh(data: types.FederatedData, weights, info, mesh,
+                            axis: Optional[str] = None):
   """Pads every group's client axis to a multiple of the mesh size.
 
   Args:
@@ -824,11 +1045,13 @@ def pad_federation_for_mesh(data: types.FederatedData, weights, info, mesh):
     info: optional dict of run information (or None); a copy is returned with
       ``'num_real_clients'``: group -> the unpadded ``C_g``.
     mesh: the device mesh (its size is the multiple).
+    axis: pad to the size of this mesh axis only (e.g. 'clients' of a
+      ``make_sweep_mesh`` mesh) instead of the whole mesh.
 
   Returns:
     ``(data, weights, info)`` with padded groups.
   """
-  multiple = int(mesh.devices.size)
+  multiple = int(mesh.devices.size if axis is None else mesh.shape[axis])
   info = dict(info or {})
   info['num_real_clients'] = {g: int(np.shape(d['n'])[0])
                               for g, d in data.items()}

@@ -254,6 +254,21 @@ def hparams_from_config(config) -> dict[str, jax.Array]:
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
 
 
+def _load_raw_once_per_machine(config) -> dict[str, Any]:
+  """``load_raw``; over several processes process 0 loads first.
+
+  The first load may prepare the dataset into the TFDS cache; the other
+  processes wait at a barrier and then read the prepared copy instead of
+  preparing the same files at the same time.
+  """
+  if jax.process_count() == 1:
+    return load_raw(config)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  raw = load_raw(config) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('fedhelp_jax.load_raw')
+  return raw if raw is not None else load_raw(config)
+
+
 class Federation(NamedTuple):
   """The host-side silos of one config, ready to be put on device."""
   task: tasks.Task
@@ -301,7 +316,7 @@ def prepare_federation(config, raw, partitioned=None) -> Federation:
 # after a non-finite update (so a run stopped by one can go on with 'skip').
 HASH_IGNORED = ('rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
                 'checkpoint_keep', 'strategy', 'chunk_size', 'num_devices',
-                'nonfinite')
+                'nonfinite', 'config_parallel')
 
 
 def hashed_config(config) -> dict[str, Any]:
@@ -323,7 +338,8 @@ def devices_for(config) -> tuple[int, str]:
   ``config.num_devices``: N > 0 asks for N; 0 takes every visible device of
   the default backend (on CPU, the host devices ``host_devices.configure``
   made: one silo stream per core), except where a run needs one device
-  (client sampling, the 'loop' strategy).
+  (the 'loop' strategy). With client sampling the drawn silos are spread
+  over the devices.
   """
   asked = config.get('num_devices', 1)
   asked = 1 if asked is None else int(asked)
@@ -333,9 +349,6 @@ def devices_for(config) -> tuple[int, str]:
   visible = jax.device_count()
   if visible == 1:
     return 1, 'one device (num_devices=0: the only visible one)'
-  if clients_per_round(config):
-    return 1, ('one device (num_devices=0, but client sampling runs on one '
-               'device)')
   if config.get('strategy', 'auto') == 'loop':
     return 1, "one device (num_devices=0, but the 'loop' strategy is unsharded)"
   return visible, (f'client axis sharded over all {visible} '
@@ -376,7 +389,12 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   chash = config_hash(config)
   workdir = workdir or config.get('workdir') or os.path.join(
       'runs', f'{config.algorithm}-{chash}')
-  os.makedirs(workdir, exist_ok=True)
+  # Over several processes (jax.distributed) every process runs this same
+  # function on the same config; process 0 alone writes files and prints.
+  primary = jax.process_index() == 0
+  say = print if primary else (lambda *a, **k: None)
+  if primary:
+    os.makedirs(workdir, exist_ok=True)
   num_devices, why_devices = devices_for(config)
   # Checkpoints hold the silos padded and sharded for the device count, so a
   # resume must use the same count (recorded only when > 1: one-device runs
@@ -392,7 +410,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   # A bad resume is refused here, before any data is loaded.
   start_round = manager.check_resume(resume) or 0
   task, fed, info, groups, weights, hparams = prepare_federation(
-      config, load_raw(config))
+      config, _load_raw_once_per_machine(config))
 
   mesh = None
   if num_devices > 1:
@@ -400,25 +418,29 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
   program = runner.build_program(config, task, groups, info, mesh=mesh)
-  print(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
+  processes = (f'; {jax.process_count()} processes, this one holds '
+               f'{jax.local_device_count()} device(s)'
+               if jax.process_count() > 1 else '')
+  say(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
         f'client-parallel strategy {program.strategy.describe()}; '
-        f'{why_devices}')
+        f'{why_devices}{processes}')
   sampling = clients_per_round(config)
   if sampling:
-    print(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
-          'and group (the others wait)')
+    say(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
+        'and group (the others wait)')
 
   total = int(config.rounds)
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
   logger = reporting.MetricsLogger(
       workdir, resumed=start_round > 0, resume_round=start_round,
-      tensorboard=config.get('tensorboard', False))
+      tensorboard=config.get('tensorboard', False), write=primary)
   progress = reporting.Progress(total, initial=start_round,
-                                enabled=config.get('progress', True),
+                                enabled=primary and config.get('progress',
+                                                               True),
                                 every=every)
-  if start_round == 0:
+  if start_round == 0 and primary:
     reporting.write_json(os.path.join(workdir, 'config.json'),
                          {'config': config.to_dict(), 'config_hash': chash,
                           'partition': reporting.strict(info),
@@ -467,7 +489,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   already_complete = start_round >= total
   history = logger.records()
   if already_complete:  # Resumed a finished run: nothing was trained.
-    print(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
+    say(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
           'nothing to train (the recorded timings are kept).')
     previous = os.path.join(workdir, 'summary.json')
     if os.path.exists(previous):
@@ -485,13 +507,15 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       'task': task.name, 'rounds': total, 'seed': int(config.seed),
       'metric': metric, 'final': result['final'], 'best': best,
       'strategy': program.strategy.describe(), 'config_hash': chash,
-      'devices': num_devices, 'timing_s': timing,
+      'devices': num_devices, 'processes': jax.process_count(),
+      'timing_s': timing,
       'already_complete': already_complete,
       'resumed_from_round': start_round,
       # Over the whole history (metrics.jsonl), not just this invocation.
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
-  reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
-  reporting.print_summary(summary, groups)
+  if primary:
+    reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
+    reporting.print_summary(summary, groups)
   return summary

@@ -79,8 +79,29 @@ class MetricsLogger:
   """
 
   def __init__(self, workdir: str, *, resumed: bool = False,
-               resume_round: Optional[int] = None, tensorboard: bool = False):
+               resume_round: Optional[int] = None, tensorboard: bool = False,
+               write: bool = True):
+    """Opens the log.
+
+    Args:
+      workdir: the run directory.
+      resumed: keep the records up to ``resume_round``; else start empty.
+      resume_round: the restored round.
+      tensorboard: also write TensorBoard scalars.
+      write: False keeps the records in memory only and touches no file
+        (the processes other than process 0 of a multi-process run, which
+        read the history process 0 wrote before this run).
+    """
     self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._write = write
+    self._memory = None
+    if not write:
+      kept = read_jsonl(self.path) if resumed and os.path.exists(
+          self.path) else []
+      self._memory = [r for r in kept if resume_round is None
+                      or r['round'] <= resume_round]
+      self._tb = None
+      return
     if not resumed and os.path.exists(self.path):
       os.remove(self.path)
     if resumed and resume_round is not None and os.path.exists(self.path):
@@ -102,9 +123,14 @@ class MetricsLogger:
 
   def records(self) -> list[dict[str, Any]]:
     """The records logged so far (after a resume: the kept history)."""
+    if self._memory is not None:
+      return list(self._memory)
     return read_jsonl(self.path) if os.path.exists(self.path) else []
 
   def log(self, record: dict[str, Any]) -> None:
+    if self._memory is not None:
+      self._memory.append(json.loads(dumps(record)))
+      return
     with open(self.path, 'a') as f:
       f.write(dumps(record) + '\n')
       f.flush()

@@ -81,6 +81,7 @@ class Program(NamedTuple):
   predict_fn: Any
   mesh: Any
   executables: dict
+  config_parallel: Optional[engine.Strategy] = None
 
   @property
   def metric(self) -> str:
@@ -104,7 +105,9 @@ def build_program(config, task, groups, info, *, alg=None,
       algorithm needs, e.g. pFedNet's graph).
     alg: an already built algorithm (a variant the registry does not
       build, e.g. pFedNet returning its uploads); default the registry's.
-    mesh: shard the client axis over this mesh (K = 1 only).
+    mesh: shard the client axis over this mesh: a 1-D ``'clients'`` mesh
+      (``engine.make_mesh``) for one config, or a ``('configs',
+      'clients')`` mesh (``engine.make_sweep_mesh``) for K configs.
   """
   if alg is None:
     alg = algorithms.build(config.algorithm, config, task, groups, info=info)
@@ -117,8 +120,12 @@ def build_program(config, task, groups, info, *, alg=None,
       alg, groups, common.predict_probs(task),
       strategy=round_fn.strategy.name,
       chunk_size=round_fn.strategy.chunk_size)
+  sweep_mesh = mesh if mesh is not None and 'configs' in mesh.axis_names \
+      else None
+  config_parallel = engine.resolve_config_parallel(
+      config.get('config_parallel', 'auto'), mesh=sweep_mesh)
   return Program(config, task, tuple(groups), alg, round_fn, predict_fn,
-                 mesh, {})
+                 mesh, {}, config_parallel)
 
 
 class Member(NamedTuple):
@@ -135,10 +142,18 @@ class Member(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-def evaluate(predict_fn, state, fed, task, info) -> dict[str, Any]:
-  """Per-silo and per-group metrics of the current state."""
-  probs = jax.device_get(predict_fn(state, {g: {'test_x': d['test_x']}
-                                            for g, d in fed.items()}))
+def evaluate(predict_fn, state, fed, task, info,
+             test_inputs=None) -> dict[str, Any]:
+  """Per-silo and per-group metrics of the current state.
+
+  ``test_inputs`` are the ``{group: {'test_x'}}`` already placed like the
+  state (a mesh run); by default they are taken from ``fed``. Predictions
+  are gathered from every process (``engine.fetch``), so every process
+  computes the same metrics.
+  """
+  if test_inputs is None:
+    test_inputs = {g: {'test_x': d['test_x']} for g, d in fed.items()}
+  probs = engine.fetch(predict_fn(state, test_inputs))
   per_client: dict[str, list[float]] = {}
   for g, d in fed.items():
     num_real = int(np.sum(d['n'] > 0))
@@ -307,21 +322,36 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
 
   Raises:
     NonFiniteError: a non-finite round the policy does not allow.
-    ValueError: a bad policy, or K > 1 with a mesh or a restore hook.
+    ValueError: a bad policy, K > 1 with a restore hook or a 1-D mesh, or
+      K not a multiple of a sweep mesh's config groups.
   """
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f'nonfinite={nonfinite!r}: expected one of '
                      f'{NONFINITE_POLICIES}.')
   k_configs = len(members)
-  if k_configs > 1 and (program.mesh is not None or restore is not None):
-    raise ValueError('run: a mesh or a restore hook needs K = 1 members.')
+  mesh = program.mesh
+  sweep_mesh = mesh is not None and 'configs' in mesh.axis_names
+  if sweep_mesh and k_configs == 1:
+    raise ValueError("run: one config runs on a 1-D 'clients' mesh "
+                     "(engine.make_mesh), not a ('configs', 'clients') one.")
+  if restore is not None and k_configs > 1:
+    raise ValueError('run: a restore hook needs K = 1 members.')
+  if mesh is not None and k_configs > 1 and not sweep_mesh:
+    raise ValueError("run: K > 1 configs on a mesh need a ('configs', "
+                     "'clients') mesh (engine.make_sweep_mesh); this one "
+                     f'has axes {mesh.axis_names}.')
+  if sweep_mesh and k_configs % int(mesh.shape['configs']):
+    raise ValueError(
+        f"run: {k_configs} configs do not divide over the mesh's "
+        f"{mesh.shape['configs']} 'configs' device groups; use a multiple "
+        'of it, or a mesh with fewer config groups.')
   t_run = time.time()
   shared = k_configs == 1 or same_data(members)
   if shared:
-    feds, weights = jax.device_put((members[0].fed, members[0].weights))
+    feds, weights = members[0].fed, members[0].weights
   else:  # Stacked on the host: one device copy of the [K, ...] arrays.
-    feds, weights = jax.device_put(jax.tree.map(
-        lambda *xs: np.stack(xs), *[(m.fed, m.weights) for m in members]))
+    feds, weights = jax.tree.map(
+        lambda *xs: np.stack(xs), *[(m.fed, m.weights) for m in members])
   states = [engine.init_state(program.alg, m.fed, int(m.seed))
             for m in members]
   if k_configs > 1:
@@ -330,10 +360,22 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
                            *[m.hparams for m in members])
   else:
     states, hparams = states[0], members[0].hparams
-  if program.mesh is not None:
-    feds = engine.shard_clients(feds, program.mesh)
-    weights = engine.shard_clients(weights, program.mesh)
-    states = engine.shard_state(states, program.mesh)
+  # Placement: host arrays go straight to their devices (with several
+  # processes each contributes only the silos its devices hold).
+  test_inputs = {g: {'test_x': d['test_x']} for g, d in members[0].fed.items()}
+  if mesh is None:
+    feds, weights = jax.device_put((feds, weights))
+  elif not sweep_mesh:
+    feds = engine.shard_clients(feds, mesh)
+    weights = engine.shard_clients(weights, mesh)
+    states = engine.shard_state(states, mesh)
+    test_inputs = engine.shard_clients(test_inputs, mesh)
+  else:
+    feds = engine.shard_sweep_inputs(feds, mesh, stacked=not shared)
+    weights = engine.shard_sweep_inputs(weights, mesh, stacked=not shared)
+    states = engine.shard_sweep_state(states, mesh)
+    hparams = engine.shard_sweep_hparams(hparams, mesh)
+    test_inputs = engine.shard_sweep_inputs(test_inputs, mesh, stacked=False)
   start_round = 0
   if restore is not None:
     states, start_round = restore(states)
@@ -350,7 +392,9 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
           'start_round': start_round, 'final': None, 'best': {},
           'history': [], 'train_loss': {g: [] for g in program.groups},
           'events': [], 'nonfinite': [],
-          'strategy': program.strategy.describe()} for m in members]
+          'strategy': program.strategy.describe(),
+          'config_parallel': (program.config_parallel.describe()
+                              if k_configs > 1 else None)} for m in members]
   kept_metrics = []
   compile_s = steady_s = host_s = 0.0
   r = start_round
@@ -358,8 +402,9 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
     n = min(every, rounds - r)
     key = (n, k_configs, not shared)
     if key not in program.executables:
-      fn = (engine.run_sweep_rounds(program.round_fn, n,
-                                    stacked_data=not shared)
+      fn = (engine.run_sweep_rounds(
+          program.round_fn, n, stacked_data=not shared,
+          config_parallel=program.config_parallel.name)
             if k_configs > 1 else engine.run_rounds(program.round_fn, n))
       t0 = time.time()
       program.executables[key] = fn.lower(states, feds, weights,
@@ -367,7 +412,7 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
       compile_s += time.time() - t0
     t0 = time.time()
     states, metrics = program.executables[key](states, feds, weights, hparams)
-    metrics = jax.device_get(metrics)
+    metrics = engine.fetch(metrics)
     steady_s += time.time() - t0
     t0 = time.time()
     if keep_metrics:
@@ -384,13 +429,14 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
         res['nonfinite'].append(
             f'round {server_round}: the server state became non-finite.')
       if nonfinite == 'skip':
-        for e in events:  # The engine dropped these updates.
+        for e in events if jax.process_index() == 0 else ():  # Dropped.
           print(f'[fedhelp_jax] skipped: {describe_event(e)}')
       losses = round_losses(metrics_k, m.info, program.groups)
       for g in program.groups:
         res['train_loss'][g] += losses[g]
       state_k = _take(states, k) if k_configs > 1 else states
-      ev = evaluate(program.predict_fn, state_k, m.fed, program.task, m.info)
+      ev = evaluate(program.predict_fn, state_k, m.fed, program.task, m.info,
+                    test_inputs if shared else None)
       res['final'] = ev
       last_loss = {g: losses[g][-1] for g in program.groups}
       res['history'].append({'round': r + n, 'summary': ev['summary'],
@@ -414,7 +460,8 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
     res['state'] = _take(states, k) if k_configs > 1 else states
     if res['final'] is None:  # Nothing left to run: evaluate what is there.
       res['final'] = evaluate(program.predict_fn, res['state'], m.fed,
-                              program.task, m.info)
+                              program.task, m.info,
+                              test_inputs if shared else None)
     res['timing_s'] = timing
     if keep_metrics:
       axis = 1 if k_configs > 1 else 0

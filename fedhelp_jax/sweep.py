@@ -27,10 +27,17 @@ run one after another, and a program of one config is a plain sequential
 run (``engine.run_rounds``, as in ``run_experiment``). A printed line names
 the field that caused each split.
 
+How the K configs of a program share it is picked per backend
+(``engine.resolve_config_parallel``, printed with its reason): a map over
+configs inside one program on CPU, one vmapped program on GPUs/TPUs, or
+with ``mesh=engine.make_sweep_mesh(kc, cc)`` the configs vmapped and
+sharded over ``kc`` device groups, each config's silos over ``cc`` devices.
+``config.config_parallel`` ('vmap' or 'map') overrides the choice.
+
 Each program runs through ``runner.run``, the host loop ``run_experiment``
 uses too: ``eval_every`` rounds per compiled call, every config evaluated
-between calls. Sweeps keep no checkpoints and run on one device
-(``num_devices`` must be 1).
+between calls. Sweeps keep no checkpoints; without a mesh they run on one
+device (``num_devices`` must be 1).
 """
 
 import difflib
@@ -44,6 +51,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
@@ -274,20 +282,43 @@ def _describe_plan(programs: Sequence[_Program], num_configs: int) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _program_mesh(setups, mesh, verbose):
+  """``mesh`` if this program's configs can use it, else None (said why)."""
+  if mesh is None:
+    return None
+  k, groups = len(setups), int(mesh.shape['configs'])
+  if k > 1 and k % groups == 0:
+    return mesh
+  if verbose:
+    print(f'[fedhelp_jax.sweep] a program of {k} config(s) does not divide '
+          f"over the mesh's {groups} config groups: it runs on one device")
+  return None
+
+
 def _run_program(setups: Sequence[_Setup], *, verbose: bool,
-                 return_states: bool) -> list[dict[str, Any]]:
+                 return_states: bool, mesh=None) -> list[dict[str, Any]]:
   """Runs configs that share one program; one result dict per config."""
   first = setups[0]
   config = first.config
-  program = runner.build_program(config, first.task, first.groups,
-                                 first.info)
+  info = first.info
+  mesh = _program_mesh(setups, mesh, verbose)
   members = [runner.Member(int(s.config.seed), s.fed, s.weights, s.info,
                            s.hparams) for s in setups]
+  if mesh is not None:  # Each config's silos padded for its 'clients' devices.
+    padded = []
+    for m in members:
+      fed, weights, info = engine.pad_federation_for_mesh(
+          m.fed, m.weights, m.info, mesh, axis='clients')
+      padded.append(m._replace(fed=fed, weights=weights, info=info))
+    members = padded
+  program = runner.build_program(config, first.task, first.groups,
+                                 info, mesh=mesh)
   if verbose and len(setups) > 1:
     data = ('one copy of the data' if runner.same_data(members) else
             'shapes, not data: data and weights stacked over K')
     print(f'[fedhelp_jax.sweep] the {len(setups)} configs share {data}; '
-          f'strategy {program.strategy.describe()}')
+          f'strategy {program.strategy.describe()}; configs side by side: '
+          f'{program.config_parallel.describe()}')
   # A config that goes non-finite must not stop the others: 'record'.
   runs = runner.run(program, members, rounds=int(config.rounds),
                     eval_every=int(config.eval_every), nonfinite='record')
@@ -307,8 +338,8 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
 
 def run_sweep(configs: Sequence[ml_collections.ConfigDict],
               workdir: Optional[str] = None, *, vmap: bool = True,
-              return_states: bool = False,
-              verbose: bool = True) -> list[dict[str, Any]]:
+              return_states: bool = False, verbose: bool = True,
+              mesh=None) -> list[dict[str, Any]]:
   """Runs experiment configs, as few compiled programs as their shapes allow.
 
   Example::
@@ -333,6 +364,11 @@ def run_sweep(configs: Sequence[ml_collections.ConfigDict],
       on device) as ``'state'``.
     verbose: print the plan (which configs share a program, and which field
       split the others) and one line per config.
+    mesh: optional ``engine.make_sweep_mesh(kc, cc)``: a program's K
+      configs (a multiple of ``kc``) are sharded over ``kc`` device groups
+      and each config's silos over that group's ``cc`` devices (padded with
+      weight-0 dummies). Same results as the configs run one by one, to
+      float32 reduction order.
 
   Returns:
     One dict per config, in input order: ``index``, ``label`` (the fields
@@ -369,7 +405,7 @@ def run_sweep(configs: Sequence[ml_collections.ConfigDict],
   t_sweep = time.time()
   for p_index, p in enumerate(programs):
     out = _run_program([setups[i] for i in p.members], verbose=verbose,
-                       return_states=return_states)
+                       return_states=return_states, mesh=mesh)
     for i, res in zip(p.members, out):
       res.update(index=i, label=labels[i], program=p_index,
                  mode='vmap' if len(p.members) > 1 else 'sequential')
@@ -397,12 +433,15 @@ def _cpu_conv_hint(configs, programs) -> Optional[str]:
   Measured in benchmarks/sweep.py (2-core CPU, 8 configs of the CNN): the
   vmapped sweep ran at 0.34x the speed of sequential runs with XLA's
   convolutions (they become grouped convolutions) and 0.89x with
-  ``model.conv='im2col'``.
+  ``model.conv='im2col'``. Only said when ``config_parallel='vmap'`` is
+  forced: 'auto' maps over configs on CPU.
   """
   if jax.default_backend() != 'cpu':
     return None
   for p in programs:
     config = configs[p.members[0]]
+    if config.get('config_parallel', 'auto') != 'vmap':
+      continue  # 'auto' maps over configs on CPU.
     if (len(p.members) > 1 and config.model.name != 'logreg'
         and config.model.get('conv', 'xla') == 'xla'):
       return ('[fedhelp_jax.sweep] note: on CPU, vmapped configs of a conv '

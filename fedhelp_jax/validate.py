@@ -95,6 +95,8 @@ def validate_config(config: Any) -> None:
           'use e.g. 1.0.')
   _choice('local.optimizer', config.local.optimizer, ('sgd', 'adam'))
   _choice('strategy', config.get('strategy', 'auto'), _STRATEGIES)
+  _choice('config_parallel', config.get('config_parallel', 'auto'),
+          ('auto', 'vmap', 'map'))
   _choice('aggregation', config.get('aggregation', 'samples'), _AGGREGATIONS)
   _choice('nonfinite', config.get('nonfinite', 'stop'), ('stop', 'skip'))
   if config.get('num_devices') is not None:
@@ -168,9 +170,6 @@ def _check_clients_per_round(config) -> None:
   if any(sampling.values()) and why_not:
     _fail('clients_per_round', f'{config.algorithm!r} cannot sample silos: '
           f'{why_not}.', 'set clients_per_round to 0.')
-  if any(sampling.values()) and int(config.get('num_devices') or 1) > 1:
-    _fail('clients_per_round', 'client sampling runs on one device.',
-          'set num_devices=1, or clients_per_round to 0.')
 
 
 def _check_shares_partition(config, part) -> None:

@@ -143,14 +143,17 @@ def test_sweep_rejects_sharded_and_loop_configs():
 
 def test_cpu_hint_for_vmapped_conv_configs():
   program = lambda members: types.SimpleNamespace(members=members)
-  cnn = _tiny()
+  cnn = _tiny(config_parallel='vmap')
   hint = sweep._cpu_conv_hint([cnn, cnn], [program([0, 1])])
   assert "model.conv='im2col'" in hint and 'vmap=False' in hint
-  # No hint for sequential programs or for im2col models.
+  # No hint for sequential programs, for im2col models, or where 'auto'
+  # maps over the configs (the CPU default).
   assert sweep._cpu_conv_hint([cnn, cnn], [program([0]), program([1])]) is None
-  im2col = _tiny()
+  im2col = _tiny(config_parallel='vmap')
   im2col.model.conv = 'im2col'
   assert sweep._cpu_conv_hint([im2col, im2col], [program([0, 1])]) is None
+  auto = _tiny()
+  assert sweep._cpu_conv_hint([auto, auto], [program([0, 1])]) is None
 
 
 def test_sampling_sweep_over_seeds_equals_sequential_runs(tmp_path):

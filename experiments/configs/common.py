@@ -69,6 +69,9 @@ def classification_base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.strategy = 'auto'
   c.chunk_size = None
+  # How a sweep runs K configs side by side: 'auto' (per backend), 'vmap'
+  # or 'map' (engine.resolve_config_parallel).
+  c.config_parallel = 'auto'
   # 0: every visible device (on CPU the CLI makes one host device per core,
   # fedhelp_jax/host_devices.py); N > 0 asks for N.
   c.num_devices = 0
