@@ -8,10 +8,17 @@ Resumes automatically when ``--workdir`` holds a checkpoint of the same
 config; ``--resume`` requires one, ``--noresume`` starts over. Errors a user
 can fix (bad config or data, a refused resume, a non-finite round) print one
 line naming the problem and the fix, and exit with status 1.
+
+Over several processes (hosts), each runs this same command with
+``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``, or
+with none of them under SLURM ``srun``, Open MPI ``mpirun`` or on a Cloud
+TPU slice (detected); ``python -m experiments.launch_local`` starts N local
+processes. Only process 0 prints to stdout.
 """
 
 import sys
 
+from fedhelp_jax import distributed  # Imports no jax.
 from fedhelp_jax import host_devices
 
 # Before anything imports jax (the config file below does): on CPU, one host
@@ -33,7 +40,7 @@ def _exit_one_line(kind: str, error: BaseException) -> None:
   if isinstance(error, (KeyError, AttributeError)) and text[:1] in '"\'':
     text = text.strip('"\'').replace('\\n', ' ').replace("\\'", "'")
   print(f'{kind}: {" ".join(text.split())}', file=sys.stderr)
-  sys.exit(1)
+  distributed.exit_now(1)  # At once, also when other processes wait.
 
 
 try:
@@ -48,12 +55,30 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
 _RESUME = flags.DEFINE_boolean(
     'resume', None, 'Require (--resume) or forbid (--noresume) resuming; '
     'default: resume when the workdir has a matching checkpoint.')
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None,
+    'HOST:PORT of process 0 in a multi-process run, the same in every '
+    'process (with --num_processes and --process_id; give none of the three '
+    'to auto-detect SLURM, Open MPI or Cloud TPU).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'How many processes run this experiment together '
+    '(1: a single process).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None, 'This process, 0 .. --num_processes - 1.')
 
 
 def main(argv):
   del argv
   # Orbax logs every checkpoint step at INFO; keep the progress bar readable.
   logging.set_verbosity(logging.WARNING)
+  # First: jax.distributed must connect the processes before anything
+  # starts a JAX backend (reading the config creates no arrays).
+  try:
+    processes = distributed.initialize(_COORDINATOR_ADDRESS.value,
+                                       _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    _exit_one_line('FlagError', e)
+  distributed.quiet_non_primary()  # Other processes print only errors.
   # pylint: disable=g-import-not-at-top
   from fedhelp_jax import checkpoint  # Import after flags parse (fast --help).
   from fedhelp_jax import experiment
@@ -69,6 +94,7 @@ def main(argv):
     'algorithm' in config  # pylint: disable=pointless-statement
   except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     _exit_one_line('FlagError', e)
+  print(f'[fedhelp_jax] {processes}')
   print(f'[fedhelp_jax] {_HOST_DEVICES}')
   try:
     experiment.run_experiment(config, _WORKDIR.value, resume=_RESUME.value)
@@ -107,6 +133,7 @@ def usage() -> str:
       os.path.relpath(p) for p in glob.glob(os.path.join(
           os.path.dirname(os.path.abspath(__file__)), 'configs', '*.py'))
       if not os.path.basename(p).startswith(('_', 'common')))
+  pad = ' ' * 29  # The flags' help column.
   return '\n'.join([
       (__doc__ or '').strip(), '',
       'Flags:',
@@ -115,7 +142,11 @@ def usage() -> str:
       '  --config.FIELD=VALUE       override one config field',
       '  --workdir=DIR              output directory (default '
       'runs/<algorithm>-<config hash>)',
-      '  --[no]resume               require / forbid resuming', '',
+      '  --[no]resume               require / forbid resuming',
+      '  --coordinator_address=HOST:PORT --num_processes=N --process_id=I',
+      pad + 'one of N processes of one run; none of the three:',
+      pad + 'auto-detect SLURM, Open MPI, Cloud TPU (N local',
+      pad + 'processes: python -m experiments.launch_local)', '',
       'Config files:', *[f'  {c}' for c in configs], '',
       'Algorithms (after the colon, or --config.algorithm=NAME):',
       '  ' + ', '.join(algorithms.names()), '',
