@@ -315,6 +315,97 @@ def map_clients_sharded(fn: Callable[..., Any], placed: Sequence[Any],
       out_specs=spec, check_vma=False)(tuple(placed), tuple(unplaced))
 
 
+def _zeros_like_shapes(shapes):
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def map_clients_mean(fn: Callable[..., Any], placed: Sequence[Any],
+                     unplaced: Sequence[Any], strategy: Strategy):
+  """``map_clients`` for ``fn -> (client, upload, weight, metrics)`` that
+  keeps a running weighted sum of the uploads instead of stacking them.
+
+  With 'chunked', silos run in a ``lax.scan`` (``chunk_size`` at a time,
+  vmapped within a chunk; a remainder chunk runs last) whose carry is
+  ``(sum_c w_c * upload_c, sum_c w_c)``: the memory of the uploads is one
+  model, not ``C``. With 'vmap' the uploads of the group exist at once
+  anyway and are contracted with the weights.
+
+  Returns:
+    ``(clients [C, ...], weighted upload sum, weight sum, metrics [C])``.
+  """
+  placed, unplaced = tuple(placed), tuple(unplaced)
+  one = lambda *p: fn(*p, *unplaced)
+  if strategy.name == 'vmap':
+    clients, uploads, weights, metrics = jax.vmap(one)(*placed)
+    total = jax.tree.map(lambda x: jnp.tensordot(weights, x, axes=1), uploads)
+    return clients, total, jnp.sum(weights), metrics
+  if strategy.name != 'chunked':
+    raise ValueError(f'map_clients_mean cannot run strategy {strategy.name!r}.')
+  num = jax.tree.leaves(placed)[0].shape[0]
+  first = jax.tree.map(lambda x: x[0], placed)
+  upload_shapes = jax.eval_shape(one, *first)[1]
+  carry = (_zeros_like_shapes(upload_shapes), jnp.zeros((), jnp.float32))
+
+  def add(carry, upload, weight):
+    total, weight_sum = carry
+    total = jax.tree.map(lambda t, u: t + weight * u, total, upload)
+    return total, weight_sum + weight
+
+  def single(carry, p):
+    client, upload, weight, metrics = one(*p)
+    return add(carry, upload, weight), (client, metrics)
+
+  def batched(carry, p):
+    clients, uploads, weights, metrics = jax.vmap(one)(*p)
+    total, weight_sum = carry
+    total = jax.tree.map(
+        lambda t, u: t + jnp.tensordot(weights, u, axes=1), total, uploads)
+    return (total, weight_sum + jnp.sum(weights)), (clients, metrics)
+
+  chunk = min(int(strategy.chunk_size or 1), num)
+  if chunk == 1:  # Unbatched: a silo's lax.cond really skips its branch.
+    carry, (clients, metrics) = lax.scan(single, carry, placed)
+    return clients, carry[0], carry[1], metrics
+  main = num - num % chunk
+  head = jax.tree.map(
+      lambda x: x[:main].reshape((main // chunk, chunk) + x.shape[1:]),
+      placed)
+  carry, (clients, metrics) = lax.scan(batched, carry, head)
+  flat = lambda t: jax.tree.map(
+      lambda x: x.reshape((main,) + x.shape[2:]), t)
+  clients, metrics = flat(clients), flat(metrics)
+  if main < num:
+    tail = jax.tree.map(lambda x: x[main:], placed)
+    carry, (tail_clients, tail_metrics) = batched(carry, tail)
+    join = lambda a, b: jax.tree.map(
+        lambda x, y: jnp.concatenate([x, y]), a, b)
+    clients, metrics = join(clients, tail_clients), join(metrics,
+                                                          tail_metrics)
+  return clients, carry[0], carry[1], metrics
+
+
+def map_clients_mean_sharded(fn: Callable[..., Any], placed: Sequence[Any],
+                             unplaced: Sequence[Any], strategy: Strategy,
+                             mesh):
+  """``map_clients_mean`` with the client axis split over the mesh: each
+  device sums its own silos, then one ``psum`` over 'clients' adds the
+  per-device sums (the same collective a sharded ``tensordot`` needs)."""
+  spec = jax.sharding.PartitionSpec('clients')
+  replicated = jax.sharding.PartitionSpec()
+
+  def local(placed, unplaced):
+    clients, total, weight_sum, metrics = map_clients_mean(
+        fn, placed, unplaced, strategy)
+    total, weight_sum = lax.psum((total, weight_sum), 'clients')
+    return clients, total, weight_sum, metrics
+
+  # check_vma=False for the reasons given in map_clients_sharded.
+  return jax.shard_map(
+      local, mesh=mesh, in_specs=(spec, replicated),
+      out_specs=(spec, replicated, replicated, spec),
+      check_vma=False)(tuple(placed), tuple(unplaced))
+
+
 def weighted_mean_groups(uploads: Mapping[str, types.PyTree],
                          weights: Mapping[str, jax.Array]) -> types.PyTree:
   """Weighted mean over the silos of several groups with the same structure."""
@@ -495,8 +586,19 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     return jax.tree.map(
         lambda x: lax.with_sharding_constraint(x, sharding), tree)
 
+  # The FedAvg family's mean is accumulated as the silos are mapped; the
+  # 'loop' reference keeps the stacked uploads and server_update.
+  streamed = (alg.server_update_from_mean is not None
+              and resolved.name in ('chunked', 'vmap'))
+
   def finish(state, new_clients, uploads, new_weights, metrics, hparams):
-    server = alg.server_update(state.server, uploads, new_weights, hparams)
+    if streamed:  # uploads: group -> (weighted sum, weight sum).
+      total = jnp.maximum(sum(uploads[g][1] for g in groups), 1e-12)
+      mean = jax.tree.map(lambda *xs: sum(xs) / total,
+                          *[uploads[g][0] for g in groups])
+      server = alg.server_update_from_mean(state.server, mean, hparams)
+    else:
+      server = alg.server_update(state.server, uploads, new_weights, hparams)
     metrics = dict(metrics)
     metrics['server_nonfinite'] = ~_all_finite(server)
     new_state = FederatedState(server=server, clients=new_clients,
@@ -523,17 +625,26 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
         placed = jax.tree.map(lambda x: x.at[idx].get(mode='clip'), placed)
         placed = placed[:3] + (jnp.where(real, placed[3], 0.0),) + placed[4:]
         placed = constrain(placed)
-      if mesh is None:
-        out = map_clients(checked[g], placed, (download.broadcast, hparams),
-                          resolved)
+      unplaced = (download.broadcast, hparams)
+      if streamed:
+        if mesh is None:
+          out = map_clients_mean(checked[g], placed, unplaced, resolved)
+        else:
+          out = map_clients_mean_sharded(checked[g], placed, unplaced,
+                                         resolved, mesh)
+        new_clients[g], metrics[g] = constrain((out[0], out[3]))
+        uploads[g], new_weights[g] = (out[1], out[2]), None
       else:
-        out = map_clients_sharded(checked[g], placed,
-                                  (download.broadcast, hparams), resolved,
-                                  mesh)
-      new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(out)
+        if mesh is None:
+          out = map_clients(checked[g], placed, unplaced, resolved)
+        else:
+          out = map_clients_sharded(checked[g], placed, unplaced, resolved,
+                                    mesh)
+        new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(
+            out)
       if idx is not None:
-        # Uploads and weights stay [m] (padded: weight-0 rows): the server
-        # averages the sampled. Padding rows index past the group and are
+        # Uploads and weights cover the m drawn (padded: weight-0 rows):
+        # the server averages the sampled. Padding rows index past the group and are
         # dropped by the scatters.
         new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
                                           idx)

@@ -69,6 +69,14 @@ class FederatedAlgorithm(NamedTuple):
       variables``: the model variables ONE silo is evaluated with
       (``personal`` is that silo's slice, or None).
     eval_model: ``group -> flax module`` used to predict with those variables.
+    server_update_from_mean: optional ``(server_state, mean_upload,
+      hparams) -> server_state`` for algorithms whose server step needs
+      only the weighted mean of every group's uploads (the FedAvg family).
+      It must agree with ``server_update`` given that mean
+      (``engine.weighted_mean_groups``). With it, and silos mapped in
+      sequence (the 'chunked' strategy), the engine streams the mean: each
+      silo's upload is added to a running weighted sum as the silos are
+      mapped, and no ``[C, ...]`` stack of uploads is ever built.
   """
   name: str
   init: Callable[..., Any]
@@ -77,3 +85,4 @@ class FederatedAlgorithm(NamedTuple):
   server_update: Callable[..., Any]
   eval_variables: Callable[..., Any]
   eval_model: Callable[[str], Any]
+  server_update_from_mean: Optional[Callable[..., Any]] = None

@@ -149,8 +149,10 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
                               jax.random.split(key, config.server_steps))
     return {**server, 'params': params, 'round': server['round'] + 1}
 
+  # The distillation step needs more than the mean delta: no streaming.
   return base._replace(name='feddf', init=init_fn, download=download,
-                       server_update=server_update)
+                       server_update=server_update,
+                       server_update_from_mean=None)
 
 
 def prepare_server_public(config, fed, raw, info):
