@@ -89,7 +89,9 @@ def _algorithm(name):
   task = tasks.classification(2)
   local = common.LocalConfig(batch_size=4, local_steps=2)
   if name == 'fedavg':
-    alg = fedavg.fedavg(_cnn(), task, local, GROUPS)
+    # BatchNorm: FedAvg's silos keep only their statistics (FedBN), which
+    # gives the client state leaves to shard (without it, none at all).
+    alg = fedavg.fedavg(_cnn(norm='batch'), task, local, GROUPS)
     hp = fedavg.default_hparams(name)
   elif name == 'fedhelp':
     # Two models in the large group (S and a private L_k of other widths).

@@ -27,8 +27,11 @@ def _hparams(name):
 
 
 def _max_abs_diff(a, b):
-  return max(float(jnp.max(jnp.abs(x - y)))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  # Same structure (FedAvg's client state may be an empty pytree: 0).
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  return max((float(jnp.max(jnp.abs(x - y)))
+              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))),
+             default=0.0)
 
 
 def _fedavg_family(name):

@@ -14,6 +14,11 @@ weighted mean delta to a server optimizer (``server_opt``): SGD with
 FedYogi and FedAdagrad (Reddi et al. 2021, https://arxiv.org/abs/2003.00295).
 BatchNorm statistics, when the model has them, stay on the silo
 (they are client state, FedBN-style), only 'params' are averaged.
+
+FedAvg-family silos keep nothing else between rounds: local training
+starts from the broadcast and its result leaves as the upload, so the
+client state holds no model copy (``stateless_clients``; an empty pytree
+for a model without batch statistics). Local-only keeps each silo's model.
 """
 
 from typing import Any
@@ -30,17 +35,27 @@ from fedhelp_jax.algorithms import server_opt
 FEDOPT_NAMES = {'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 
 
+def _init_model(module, groups, data, rng):
+  return common.init_model(module, rng, common.sample_x(data[groups[0]]))
+
+
+def stateless_clients(model_state, data, groups):
+  """Client states of an algorithm whose silos keep no model between rounds.
+
+  Each silo keeps only its non-param collections (BatchNorm statistics,
+  FedBN-style), an empty pytree for a model without any: the model itself
+  arrives with the broadcast every round, so a per-silo copy would be a
+  dead leaf (donated, checkpointed, never read).
+  """
+  return {g: {'model_state': common.stack(model_state, data[g]['x'].shape[0])}
+          for g in groups}
+
+
 def _init(module, groups, server_optimizer='sgd'):
   def init_fn(rng, data):
-    first = groups[0]
-    params, model_state = common.init_model(
-        module, rng, common.sample_x(data[first]))
-    clients = {}
-    for g in groups:
-      num = data[g]['x'].shape[0]
-      clients[g] = {'params': common.stack(params, num),
-                    'model_state': common.stack(model_state, num)}
-    return server_opt.init_server(server_optimizer, params), clients
+    params, model_state = _init_model(module, groups, data, rng)
+    return (server_opt.init_server(server_optimizer, params),
+            stateless_clients(model_state, data, groups))
   return init_fn
 
 
@@ -80,7 +95,9 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
         module, task, local, broadcast, client['model_state'], data, hparams,
         rng, extra_loss=extra)
     delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
-    return {'params': params, 'model_state': model_state}, delta, metrics
+    # The trained model leaves with the upload; the silo keeps only
+    # model_state (the next round starts from the new broadcast).
+    return {'model_state': model_state}, delta, metrics
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
@@ -129,7 +146,12 @@ def local_only(module, task: tasks.Task, local: common.LocalConfig,
     return common.model_variables(client['params'], client['model_state'])
 
   def init_fn(rng, data):
-    _, clients = _init(module, groups)(rng, data)
+    # The one algorithm of this file whose silos keep their model.
+    params, model_state = _init_model(module, groups, data, rng)
+    clients = {g: {'params': common.stack(params, data[g]['x'].shape[0]),
+                   'model_state': common.stack(model_state,
+                                               data[g]['x'].shape[0])}
+               for g in groups}
     return {}, clients
 
   return types.FederatedAlgorithm(
