@@ -1,13 +1,19 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
-r"""K ablation configs as one vmapped program vs K sequential runs.
+r"""K ablation configs as one program (vmapped or mapped) vs K sequential runs.
 
-Same work on both sides: K FedAvg runs of ``rounds`` rounds that differ in
+Same work on every side: K FedAvg runs of ``rounds`` rounds that differ in
 seed (initial weights, data order) and learning rate, on the same silos.
 
-  * sweep: ``engine.run_sweep_rounds`` — one compiled program whose state and
-    hyperparameters carry a leading ``[K]`` axis;
+  * sweep (vmap): ``engine.run_sweep_rounds(config_parallel='vmap')`` — one
+    compiled program whose state and hyperparameters carry a leading
+    ``[K]`` axis, batched;
+  * sweep (map): ``config_parallel='map'`` — the same program with a
+    ``lax.map`` over the config axis (configs one after another inside it);
   * sequential: ``engine.run_rounds`` compiled ONCE and called K times (the
     fair baseline: no recompilation between configs).
+
+``auto`` (``engine.resolve_config_parallel``) picks between the two sweep
+plans per backend from these rows.
 
 Steady-state seconds and compile seconds are reported separately, for
 K = 1, 4, 8, 16, for three workloads: the default CNN on 28x28 images with
@@ -64,10 +70,17 @@ def measure(workload, k, *, silos, rounds, repeats):
   t0 = time.perf_counter()
   sweep_c = sweep.lower(_stack(states), data, weights, _stack(hps)).compile()
   sweep_compile = time.perf_counter() - t0
+  mapped = engine.run_sweep_rounds(round_fn, rounds, config_parallel='map')
+  t0 = time.perf_counter()
+  map_c = mapped.lower(_stack(states), data, weights, _stack(hps)).compile()
+  map_compile = time.perf_counter() - t0
 
   def run_sweep():
     out = sweep_c(_stack(states), data, weights, _stack(hps))
     common.block(out)
+
+  def run_map():
+    common.block(map_c(_stack(states), data, weights, _stack(hps)))
 
   single = engine.run_rounds(round_fn, rounds, check=False)
   t0 = time.perf_counter()
@@ -81,19 +94,25 @@ def measure(workload, k, *, silos, rounds, repeats):
       common.block(out)
 
   run_sweep()
+  run_map()
   run_sequential()  # Warm-ups.
-  # Alternate the two so a change in background load hits both alike.
-  sweep_t, seq_t = [], []
+  # Alternate them so a change in background load hits all alike.
+  sweep_t, map_t, seq_t = [], [], []
   for _ in range(repeats):
     sweep_t += common.time_calls(run_sweep, 1)
+    map_t += common.time_calls(run_map, 1)
     seq_t += common.time_calls(run_sequential, 1)
   sweep_s, seq_s = common.median(sweep_t), common.median(seq_t)
+  map_s = common.median(map_t)
   return {'workload': workload, 'conv': conv, 'configs': k, 'silos': silos,
           'rounds': rounds, 'strategy': round_fn.strategy.name,
           'chunk_size': round_fn.strategy.chunk_size,
           'sweep_s': sweep_s, 'sequential_s': seq_s,
           'speedup': seq_s / sweep_s,
           'sweep_compile_s': sweep_compile,
+          'map_s': map_s, 'speedup_map': seq_s / map_s,
+          'map_compile_s': map_compile,
+          'auto_plan': engine.resolve_config_parallel('auto').name,
           'sequential_compile_s': single_compile,
           'speedup_incl_compile': (seq_s + single_compile)
                                   / (sweep_s + sweep_compile)}
@@ -115,15 +134,16 @@ def main(argv=None):
             'rows': []}
   print(f"device: {record['device']} ({record['backend']}), jax "
         f"{record['jax']}", flush=True)
-  print(f"{'workload':>8} {'K':>3} {'sweep_s':>8} {'seq_s':>8} "
-        f"{'speedup':>8} {'+compile':>8}", flush=True)
+  print(f"{'workload':>8} {'K':>3} {'sweep_s':>8} {'map_s':>8} "
+        f"{'seq_s':>8} {'vmap':>7} {'map':>7} {'+compile':>8}", flush=True)
   for workload in args.workloads.split(','):
     for k in (int(v) for v in args.configs.split(',')):
       row = measure(workload, k, silos=args.silos, rounds=args.rounds,
                     repeats=args.repeats)
       record['rows'].append(row)
       print(f"{workload:>8} {k:>3} {row['sweep_s']:8.3f} "
-            f"{row['sequential_s']:8.3f} {row['speedup']:7.2f}x "
+            f"{row['map_s']:8.3f} {row['sequential_s']:8.3f} "
+            f"{row['speedup']:6.2f}x {row['speedup_map']:6.2f}x "
             f"{row['speedup_incl_compile']:7.2f}x", flush=True)
   path = common.write_result('sweep', record, args.out)
   print(f'wrote {path}')
