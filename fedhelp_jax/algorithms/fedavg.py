@@ -99,9 +99,13 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
     # model_state (the next round starts from the new broadcast).
     return {'model_state': model_state}, delta, metrics
 
+  def server_update_from_mean(server, mean_delta, hparams):
+    # Only the weighted mean delta matters: the engine can stream it.
+    return server_opt.apply(server_optimizer, server, mean_delta, hparams)
+
   def server_update(server, uploads, weights, hparams):
-    delta = engine.weighted_mean_groups(uploads, weights)
-    return server_opt.apply(server_optimizer, server, delta, hparams)
+    return server_update_from_mean(
+        server, engine.weighted_mean_groups(uploads, weights), hparams)
 
   def eval_variables(group, client, broadcast, personal):
     del group, personal
@@ -113,7 +117,8 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
       name=name, init=_init(module, groups, server_optimizer),
       download=download, local_update=local_update,
       server_update=server_update, eval_variables=eval_variables,
-      eval_model=lambda group: module)
+      eval_model=lambda group: module,
+      server_update_from_mean=server_update_from_mean)
 
 
 def fedprox(module, task, local, groups) -> types.FederatedAlgorithm:
