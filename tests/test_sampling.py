@@ -115,6 +115,28 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
                              atol=1e-6)
 
 
+def test_sampling_keeps_the_state_of_silos_not_drawn(two_groups):
+  """SCAFFOLD's per-silo control variates (FedAvg silos keep no state):
+  the drawn silo's changes, the others' stay bit-identical."""
+  from fedhelp_jax.algorithms import scaffold  # pylint: disable=g-import-not-at-top
+  data, weights = two_groups
+  module = models.make_model('logreg', num_classes=2)
+  local = common.LocalConfig(batch_size=4, local_steps=2)
+  alg = scaffold.scaffold(module, tasks.classification(2), local, GROUPS)
+  hp = {k: jnp.float32(v) for k, v in scaffold.DEFAULT_HPARAMS.items()}
+  round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked',
+                                        clients_per_round={'small': 1}))
+  state = engine.init_state(alg, data, seed=0)
+  state, _ = round_fn(state, data, weights, hp)  # Controls move off zero.
+  new, metrics = round_fn(state, data, weights, hp)
+  (c,) = np.flatnonzero(np.asarray(metrics['small']['sampled']))
+  take = lambda tree, i: jax.tree.map(lambda t: t[i], tree)
+  for i in range(3):
+    same = _leaves_equal(take(state.clients['small'], i),
+                         take(new.clients['small'], i))
+    assert same == (i != c), (i, c)
+
+
 def test_sampling_draws_are_deterministic_and_skip_dummy_silos():
   base = jax.random.PRNGKey(0)
   weights = jnp.asarray([0.2, 0.0, 0.3, 0.1, 0.0, 0.4])  # 2 dummy silos.
