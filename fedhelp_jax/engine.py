@@ -1052,6 +1052,42 @@ def shard_clients(tree: types.PyTree, mesh) -> types.PyTree:
       mesh, jax.sharding.PartitionSpec('clients')))
 
 
+def process_silo_rows(mesh, num_clients: int) -> slice:
+  """The rows (silos) of a ``[num_clients]`` client axis that THIS
+  process's devices hold on ``mesh``: the silos it must load.
+
+  ``jax.devices()`` is ordered by process and the client axis is split in
+  that order, so each process holds one contiguous block.
+  """
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('clients'))
+  rows = sorted({(i[0].start or 0, num_clients if i[0].stop is None
+                  else i[0].stop)
+                 for i in sharding.addressable_devices_indices_map(
+                     (num_clients,)).values()})
+  start, stop = rows[0][0], rows[-1][1]
+  if sum(b - a for a, b in rows) != stop - start:
+    raise ValueError(f"this process's silos on the mesh are not one block: "
+                     f'{rows}.')
+  return slice(start, stop)
+
+
+def shard_process_local_clients(tree: types.PyTree, mesh,
+                                num_clients: int) -> types.PyTree:
+  """Global client-sharded arrays from THIS process's silos only.
+
+  ``tree``'s leaves hold the rows ``process_silo_rows(mesh, num_clients)``
+  (e.g. each process loads and packs only its own silos); the global
+  arrays have ``num_clients`` rows (``jax.make_array_from_process_local_
+  data``). With one process it equals ``shard_clients`` of the full tree.
+  """
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('clients'))
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(
+          sharding, np.asarray(x), (num_clients,) + np.shape(x)[1:]), tree)
+
+
 def replicate(tree: types.PyTree, mesh) -> types.PyTree:
   """Replicates every leaf over the mesh."""
   return place(tree, jax.sharding.NamedSharding(

@@ -8,7 +8,8 @@ process's first local device. Prints one ``MESH_RESULTS {json}`` line of
 measured differences; the thresholds live in the test file.
 
 Usage: python tests/mesh_worker.py CHECKS [COORDINATOR NUM_PROCESSES ID]
-  CHECKS: comma-separated, of sampling, sweep_engine, run_sweep
+  CHECKS: comma-separated, of sampling, process_local, sweep_engine,
+    run_sweep
 """
 
 import json
@@ -92,6 +93,32 @@ def check_sampling():
           'moved': _max_abs_diff(s4.server, engine.fetch(
               engine.init_state(alg, data, seed=1).server)),
           'processes': jax.process_count()}
+
+
+def check_process_local():
+  """Each process packs only its own silos (``process_silo_rows``) and
+  builds the global arrays from them: the same arrays as placing the
+  whole federation, and the same round."""
+  from fedhelp_jax import engine
+  alg, hp, data, weights = _setup()
+  mesh = engine.make_mesh(4)
+  full = engine.shard_clients(data, mesh)
+  rows = {g: engine.process_silo_rows(mesh, d['n'].shape[0])
+          for g, d in data.items()}
+  mine = {g: {k: v[rows[g]] for k, v in d.items()} for g, d in data.items()}
+  local = {g: engine.shard_process_local_clients(
+      mine[g], mesh, data[g]['n'].shape[0]) for g in data}
+  many = engine.run_rounds(engine.build_round(alg, GROUPS, strategy='chunked',
+                                              mesh=mesh), ROUNDS,
+                           donate=False)
+  state = engine.shard_state(engine.init_state(alg, data, seed=1), mesh)
+  w = engine.shard_clients(weights, mesh)
+  hp = engine.replicate(hp, mesh)
+  a = engine.fetch(many(state, full, w, hp)[0])
+  b = engine.fetch(many(state, local, w, hp)[0])
+  return {'data': _max_abs_diff(engine.fetch(full), engine.fetch(local)),
+          'state': _max_abs_diff(a, b),
+          'rows': {g: [r.start, r.stop] for g, r in rows.items()}}
 
 
 def check_sweep_engine():

@@ -46,7 +46,8 @@ def two_processes():
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
   procs = [subprocess.Popen(
-      [sys.executable, _WORKER, 'sampling,sweep_engine', f'127.0.0.1:{port}',
+      [sys.executable, _WORKER, 'sampling,process_local,sweep_engine',
+       f'127.0.0.1:{port}',
        '2', str(i)], cwd=_ROOT, env=_env(2), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
   outs = []
@@ -89,6 +90,18 @@ def test_multihost_sampling_on_mesh_equals_one_device(two_processes):
     assert s['metrics'] < _TOL, s
     assert s['sampled_per_round'] == [5, 5, 5], s  # Padding not counted.
     assert s['moved'] > 1e-3, s  # It trained.
+
+
+def test_multihost_process_local_silos_build_the_same_arrays(two_processes):
+  """Each process packs only its own silos (4 large over 4 devices: rows
+  0-1 on process 0, 2-3 on process 1) and the global arrays and the round
+  are those of placing the whole federation."""
+  rows = [r['process_local']['rows'] for r in two_processes]
+  assert rows[0]['large'] == [0, 2] and rows[1]['large'] == [2, 4], rows
+  assert rows[0]['small'] == [0, 4] and rows[1]['small'] == [4, 8], rows
+  for r in two_processes:
+    assert r['process_local']['data'] == 0.0, r['process_local']
+    assert r['process_local']['state'] == 0.0, r['process_local']
 
 
 def test_multihost_sweep_on_2d_mesh_equals_configs_one_by_one(two_processes):
