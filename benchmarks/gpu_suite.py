@@ -20,6 +20,12 @@ is spent:
     synthetic data with PneumoniaMNIST's split sizes and a synthetic
     precomputed FM, so no dataset is needed (``--authors_data=real`` loads
     the real data through TFDS instead; ``off`` skips it);
+  * ``scale``: section (a) of ``benchmarks/scale.py`` at ``--scale_silos``
+    (64/1024/10000): FedAvg with the default CNN, 4 local steps of batch 32
+    per silo, each silo count in a fresh process (its own peak RSS and
+    device memory; a count that does not fit is a row with its error);
+    written to ``scale-<backend>.json`` (the K-config sweep rows are the
+    ``sweep`` section's);
   * ``max_silos``: the largest silo count whose compiled ``auto`` round
     fits, doubling from 64 (``round_throughput.find_max_silos``); last,
     because it takes whatever time is left.
@@ -27,9 +33,9 @@ is spent:
 Writes, under ``--out_dir`` (default ``benchmarks/results``):
 ``round_throughput-<backend>.json`` (rows carry their ``dtype``; the max
 silo search is added to it), ``peer-<backend>.json``, ``sweep-<backend>.json``,
-``authors_recipe-<backend>.json`` and ``gpu_suite-<backend>.json`` (every
-section's status, seconds and error, and the budget). ``<backend>`` is
-``gpu`` on an NVIDIA GPU.
+``authors_recipe-<backend>.json``, ``scale-<backend>.json`` and
+``gpu_suite-<backend>.json`` (every section's status, seconds and error,
+and the budget). ``<backend>`` is ``gpu`` on an NVIDIA GPU.
 
 ``--smoke`` checks the plumbing on a CPU: every section with tiny shapes
 (logistic regression on 4x4 images for the FedAvg sections and the authors'
@@ -54,17 +60,19 @@ import numpy as np
 from benchmarks import common
 from benchmarks import peer_torch
 from benchmarks import round_throughput
+from benchmarks import scale
 from benchmarks import sweep
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 
 SECTIONS = ('round_throughput', 'peer_torch', 'sweep', 'authors_recipe',
-            'max_silos')
+            'scale', 'max_silos')
 # Share of the total budget each section may use before it stops starting
-# new measurements (max_silos gets whatever is left).
+# new measurements (max_silos gets whatever is left; a scale row may run 30 s
+# past its share before its process is stopped).
 _SHARES = {'round_throughput': 0.4, 'peer_torch': 0.1, 'sweep': 0.15,
-           'authors_recipe': 0.2, 'max_silos': 1.0}
+           'authors_recipe': 0.2, 'scale': 0.15, 'max_silos': 1.0}
 # PneumoniaMNIST's official train and test split sizes, which the synthetic
 # authors'-recipe federation copies, and the 2000 public images of
 # ``experiments/configs/common.outside_fm``.
@@ -103,7 +111,9 @@ def _settings(args):
             'sweep_silos': 2, 'sweep_rounds': 1, 'sweep_repeats': 1,
             'authors_algorithms': ['fedavg'], 'authors_scale': 0.05,
             'authors_model': {'name': 'logreg'}, 'authors_repeats': 1,
-            'max_silos_start': 2, 'max_silos_limit': 2}
+            'max_silos_start': 2, 'max_silos_limit': 2,
+            'scale_silos': [2],
+            'scale_xla_flags': ['--xla_backend_optimization_level=0']}
   ints = round_throughput.parse_ints
   return {'model': 'cnn', 'silos': ints(args.silos),
           'strategies': args.strategies.split(','),
@@ -120,7 +130,8 @@ def _settings(args):
           'authors_algorithms': args.authors_algorithms.split(','),
           'authors_scale': args.authors_scale, 'authors_model': None,
           'authors_repeats': args.repeats,
-          'max_silos_start': 64, 'max_silos_limit': args.max_silos_limit}
+          'max_silos_start': 64, 'max_silos_limit': args.max_silos_limit,
+          'scale_silos': ints(args.scale_silos), 'scale_xla_flags': []}
 
 
 def _workload_note(s):
@@ -333,6 +344,46 @@ def section_authors_recipe(s, deadline, out_dir, shared, *, data_kind):
           'rows': len(record['rows']), 'not_measured_budget': skipped}
 
 
+def section_scale(s, deadline, out_dir, shared):
+  """``benchmarks/scale.py`` section (a) at ``s['scale_silos']``: one fresh
+  process per silo count, every row with the same local steps."""
+  del shared
+  settings = {'model': s['model'], 'model_kwargs': s['model_kwargs'],
+              'hw': s['hw'], 'batch_size': s['batch_size'],
+              'local_steps': s['local_steps'],
+              'images': s['batch_size'] * s['local_steps'],
+              'repeats': s['repeats'], 'silos': s['scale_silos'],
+              'big_from': 0, 'big_local_steps': s['local_steps'],
+              'ref_silos': min(s['scale_silos']), 'timeout_s': 600.0,
+              'xla_flags': s['scale_xla_flags']}
+  note = ''
+  if jax.default_backend() != 'cpu':
+    # XLA preallocates a share of the device for this process when its
+    # backend starts; the workers do not preallocate and get the rest.
+    note = ('device memory shared with the gpu_suite process, which holds '
+            'its own (preallocated) pool')
+  record = scale.new_record(settings, 'gpu_suite')
+  record['suite'] = 'gpu_suite'
+  print(scale.HEADER, flush=True)
+
+  def emit(row):
+    scale.print_row(row)
+    record['rows'].append(row)
+    common.write_result('scale', record, out_dir)
+
+  rows = scale.section_a(settings, emit, deadline=deadline, note=note)
+  record['summary'] = {'a': scale.a_summary(rows, settings['ref_silos'],
+                                            record['host_memory_bytes'])}
+  skipped = [r['silos'] for r in rows if 'skipped' in r]
+  errors = [r['silos'] for r in rows if 'error' in r]
+  record['not_measured_budget'] = skipped
+  path = common.write_result('scale', record, out_dir)
+  if errors and len(errors) == len(rows) - len(skipped):
+    raise RuntimeError(f'every scale row failed ({errors}); see {path}')
+  return {'file': path, 'rows': len(rows) - len(skipped),
+          'errors': errors, 'not_measured_budget': skipped}
+
+
 def section_max_silos(s, deadline, out_dir, shared):
   """Largest silo count that fits (auto, float32); added to the
   round-throughput JSON."""
@@ -418,6 +469,9 @@ def main(argv=None):
                       help='synthetic data: PneumoniaMNIST split sizes times '
                       'this')
   parser.add_argument('--max_silos_limit', type=int, default=1 << 17)
+  parser.add_argument('--scale_silos', default='64,1024,10000',
+                      help='silo counts of the scale section, one fresh '
+                      'process each')
   args = parser.parse_args(argv)
   unknown = set(filter(None, args.skip.split(','))) - set(SECTIONS)
   if unknown:
@@ -443,6 +497,7 @@ def main(argv=None):
       'sweep': lambda d: section_sweep(s, d, args.out_dir, shared),
       'authors_recipe': lambda d: section_authors_recipe(
           s, d, args.out_dir, shared, data_kind=args.authors_data),
+      'scale': lambda d: section_scale(s, d, args.out_dir, shared),
       'max_silos': lambda d: section_max_silos(s, d, args.out_dir, shared),
   }
   for name in SECTIONS:
