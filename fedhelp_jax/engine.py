@@ -118,10 +118,10 @@ def resolve_strategy(strategy: str = 'auto', *,
 
 # How K configs of a sweep share one program (``run_sweep_rounds``), per
 # backend. Measured in benchmarks/sweep.py (benchmarks/results/
-# sweep-cpu.json): on a 2-core CPU the vmapped K = 8 CNN sweep ran at 0.27x
-# the speed of K sequential runs (0.81x with im2col convolutions) and even
-# K = 1 at 0.46x (vmapped conv weights become grouped convolutions); a map
-# over configs inside one program runs each config as fast as alone.
+# sweep_plans-cpu.json, 2-core CPU): the vmapped CNN sweep ran at 0.36x the
+# speed of K = 8 sequential runs (0.89x with im2col convolutions) and at
+# 0.50x for K = 1 (vmapped conv weights become grouped convolutions); the
+# map over configs inside one program at 0.94-1.05x.
 _AUTO_CONFIG_PARALLEL = {
     'cpu': ('map', 'CPU: a map over configs inside one program runs each '
             'config at its sequential speed; vmap turns per-config conv '
@@ -951,6 +951,39 @@ def build_predict(alg: types.FederatedAlgorithm, groups: Sequence[str],
       out[g] = map_clients(one, (state.clients[g], personal,
                                  data[g]['test_x']),
                            (download.broadcast,), resolved)
+    return out
+
+  return jax.jit(predict)
+
+
+def build_predict_common(alg: types.FederatedAlgorithm, groups: Sequence[str],
+                         apply_fn: Callable[..., Any], *,
+                         strategy: str = 'auto',
+                         chunk_size: Optional[int] = None):
+  """Builds a jitted ``predict(state, sizes, x) -> {group: probs [C, N,
+  ...]}``: every silo's evaluation model on ONE test set ``x [N, ...]``
+  shared by all (e.g. the whole official test split), so silos are
+  compared on the same images instead of on their own small draws.
+  ``sizes`` is ``{group: n [C]}`` (the groups' ``'n'``): it gives the client
+  axis where client states have no leaves (stateless silos)."""
+  resolved = resolve_strategy(strategy, chunk_size=chunk_size)
+  if resolved.name == 'loop':
+    resolved = Strategy('chunked', 1, 'loop evaluates sequentially')
+
+  def predict(state, sizes, x):
+    download = alg.download(state.server)
+    out = {}
+    for g in groups:
+      module = alg.eval_model(g)
+
+      def one(client, personal, n, broadcast, x, g=g, module=module):
+        del n
+        variables = alg.eval_variables(g, client, broadcast, personal)
+        return apply_fn(module, variables, x)
+
+      personal = None if download.personal is None else download.personal[g]
+      out[g] = map_clients(one, (state.clients[g], personal, sizes[g]),
+                           (download.broadcast, x), resolved)
     return out
 
   return jax.jit(predict)

@@ -269,6 +269,20 @@ def _load_raw_once_per_machine(config) -> dict[str, Any]:
   return raw if raw is not None else load_raw(config)
 
 
+def _common_test(config, raw) -> Optional[runner.CommonTest]:
+  """The whole official test split as one test set for every silo
+  (``config.common_test``), or None."""
+  if not config.get('common_test', False):
+    return None
+  if 'test_x' not in raw or 'test_y' not in raw:
+    raise validate.ConfigError(
+        f'config.common_test: dataset {config.dataset.name!r} has no single '
+        'official test split to score every silo on. Fix: set '
+        'common_test=False for it.')
+  return runner.CommonTest(np.asarray(raw['test_x']),
+                           np.asarray(raw['test_y']))
+
+
 class Federation(NamedTuple):
   """The host-side silos of one config, ready to be put on device."""
   task: tasks.Task
@@ -316,7 +330,7 @@ def prepare_federation(config, raw, partitioned=None) -> Federation:
 # after a non-finite update (so a run stopped by one can go on with 'skip').
 HASH_IGNORED = ('rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
                 'checkpoint_keep', 'strategy', 'chunk_size', 'num_devices',
-                'nonfinite', 'config_parallel')
+                'nonfinite', 'config_parallel', 'common_test')
 
 
 def hashed_config(config) -> dict[str, Any]:
@@ -409,8 +423,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       keep=int(config.get('checkpoint_keep', 2)), hashed_config=ckpt_config)
   # A bad resume is refused here, before any data is loaded.
   start_round = manager.check_resume(resume) or 0
-  task, fed, info, groups, weights, hparams = prepare_federation(
-      config, _load_raw_once_per_machine(config))
+  raw = _load_raw_once_per_machine(config)
+  task, fed, info, groups, weights, hparams = prepare_federation(config, raw)
+  common_test = _common_test(config, raw)
 
   mesh = None
   if num_devices > 1:
@@ -466,7 +481,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                                 hparams)],
         rounds=total, eval_every=every, nonfinite=nonfinite,
         restore=lambda state: manager.maybe_restore(state, resume=resume),
-        on_eval=on_eval)
+        on_eval=on_eval, common_test=common_test)
   except NonFiniteError as e:
     kept = manager.latest_round()
     where = (f'The last good checkpoint (round {kept}) is kept in '
@@ -515,6 +530,17 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
+  if 'final_common' in result:
+    summary['common_test'] = {k: v for k, v in result['final_common'].items()
+                              if k != 'correct'}
+  if primary and result.get('common_correct'):
+    # Per image, per silo, per evaluation of this invocation: what paired
+    # tests between methods need (stats.paired_comparison).
+    last = result['common_correct']
+    np.savez_compressed(
+        os.path.join(workdir, 'common_test_correct.npz'),
+        rounds=np.asarray([c['round'] for c in last]),
+        **{g: np.stack([c['correct'][g] for c in last]) for g in groups})
   if primary:
     reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
     reporting.print_summary(summary, groups)

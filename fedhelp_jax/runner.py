@@ -82,6 +82,7 @@ class Program(NamedTuple):
   mesh: Any
   executables: dict
   config_parallel: Optional[engine.Strategy] = None
+  predict_common_fn: Any = None
 
   @property
   def metric(self) -> str:
@@ -124,8 +125,12 @@ def build_program(config, task, groups, info, *, alg=None,
       else None
   config_parallel = engine.resolve_config_parallel(
       config.get('config_parallel', 'auto'), mesh=sweep_mesh)
+  predict_common_fn = engine.build_predict_common(
+      alg, groups, common.predict_probs(task),
+      strategy=round_fn.strategy.name,
+      chunk_size=round_fn.strategy.chunk_size)
   return Program(config, task, tuple(groups), alg, round_fn, predict_fn,
-                 mesh, {}, config_parallel)
+                 mesh, {}, config_parallel, predict_common_fn)
 
 
 class Member(NamedTuple):
@@ -159,13 +164,7 @@ def evaluate(predict_fn, state, fed, task, info,
     num_real = int(np.sum(d['n'] > 0))
     for c in range(num_real):
       nt = int(d['test_n'][c])
-      if task.name == 'classification':
-        m = metrics_lib.classification_metrics(probs[g][c, :nt],
-                                               d['test_y'][c, :nt])
-      else:
-        m = metrics_lib.segmentation_metrics(
-            np.argmax(probs[g][c, :nt], -1), d['test_y'][c, :nt],
-            num_classes=task.num_classes)
+      m = _silo_metrics(task, probs[g][c, :nt], d['test_y'][c, :nt])
       for k, v in m.items():
         per_client.setdefault(k, []).append(float(v))
   per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
@@ -175,6 +174,56 @@ def evaluate(predict_fn, state, fed, task, info,
   covered = metrics_lib.coverage(per_client_np, groups)
   if covered:  # Some group means skip silos where a metric is undefined.
     out['coverage'] = covered
+  return out
+
+
+class CommonTest(NamedTuple):
+  """One test set every silo is scored on (e.g. the whole official split).
+
+  Attributes:
+    x: ``[N, ...]`` inputs.
+    y: ``[N]`` labels or ``[N, H, W]`` masks.
+  """
+  x: np.ndarray
+  y: np.ndarray
+
+
+def _silo_metrics(task, probs, labels) -> dict[str, float]:
+  if task.name == 'classification':
+    return metrics_lib.classification_metrics(probs, labels)
+  return metrics_lib.segmentation_metrics(np.argmax(probs, -1), labels,
+                                          num_classes=task.num_classes)
+
+
+def evaluate_common(predict_common_fn, state, fed, common_test: CommonTest,
+                    task, info) -> dict[str, Any]:
+  """Every real silo's evaluation model scored on ``common_test``.
+
+  Returns:
+    ``{'clients', 'summary'}`` as ``evaluate``, and for classification
+    ``'correct'``: group -> ``[C_real, N]`` uint8 per-image correctness
+    (host arrays; the per-image record paired tests need).
+  """
+  sizes = {g: d['n'] for g, d in fed.items()}
+  probs = engine.fetch(predict_common_fn(state, sizes, common_test.x))
+  per_client: dict[str, list[float]] = {}
+  correct = {}
+  for g, ids in info['groups'].items():
+    num_real = len(ids)
+    for c in range(num_real):
+      for k, v in _silo_metrics(task, probs[g][c], common_test.y).items():
+        per_client.setdefault(k, []).append(float(v))
+    if task.name == 'classification':
+      correct[g] = (np.argmax(probs[g][:num_real], -1)
+                    == common_test.y[None]).astype(np.uint8)
+  per_client_np = {k: np.asarray(v) for k, v in per_client.items()}
+  groups = {g: np.asarray(ix) for g, ix in info['groups'].items()}
+  out = {'clients': per_client,
+         'summary': reporting.strict(
+             metrics_lib.per_group_summary(per_client_np, groups)),
+         'n_test_images': int(len(common_test.y))}
+  if correct:
+    out['correct'] = correct
   return out
 
 
@@ -284,7 +333,8 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
         restore: Optional[Callable[[Any], tuple[Any, int]]] = None,
         on_eval: Optional[Callable[[int, dict, Any], None]] = None,
         keep_metrics: bool = False,
-        labels: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+        labels: Optional[Sequence[str]] = None,
+        common_test: Optional[CommonTest] = None) -> list[dict[str, Any]]:
   """Runs ``members`` (K >= 1 configs) of ``program`` for ``rounds`` rounds.
 
   K = 1 runs ``engine.run_rounds``; K > 1 one ``engine.run_sweep_rounds``
@@ -310,6 +360,12 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
       leading rounds axis) as 'round_metrics'.
     labels: per config, a name that prefixes its error messages (default
       'config k' when K > 1).
+    common_test: also score every silo on this one test set at every
+      evaluation (``evaluate_common``): each record gains ``'common'``
+      (per-silo and per-group metrics), and the result ``'final_common'``
+      (the last evaluation, with per-image correctness) and, for
+      classification, ``'common_correct'``: per evaluation, ``{'round',
+      'correct'}``.
 
   Returns:
     Per member, a dict: 'seed', 'metric', 'rounds', 'start_round', 'final'
@@ -437,10 +493,21 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
       state_k = _take(states, k) if k_configs > 1 else states
       ev = evaluate(program.predict_fn, state_k, m.fed, program.task, m.info,
                     test_inputs if shared else None)
+      if common_test is not None:
+        full = evaluate_common(program.predict_common_fn, state_k, m.fed,
+                               common_test, program.task, m.info)
+        res['final_common'] = full
+        if 'correct' in full:
+          res.setdefault('common_correct', []).append(
+              {'round': r + n, 'correct': full['correct']})
+        ev = {**ev, 'common': {k: v for k, v in full.items()
+                               if k != 'correct'}}
       res['final'] = ev
       last_loss = {g: losses[g][-1] for g in program.groups}
       res['history'].append({'round': r + n, 'summary': ev['summary'],
                              'train_loss': last_loss})
+      if 'common' in ev:
+        res['history'][-1]['common_summary'] = ev['common']['summary']
       value = ev['summary']['all'][metric]
       if not res['best'] or value > res['best']['value']:
         res['best'] = {'round': r + n, 'value': value}

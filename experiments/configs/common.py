@@ -72,6 +72,9 @@ def classification_base() -> ml_collections.ConfigDict:
   # How a sweep runs K configs side by side: 'auto' (per backend), 'vmap'
   # or 'map' (engine.resolve_config_parallel).
   c.config_parallel = 'auto'
+  # Also score every silo on the whole official test split (one common set
+  # of images for every method and silo; per-image results saved).
+  c.common_test = False
   # 0: every visible device (on CPU the CLI makes one host device per core,
   # fedhelp_jax/host_devices.py); N > 0 asks for N.
   c.num_devices = 0
