@@ -10,11 +10,12 @@ mesh the server sums per-device partial sums).
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests import subprocess_env
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
@@ -23,16 +24,7 @@ _TOL = 1e-5
 _TIMEOUT_S = 300
 
 
-def _env(devices):
-  env = dict(os.environ)
-  env['JAX_PLATFORMS'] = 'cpu'
-  flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if 'host_platform_device_count' not in f]
-  env['XLA_FLAGS'] = ' '.join(
-      flags + [f'--xla_force_host_platform_device_count={devices}'])
-  env['PYTHONPATH'] = os.pathsep.join(
-      p for p in (_ROOT, env.get('PYTHONPATH')) if p)
-  return env
+_env = subprocess_env.cpu_env
 
 
 def _results(stdout):
@@ -42,9 +34,7 @@ def _results(stdout):
 
 @pytest.fixture(scope='module')
 def two_processes():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
+  port = subprocess_env.free_port()
   procs = [subprocess.Popen(
       [sys.executable, _WORKER, 'sampling,process_local,sweep_engine',
        f'127.0.0.1:{port}',
@@ -114,6 +104,7 @@ def test_multihost_sweep_on_2d_mesh_equals_configs_one_by_one(two_processes):
     assert s['configs_differ'] > 1e-3, s  # The configs really differ.
 
 
+@pytest.mark.slow  # 30 s; the engine-level 2-D sweep above is the default.
 def test_multihost_run_sweep_with_mesh_equals_sequential(one_process):
   """``sweep.run_sweep(configs, mesh=make_sweep_mesh(2, 2))``, host loop
   included (padding, placement, evaluation), vs the configs one by one."""

@@ -11,12 +11,13 @@ notices within seconds), so a failure cannot hang the suite.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from tests import subprocess_env
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
@@ -25,23 +26,8 @@ _ROUNDS = 4
 _TIMEOUT_S = 240
 
 
-def _env(devices: int) -> dict[str, str]:
-  env = dict(os.environ)
-  env['JAX_PLATFORMS'] = 'cpu'
-  env['FEDHELP_HOST_DEVICES'] = str(devices)
-  flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if 'host_platform_device_count' not in f]
-  env['XLA_FLAGS'] = ' '.join(
-      flags + [f'--xla_force_host_platform_device_count={devices}'])
-  env['PYTHONPATH'] = os.pathsep.join(
-      p for p in (_ROOT, env.get('PYTHONPATH')) if p)
-  return env
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+_env = subprocess_env.cpu_env
+_free_port = subprocess_env.free_port
 
 
 def _fail(procs, what):

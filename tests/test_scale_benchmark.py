@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import gpu_suite
 from benchmarks import report
 
@@ -33,6 +35,7 @@ def _positive(x):
           and math.isfinite(x) and x > 0)
 
 
+@pytest.mark.slow  # 30 s of a benchmark's smoke run.
 def test_scale_quick_multiprocess_writes_every_section(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   proc = subprocess.run(

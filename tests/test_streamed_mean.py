@@ -42,9 +42,10 @@ def _max_abs_diff(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+# Chunk 1 and vmap without sampling are also pinned by test_engine's
+# compiled-vs-loop checks (the loop reference stacks the uploads).
 @pytest.mark.parametrize('strategy,chunk,sampling', [
-    ('chunked', 1, None), ('chunked', 3, None), ('vmap', None, None),
-    ('chunked', 1, {'small': 4})])
+    ('chunked', 3, None), ('chunked', 1, {'small': 4})])
 def test_streamed_mean_equals_stacked_uploads(strategy, chunk, sampling):
   """Chunk 3 over 7 small silos also runs the remainder chunk."""
   streamed, stacked = _algs()
@@ -78,7 +79,7 @@ def test_streamed_mean_memory_does_not_grow_with_silos():
     compiled = many.lower(state, data, weights, hp).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
-  streamed, stacked = _algs('cnn', features=(8,), dense=64)
+  streamed, stacked = _algs('cnn', features=(4,), dense=64)
   grow_streamed = temp_bytes(streamed, 64) - temp_bytes(streamed, 8)
   grow_stacked = temp_bytes(stacked, 64) - temp_bytes(stacked, 8)
   model_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(
