@@ -1,0 +1,197 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""FedHelp vs baselines with the power to see an effect.
+
+  python -m experiments.fedhelp_power --experiment=cls_authors \
+      --train_seeds=5 --partition_seeds=2 --rounds=30 \
+      --out=experiments/results/fedhelp_power_pneumonia
+
+Every (training seed, partition seed) pair runs every method on the same
+partition; every silo's evaluation model is scored on the WHOLE official
+test split (``config.common_test``), so all methods and silos answer on the
+same images. The primary endpoint is the small group's accuracy on that
+common set, averaged over the last ``--last_evals`` evaluations. Per image,
+a method's small-group score is the fraction of (small silo, evaluation)
+pairs that got it right; ``stats.hierarchical_bootstrap`` resamples seed
+pairs and images for each method's 95% interval, and
+``stats.paired_comparison`` gives FedHelp minus each baseline (bootstrap
+interval of the difference, paired t over seed pairs, sign count, McNemar).
+
+Writes ``<out>/summary.json`` (``methods[m][group]`` with ``mean``, ``sd``,
+``ci95``, ``n_seeds``, ``n_test_images``; ``paired['fedhelp_vs_<m>']``;
+``protocol``) and ``<out>/scores.npz`` (the per-image scores behind it).
+``fedavg_samples`` is FedAvg with sample-count weights, the conventional
+reference (every other method keeps the recipe's aggregation).
+"""
+
+import importlib
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from experiments import fedhelp_table_lib as table_lib
+from fedhelp_jax import experiment
+from fedhelp_jax import reporting
+from fedhelp_jax import runner
+from fedhelp_jax import stats
+from fedhelp_jax import validate
+
+# Name -> (registered algorithm, aggregation override or None).
+METHODS = {'fedhelp': ('fedhelp', None), 'fedavg': ('fedavg', None),
+           'fedavg_fm': ('fedavg_fm', None), 'local': ('local', None),
+           'fedavg_samples': ('fedavg', 'samples')}
+
+_EXPERIMENT = flags.DEFINE_string(
+    'experiment', 'cls_authors',
+    'Config module experiments/configs/fedhelp_<name>.py (classification).')
+_METHODS = flags.DEFINE_list('methods', list(METHODS), 'Methods to run.')
+_TRAIN_SEEDS = flags.DEFINE_integer('train_seeds', 5, 'Training seeds.')
+_PARTITION_SEEDS = flags.DEFINE_integer('partition_seeds', 2,
+                                        'Partition seeds.')
+_ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
+_LAST_EVALS = flags.DEFINE_integer(
+    'last_evals', 3, 'Evaluations averaged for the endpoint.')
+_CONFIG_MODULE = flags.DEFINE_string(
+    'config_module', None, 'Python module with get_config(algorithm) to use '
+    'instead of --experiment (e.g. tests.tiny_config).')
+_OUT = flags.DEFINE_string('out', None, 'Output directory.')
+_REFERENCE = flags.DEFINE_string('reference', 'fedhelp',
+                                 'The method every other is paired with.')
+
+
+def method_config(get_config, method: str, *, partition_seed: int,
+                  rounds: int):
+  """One method's config: the experiment's recipe for its algorithm, with
+  the run's rounds, partition seed and common-test scoring."""
+  algorithm, aggregation = METHODS[method]
+  config = get_config(algorithm)
+  config.seed = int(partition_seed)
+  config.rounds = int(rounds)
+  config.common_test = True
+  if aggregation:
+    config.aggregation = aggregation
+  validate.validate_config(config)
+  return config
+
+
+def image_scores(result, info, last_evals: int) -> dict[str, np.ndarray]:
+  """Per group, per image: the fraction of (silo, last evaluations) that
+  classified the image correctly (``[N]``; 'all' weights every silo alike,
+  as the group summaries do)."""
+  kept = result['common_correct'][-last_evals:]
+  out = {}
+  for g in info['groups']:
+    out[g] = np.mean([c['correct'][g].mean(axis=0) for c in kept], axis=0)
+  every = [np.concatenate([c['correct'][g] for g in info['groups']])
+           for c in kept]
+  out['all'] = np.mean([e.mean(axis=0) for e in every], axis=0)
+  return out
+
+
+def run_pair(get_config, methods, *, train_seed: int, partition_seed: int,
+             rounds: int, last_evals: int, log) -> dict[str, dict]:
+  """Every method on one (training seed, partition seed) pair."""
+  base = method_config(get_config, methods[0], partition_seed=partition_seed,
+                       rounds=rounds)
+  raw = experiment.load_raw(base)
+  partitioned = experiment.build_federation(base, raw)
+  common = runner.CommonTest(np.asarray(raw['test_x']),
+                             np.asarray(raw['test_y']))
+  out = {}
+  for m in methods:
+    config = method_config(get_config, m, partition_seed=partition_seed,
+                           rounds=rounds)
+    fed = experiment.prepare_federation(config, raw, partitioned)
+    program = runner.build_program(config, fed.task, fed.groups, fed.info)
+    t0 = time.time()
+    (res,) = runner.run(
+        program, [runner.Member(int(train_seed), fed.fed, fed.weights,
+                                fed.info, fed.hparams)],
+        rounds=rounds, eval_every=int(config.eval_every), nonfinite='stop',
+        common_test=common, labels=[f'{m} seed {train_seed}'])
+    scores = image_scores(res, fed.info, last_evals)
+    out[m] = {'scores': scores, 'wall_s': time.time() - t0,
+              'common_summary': res['final_common']['summary'],
+              'protocol': table_lib.protocol_record(config,
+                                                    fed.info.get('fm'))}
+    log(f'[{m}] pair (train {train_seed}, partition {partition_seed}): '
+        + ', '.join(f'{g} {scores[g].mean():.4f}' for g in scores)
+        + f' ({out[m]["wall_s"]:.1f}s)')
+  return out
+
+
+def summarize(scores: dict[str, dict[str, np.ndarray]],
+              reference: str = 'fedhelp') -> dict:
+  """``methods[m][group]`` intervals and ``paired[ref_vs_m]`` tests from
+  ``scores[m][group] [pairs, N]``."""
+  summary = {'methods': {}, 'paired': {}}
+  for m, by_group in scores.items():
+    summary['methods'][m] = {g: stats.hierarchical_bootstrap(v)
+                             for g, v in by_group.items()}
+  if reference in scores:
+    for m in scores:
+      if m != reference:
+        summary['paired'][f'{reference}_vs_{m}'] = {
+            g: stats.paired_comparison(scores[reference][g], scores[m][g],
+                                       correct=False)
+            for g in scores[m]}
+  return summary
+
+
+def main(argv):
+  del argv
+  if _CONFIG_MODULE.value:
+    module = importlib.import_module(_CONFIG_MODULE.value)
+  else:
+    module = importlib.import_module(
+        f'experiments.configs.fedhelp_{_EXPERIMENT.value}')
+  out = _OUT.value or os.path.join('experiments', 'results',
+                                   f'fedhelp_power_{_EXPERIMENT.value}')
+  os.makedirs(out, exist_ok=True)
+  methods = list(_METHODS.value)
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown:
+    raise app.UsageError(f'--methods: unknown {unknown}; known '
+                         f'{sorted(METHODS)}.')
+  t0 = time.time()
+  lines = []
+
+  def log(msg):
+    print(msg, flush=True)
+    lines.append(msg)
+
+  pairs = [(t, p) for p in range(_PARTITION_SEEDS.value)
+           for t in range(_TRAIN_SEEDS.value)]
+  per_pair, protocol, walls = [], None, {m: 0.0 for m in methods}
+  for t, p in pairs:
+    res = run_pair(module.get_config, methods, train_seed=t,
+                   partition_seed=p, rounds=_ROUNDS.value,
+                   last_evals=_LAST_EVALS.value, log=log)
+    per_pair.append(res)
+    protocol = protocol or res[methods[0]]['protocol']
+    for m in methods:
+      walls[m] += res[m]['wall_s']
+  scores = {m: {g: np.stack([r[m]['scores'][g] for r in per_pair])
+                for g in per_pair[0][m]['scores']} for m in methods}
+  summary = summarize(scores, _REFERENCE.value)
+  summary.update({
+      'experiment': _CONFIG_MODULE.value or f'fedhelp_{_EXPERIMENT.value}',
+      'endpoint': f'accuracy on the whole official test split, mean over '
+                  f'the last {_LAST_EVALS.value} evaluations',
+      'pairs': [{'train_seed': t, 'partition_seed': p} for t, p in pairs],
+      'rounds': _ROUNDS.value, 'protocol': protocol,
+      'method_wall_s': walls, 'wall_time_s': time.time() - t0,
+      'log': lines})
+  reporting.write_json(os.path.join(out, 'summary.json'), summary)
+  np.savez_compressed(os.path.join(out, 'scores.npz'),
+                      **{f'{m}/{g}': v for m, by in scores.items()
+                         for g, v in by.items()})
+  print(json.dumps({m: summary['methods'][m]['small'] for m in methods},
+                   indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
