@@ -86,8 +86,10 @@ def main(argv):
   from fedhelp_jax.data import load
   # pylint: enable=g-import-not-at-top
   user_errors = (validate.ConfigError, validate.DataError,
-                 checkpoint.ConfigMismatchError, experiment.NonFiniteError,
-                 FileNotFoundError, load.DataCacheError)
+                 checkpoint.ConfigMismatchError,
+                 checkpoint.CheckpointUnreadableError,
+                 experiment.NonFiniteError, FileNotFoundError,
+                 load.DataCacheError)
   try:
     # Overrides of fields are applied when the config is first read.
     config = _CONFIG.value

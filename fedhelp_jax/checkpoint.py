@@ -6,12 +6,16 @@ silo's state including private models, BatchNorm statistics and personalized
 parts, the base PRNG key and the round counter). Data order is a pure
 function of (seed, round, group, silo), so nothing else is needed to continue
 bit-exactly. The config hash is stored beside the checkpoints; resuming a
-directory written by a config that changes results is refused.
+directory written by a config that changes results is refused. A checkpoint
+that cannot be read (files truncated by a crash) is moved aside and the run
+resumes from the newest one that can.
 """
 
 import json
+import logging
 import os
 import shutil
+import sys
 from typing import Any, Optional
 
 import jax
@@ -27,6 +31,10 @@ class ConfigMismatchError(ValueError):
   """Raised when resuming a directory written by a different config."""
 
 
+class CheckpointUnreadableError(ValueError):
+  """Raised when no checkpoint of a directory can be restored."""
+
+
 def _is_primary() -> bool:
   return jax.process_index() == 0
 
@@ -36,6 +44,56 @@ def _barrier(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f'fedhelp_jax.checkpoint.{name}')
+
+
+def _everyone(ok: bool) -> bool:
+  """Whether ``ok`` holds in every process (itself with one)."""
+  if jax.process_count() == 1:
+    return ok
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def _quiet_failed_io_aftermath() -> None:
+  """Silences the tracebacks a failed orbax read or write leaves behind.
+
+  When one TensorStore operation of a restore or save fails (a damaged
+  file, a full disk), orbax's event loop ends while the others are still in
+  flight: as they finish, their callbacks find the loop closed ('Event loop
+  is closed', through ``sys.unraisablehook``), and the tasks whose errors
+  nobody awaited are logged by asyncio ('Task exception was never
+  retrieved'), dozens of tracebacks after the failure was already reported
+  in one line. Only those two are dropped (the second only for TensorStore
+  errors); anything else passes. Installed once per process.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, '_fedhelp_quiet', False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError)
+            and str(error) == 'Event loop is closed'):
+      previous(unraisable)
+
+  def keep(record: logging.LogRecord) -> bool:
+    if not record.getMessage().startswith('Task exception was never'):
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return 'tensorstore_spec' not in str(error)
+
+  hook._fedhelp_quiet = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+  logging.getLogger('asyncio').addFilter(keep)
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+  """The first line of an error, shortened (orbax's run to many lines)."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  text = lines[0] if lines else type(error).__name__
+  text = f'{type(error).__name__}: {text}'
+  return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 class RunCheckpointer:
@@ -142,12 +200,39 @@ class RunCheckpointer:
       self._write_hash()
       return state, 0
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = self._manager.restore(
-        step, args=ocp.args.StandardRestore(abstract))
+    failures = []  # (step, cause) of the checkpoints that cannot be read.
+    _quiet_failed_io_aftermath()  # Before: they may come at once.
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        restored = self._manager.restore(
+            step, args=ocp.args.StandardRestore(abstract))
+        cause = None
+      except Exception as e:  # pylint: disable=broad-except
+        # TensorStore and orbax raise many types for damaged files.
+        cause = _first_line(e)
+      if _everyone(cause is None):
+        break
+      failures.append((step, cause or 'unreadable in another process'))
+    else:
+      listed = '; '.join(f'round {s}: {c}' for s, c in failures)
+      raise CheckpointUnreadableError(
+          f'no checkpoint in {self.directory} can be read ({listed}). Fix: '
+          'pass --noresume (resume=False) to start over there, or delete '
+          f'{self.directory} (or move it away to keep it).')
+    for bad, cause in failures:  # Kept for a look, out of orbax's way.
+      moved = self._move_aside(bad)
+      if _is_primary():
+        print(f'[fedhelp_jax] the round {bad} checkpoint in '
+              f'{self.directory} cannot be read ({cause}); moved aside to '
+              f'{moved}')
+    if failures:
+      self._manager.reload()
     restored = jax.tree.unflatten(jax.tree.structure(state),
                                   jax.tree.leaves(restored))
     if _is_primary():
-      print(f'[fedhelp_jax] resumed from round {step} ({self.directory})')
+      older = ', the newest readable checkpoint' if failures else ''
+      print(f'[fedhelp_jax] resumed from round {step} ({self.directory}'
+            f'{older})')
     return restored, int(step)
 
   def save(self, round_index: int, state: Any) -> None:
@@ -156,6 +241,19 @@ class RunCheckpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+  def _move_aside(self, step: int) -> str:
+    """Renames step directory ``step`` to ``<step>.unreadable-<n>`` (a name
+    orbax does not take for a step) and returns the new path."""
+    source = os.path.join(self.directory, str(step))
+    n = 1
+    while os.path.exists(f'{source}.unreadable-{n}'):
+      n += 1
+    target = f'{source}.unreadable-{n}'
+    if _is_primary():
+      os.rename(source, target)
+    _barrier(f'move_aside.{step}')
+    return target
 
   def _write_hash(self) -> None:
     if _is_primary():

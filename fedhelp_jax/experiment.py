@@ -448,13 +448,13 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   total = int(config.rounds)
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
-  logger = reporting.MetricsLogger(
+  open_log = lambda: reporting.MetricsLogger(
       workdir, resumed=start_round > 0, resume_round=start_round,
       tensorboard=config.get('tensorboard', False), write=primary)
-  progress = reporting.Progress(total, initial=start_round,
-                                enabled=primary and config.get('progress',
-                                                               True),
-                                every=every)
+  open_progress = lambda: reporting.Progress(
+      total, initial=start_round,
+      enabled=primary and config.get('progress', True), every=every)
+  logger, progress = open_log(), open_progress()
   if start_round == 0 and primary:
     reporting.write_json(os.path.join(workdir, 'config.json'),
                          {'config': config.to_dict(), 'config_hash': chash,
@@ -474,13 +474,23 @@ def run_experiment(config, workdir: Optional[str] = None, *,
         **{f'{metric}_{g}': summ[g][metric] for g in groups if g in summ})
     shown = record['round']
 
+  def restore(state):
+    nonlocal logger, progress, shown, start_round
+    state, restored = manager.maybe_restore(state, resume=resume)
+    if restored != start_round:  # Newer checkpoints could not be read.
+      logger.close()
+      progress.close()
+      start_round = shown = restored
+      logger, progress = open_log(), open_progress()
+    return state, restored
+
   nonfinite = config.get('nonfinite', 'stop')
   try:
     (result,) = runner.run(
         program, [runner.Member(int(config.seed), fed, weights, info,
                                 hparams)],
         rounds=total, eval_every=every, nonfinite=nonfinite,
-        restore=lambda state: manager.maybe_restore(state, resume=resume),
+        restore=restore,
         on_eval=on_eval, common_test=common_test)
   except NonFiniteError as e:
     kept = manager.latest_round()
