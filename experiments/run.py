@@ -81,13 +81,14 @@ def main(argv):
   distributed.quiet_non_primary()  # Other processes print only errors.
   # pylint: disable=g-import-not-at-top
   from fedhelp_jax import checkpoint  # Import after flags parse (fast --help).
+  from fedhelp_jax import errors
   from fedhelp_jax import experiment
   from fedhelp_jax import validate
   from fedhelp_jax.data import load
   # pylint: enable=g-import-not-at-top
   user_errors = (validate.ConfigError, validate.DataError,
                  checkpoint.ConfigMismatchError,
-                 checkpoint.CheckpointUnreadableError,
+                 checkpoint.CheckpointUnreadableError, errors.DiskFullError,
                  experiment.NonFiniteError, FileNotFoundError,
                  load.DataCacheError)
   try:

@@ -21,6 +21,8 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from fedhelp_jax import faults
+
 
 # The hashed-config entry that records how many devices the checkpointed
 # silos were padded and sharded for (absent: one device).
@@ -83,9 +85,18 @@ def _quiet_failed_io_aftermath() -> None:
     error = record.exc_info[1] if record.exc_info else None
     return 'tensorstore_spec' not in str(error)
 
+  def keep_orbax(record: logging.LogRecord) -> bool:
+    # Orbax's worker threads log their failure (with its traceback) before
+    # the save raises; a full disk is then reported in one line.
+    return not (record.pathname.endswith(os.path.join('futures',
+                                                      'future.py'))
+                and 'raised an exception' in record.getMessage()
+                and faults.is_disk_full(Exception(record.getMessage())))
+
   hook._fedhelp_quiet = True  # pylint: disable=protected-access
   sys.unraisablehook = hook
   logging.getLogger('asyncio').addFilter(keep)
+  logging.getLogger('absl').addFilter(keep_orbax)
 
 
 def _first_line(error: BaseException, limit: int = 200) -> str:
@@ -127,6 +138,7 @@ class RunCheckpointer:
     _barrier('open')
     self._hash_path = os.path.join(self.directory, 'config_hash.json')
     self._config_hash = config_hash
+    self._keep = int(keep)
     self._hashed_config = hashed_config
     self._manager = ocp.CheckpointManager(
         self.directory,
@@ -198,6 +210,7 @@ class RunCheckpointer:
       for s in self._manager.all_steps():
         self._manager.delete(s)
       self._write_hash()
+      self.warn_if_low_space(state)
       return state, 0
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     failures = []  # (step, cause) of the checkpoints that cannot be read.
@@ -233,11 +246,57 @@ class RunCheckpointer:
       older = ', the newest readable checkpoint' if failures else ''
       print(f'[fedhelp_jax] resumed from round {step} ({self.directory}'
             f'{older})')
+    self.warn_if_low_space(restored)
     return restored, int(step)
 
   def save(self, round_index: int, state: Any) -> None:
-    self._manager.save(round_index, args=ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    """Saves ``state`` as step ``round_index`` (synchronously).
+
+    Raises:
+      DiskFullError: the disk filled up; the unfinished save is removed and
+        the earlier checkpoints are as they were.
+    """
+    _quiet_failed_io_aftermath()  # A failed save leaves them too.
+    try:
+      self._manager.save(round_index, args=ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if not faults.is_disk_full(e):
+        raise
+      if _is_primary():
+        _remove_unfinished_saves(self.directory)  # Give the space back.
+      needed, why = self.checkpoint_bytes(state)
+      raise faults.disk_full(f'the round {round_index} checkpoint',
+                             self.directory, needed, why) from None
+
+  def checkpoint_bytes(self, state: Any) -> tuple[int, str]:
+    """About how many bytes a checkpoint of ``state`` takes, and whence:
+    the newest checkpoint on disk, else the state's size in memory."""
+    step = self._manager.latest_step()
+    if step is not None:
+      path = os.path.join(self.directory, str(step))
+      if os.path.isdir(path):
+        return (faults.disk_bytes(path),
+                f'what the round {step} checkpoint takes')
+    nbytes = sum(int(getattr(x, 'nbytes', 0)) for x in jax.tree.leaves(state))
+    return nbytes, "the state's size in memory"
+
+  def warn_if_low_space(self, state: Any) -> None:
+    """Warns (once, process 0) when the disk holds fewer than the
+    ``keep + 1`` checkpoints a run has at a time (the kept ones and the one
+    being written)."""
+    if not _is_primary():
+      return
+    needed, why = self.checkpoint_bytes(state)
+    free = faults.free_bytes(self.directory)
+    at_once = self._keep + 1
+    if free is not None and free < at_once * needed:
+      print(f'[fedhelp_jax] warning: {faults.human_bytes(free)} free for '
+            f'{self.directory}, but a checkpoint takes about '
+            f'{faults.human_bytes(needed)} ({why}) and a run holds up to '
+            f'{at_once} at a time (checkpoint_keep={self._keep}, and the one '
+            'being written): a save may find the disk full. Fix: free space '
+            'there, or point --workdir at a larger disk.')
 
   def close(self) -> None:
     self._manager.close()

@@ -21,3 +21,7 @@ def config_error(field: str, problem: str, fix: str) -> ConfigError:
 def data_error(where: str, problem: str, fix: str) -> DataError:
   """``DataError`` for a data array with the problem and the fix."""
   return DataError(f'{where}: {problem} Fix: {fix}')
+
+
+class DiskFullError(RuntimeError):
+  """A write failed for want of disk space (what, where, free and needed)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
+from fedhelp_jax import errors
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import tasks
@@ -385,6 +386,16 @@ def config_hash(config) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _disk_full(error, kept: str, workdir: str,
+               resumes_from: Optional[int] = None) -> errors.DiskFullError:
+  """``error`` (what, where, free, needed) with what is kept and the fix."""
+  then = (f'the same command then resumes from round {resumes_from}'
+          if resumes_from else 'the same command then starts it')
+  return errors.DiskFullError(
+      f'{error} {kept} Fix: free space there, or copy {workdir} to a larger '
+      f'disk and point --workdir at the copy; {then}.')
+
+
 def run_experiment(config, workdir: Optional[str] = None, *,
                    resume: Optional[bool] = None) -> dict[str, Any]:
   """Runs one configured federated experiment.
@@ -456,17 +467,24 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       enabled=primary and config.get('progress', True), every=every)
   logger, progress = open_log(), open_progress()
   if start_round == 0 and primary:
-    reporting.write_json(os.path.join(workdir, 'config.json'),
-                         {'config': config.to_dict(), 'config_hash': chash,
-                          'partition': reporting.strict(info),
-                          'strategy': program.strategy.describe()})
+    try:
+      reporting.write_json(os.path.join(workdir, 'config.json'),
+                           {'config': config.to_dict(), 'config_hash': chash,
+                            'partition': reporting.strict(info),
+                            'strategy': program.strategy.describe()})
+    except errors.DiskFullError as e:
+      raise _disk_full(e, 'Nothing was trained yet.', workdir) from None
   shown = start_round  # The round the progress bar stands at.
 
   def on_eval(k, record, state):
     nonlocal shown
     del k  # One config.
     logger.log(record)
-    manager.save(record['round'], state)
+    try:
+      manager.save(record['round'], state)
+    except errors.DiskFullError:
+      logger.rollback()  # The log ends where the checkpoints do.
+      raise
     summ = record['summary']
     progress.update(
         record['round'] - shown, round=record['round'],
@@ -504,6 +522,12 @@ def run_experiment(config, workdir: Optional[str] = None, *,
       fix += (', or rerun with --config.nonfinite=skip to resume from the '
               "checkpoint and drop such silos' updates")
     raise NonFiniteError(f'{e} {where} Fix: {fix}.', e.events) from None
+  except errors.DiskFullError as e:
+    kept = manager.latest_round()
+    where = (f'Kept: the round {kept} checkpoint in {manager.directory} and '
+             f'metrics.jsonl up to round {kept}.' if kept else
+             'No checkpoint was written yet.')
+    raise _disk_full(e, where, workdir, kept) from None
   finally:
     progress.close()
     logger.close()
@@ -552,6 +576,11 @@ def run_experiment(config, workdir: Optional[str] = None, *,
         rounds=np.asarray([c['round'] for c in last]),
         **{g: np.stack([c['correct'][g] for c in last]) for g in groups})
   if primary:
-    reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
+    try:
+      reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
+    except errors.DiskFullError as e:
+      where = (f'All {total} rounds are checkpointed in {manager.directory} '
+               'and logged.')
+      raise _disk_full(e, where, workdir, total) from None
     reporting.print_summary(summary, groups)
   return summary

@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from fedhelp_jax import faults
+
 
 def strict(x: Any) -> Any:
   """``x`` with numpy values made plain and NaN/inf made ``None``.
@@ -41,11 +43,44 @@ def dumps(obj: Any, **kwargs) -> str:
 
 def write_json(path: str, obj: Any) -> None:
   """Writes strict JSON atomically (temp file + rename), so a crash never
-  leaves a half-written file behind."""
+  leaves a half-written file behind.
+
+  Raises:
+    DiskFullError: the disk is full; the previous file is left as it was.
+  """
+  write_atomic(path, dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def write_atomic(path: str, data: bytes, what: Optional[str] = None) -> None:
+  """Writes ``data`` to a temp file and renames it over ``path``.
+
+  Raises:
+    DiskFullError: the disk is full (``what`` names the file in the
+      message); ``path`` is left as it was and the temp file removed.
+  """
   tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(dumps(obj, indent=1, sort_keys=True))
-  os.replace(tmp, path)
+  try:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+      _write_all(fd, data)
+    finally:
+      os.close(fd)
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    if faults.is_disk_full(e):
+      raise faults.disk_full(what or os.path.basename(path), path, len(data),
+                             'its size') from None
+    raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+  """Writes all of ``data`` to ``fd`` and flushes it to the disk."""
+  view = memoryview(data)
+  while view:
+    view = view[os.write(fd, view):]
+  os.fsync(fd)
 
 
 def _default(x):
@@ -107,11 +142,9 @@ class MetricsLogger:
     if resumed and resume_round is not None and os.path.exists(self.path):
       # Rounds logged after the restored checkpoint will be run again.
       keep = [r for r in read_jsonl(self.path) if r['round'] <= resume_round]
-      tmp = self.path + '.tmp'
-      with open(tmp, 'w') as f:
-        for r in keep:
-          f.write(dumps(r) + '\n')
-      os.replace(tmp, self.path)
+      write_atomic(self.path, ''.join(dumps(r) + '\n' for r in keep).encode(),
+                   f'metrics.jsonl (its records up to round {resume_round})')
+    self._last_size = None  # Of the file before the last record.
     self._tb = None
     if tensorboard:
       try:
@@ -131,9 +164,7 @@ class MetricsLogger:
     if self._memory is not None:
       self._memory.append(json.loads(dumps(record)))
       return
-    with open(self.path, 'a') as f:
-      f.write(dumps(record) + '\n')
-      f.flush()
+    self._append((dumps(record) + '\n').encode(), record.get('round'))
     if self._tb is not None:
       step = record['round']
       for group, vals in record['summary'].items():
@@ -142,6 +173,42 @@ class MetricsLogger:
             self._tb.add_scalar(f'{group}/{k}', v, step)
       for group, v in record.get('train_loss', {}).items():
         self._tb.add_scalar(f'train_loss/{group}', v, step)
+
+  def _append(self, line: bytes, round_index: Optional[int]) -> None:
+    """Appends one whole line, flushed to the disk, or nothing.
+
+    One unbuffered descriptor in append mode: a write cut short (a full
+    disk) is cut back to where the line began, so the log never holds a
+    partial line of a writer that is still alive.
+
+    Raises:
+      DiskFullError: the disk is full; the log is as it was before.
+    """
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = os.fstat(fd).st_size
+    try:
+      _write_all(fd, line)
+    except OSError as e:
+      os.ftruncate(fd, start)
+      if faults.is_disk_full(e):
+        raise faults.disk_full(f'the round {round_index} record of '
+                               'metrics.jsonl', self.path, len(line),
+                               'its size') from None
+      raise
+    finally:
+      os.close(fd)
+    self._last_size = start
+
+  def rollback(self) -> None:
+    """Removes the last record logged (its checkpoint could not be saved),
+    so the log and the checkpoints stay consistent."""
+    if self._memory is not None:
+      if self._memory:
+        self._memory.pop()
+      return
+    if self._last_size is not None:
+      os.truncate(self.path, self._last_size)
+      self._last_size = None
 
   def close(self) -> None:
     if self._tb is not None:

@@ -1,12 +1,14 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
 """Real faults of long runs, each met through the CLI or ``run_experiment``.
 
-Unreadable checkpoints (array files truncated as a crash leaves them).
+Unreadable checkpoints (array files truncated as a crash leaves them) and a
+full disk (a real small tmpfs, and injected ENOSPC).
 Select them with ``pytest -k fault``. The tiny federation is
 ``tests/tiny_config.py``; the CLI runs share the test run's compilation
 cache (``tests/conftest.py``).
 """
 
+import errno
 import glob
 import os
 import shutil
@@ -130,3 +132,167 @@ def test_fault_no_readable_checkpoint_exits_with_one_line(
   # Nothing is moved or deleted when nothing can be resumed.
   assert _steps(workdir) == [1, 2]
   assert not glob.glob(os.path.join(ckpt_dir, '*.unreadable-*'))
+
+
+# ---------------------------------------------------------------------------
+# 2. A full disk.
+# ---------------------------------------------------------------------------
+
+
+def _tiny(**overrides):
+  from fedhelp_jax import sweep  # pylint: disable=g-import-not-at-top
+  from tests import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config()
+  for key, value in overrides.items():
+    sweep.set_field(config, key, value)
+  return config
+
+
+def _enospc():
+  return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _full_disk_at(monkeypatch, target):
+  """Makes the disk full for one write: 'checkpoint' (orbax's save of
+  round 2), 'log' (metrics.jsonl's round-2 record, half written) or
+  'summary' (summary.json, half written)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import reporting  # pylint: disable=g-import-not-at-top
+  if target == 'checkpoint':
+    save = ocp.CheckpointManager.save
+
+    def full_save(self, step, *args, **kwargs):
+      if step == 2:
+        raise _enospc()
+      return save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, 'save', full_save)
+    return
+  write_all = reporting._write_all  # pylint: disable=protected-access
+
+  def full_write(fd, data):
+    name = os.readlink(f'/proc/self/fd/{fd}')
+    if (target == 'log' and name.endswith('metrics.jsonl')
+        and b'"round": 2,' in data) or (
+            target == 'summary' and name.endswith('summary.json.tmp')):
+      os.write(fd, data[:len(data) // 2])  # Part of it, then the disk is full.
+      raise _enospc()
+    return write_all(fd, data)
+
+  monkeypatch.setattr(reporting, '_write_all', full_write)
+
+
+@pytest.mark.parametrize('target, what, needed', [
+    ('checkpoint', 'the round 2 checkpoint to {ckpt}',
+     'needed (what the round 1 checkpoint takes).'),
+    ('log', 'the round 2 record of metrics.jsonl to {log}',
+     'needed (its size).'),
+    ('summary', 'summary.json to {summary}', 'needed (its size).')])
+def test_fault_disk_full_is_one_line_and_keeps_log_and_checkpoints_consistent(
+    target, what, needed, tmp_path, monkeypatch):
+  from fedhelp_jax import errors  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import experiment  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  ckpt = os.path.join(workdir, 'checkpoints')
+  paths = {'ckpt': ckpt, 'log': os.path.join(workdir, 'metrics.jsonl'),
+           'summary': os.path.join(workdir, 'summary.json')}
+  with monkeypatch.context() as m:
+    _full_disk_at(m, target)
+    with pytest.raises(errors.DiskFullError) as err:
+      experiment.run_experiment(_tiny(rounds=3), workdir)
+  msg = str(err.value)
+  assert '\n' not in msg
+  assert msg.startswith(
+      f'no space left on the device writing {what.format(**paths)}: ')
+  assert ' free, about ' in msg and needed in msg, msg
+  last = 3 if target == 'summary' else 1
+  if target == 'summary':
+    assert f'All 3 rounds are checkpointed in {ckpt} and logged.' in msg
+    assert not os.path.exists(paths['summary'] + '.tmp')
+  else:
+    assert (f'Kept: the round 1 checkpoint in {ckpt} and metrics.jsonl up '
+            'to round 1.') in msg
+  assert msg.endswith(
+      f'Fix: free space there, or copy {workdir} to a larger disk and point '
+      f'--workdir at the copy; the same command then resumes from round '
+      f'{last}.')
+  # The log ends where the checkpoints do, with whole lines only.
+  assert _steps(workdir)[-1] == last
+  assert _rounds_logged(workdir) == list(range(1, last + 1))
+  with open(paths['log'], 'rb') as f:
+    assert f.read().endswith(b'}\n')
+  # With space again, the same call finishes.
+  summary = experiment.run_experiment(_tiny(rounds=3), workdir)
+  assert summary['resumed_from_round'] == last
+  assert _rounds_logged(workdir) == [1, 2, 3]
+
+
+def _disk_blocks(path) -> int:
+  """Bytes ``path`` takes on its filesystem (allocated blocks)."""
+  total = 0
+  for root, _, files in os.walk(path):
+    for name in files:
+      total += os.stat(os.path.join(root, name)).st_blocks * 512
+  return total
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A real tmpfs at ``tmp_path/disk``: ``resize(bytes)`` sets its size."""
+  mount_point = str(tmp_path / 'disk')
+  os.makedirs(mount_point)
+
+  def mount(size, remount=False):
+    options = f'{"remount," if remount else ""}size={size}'
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs',
+                           mount_point], capture_output=True, text=True,
+                          check=False)
+    return done.returncode == 0, done.stderr.strip()
+
+  ok, why = mount(1 << 20)
+  if not ok:
+    pytest.skip(f'cannot mount a tmpfs here ({why or "mount failed"}; it '
+                'needs root or CAP_SYS_ADMIN); the fault-injecting variants '
+                'cover the same messages')
+  try:
+    yield mount_point, lambda size: mount(size, remount=True)
+  finally:
+    subprocess.run(['umount', '-l', mount_point], check=False)
+
+
+def test_fault_disk_full_on_a_real_small_filesystem(two_round_run, cli_env,
+                                                    small_disk):
+  mount_point, resize = small_disk
+  one = _disk_blocks(os.path.join(two_round_run, 'checkpoints', '1'))
+  # Room for a checkpoint or two and the small files, not for all three.
+  assert resize(int(1.5 * one) + (96 << 10))[0]
+  workdir = os.path.join(mount_point, 'run')
+  ckpt = os.path.join(workdir, 'checkpoints')
+  done = _run(cli_env, workdir, '--config.rounds=3', timeout=120)
+  assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+  line = _one_line_error(done, 'DiskFullError')
+  kept = _steps(workdir)[-1]
+  assert line.startswith(
+      f'DiskFullError: no space left on the device writing the round '
+      f'{kept + 1} checkpoint to {ckpt}: '), line
+  assert f' needed (what the round {kept} checkpoint takes). Kept: the ' \
+      f'round {kept} checkpoint in {ckpt} and metrics.jsonl up to round ' \
+      f'{kept}.' in line
+  assert line.endswith(f'the same command then resumes from round {kept}.')
+  assert _rounds_logged(workdir) == list(range(1, kept + 1))
+  assert not [d for d in os.listdir(ckpt) if 'orbax-checkpoint-tmp' in d]
+  # Room for one more checkpoint at a time, not three: the same command
+  # warns before its first save, resumes and finishes.
+  assert resize(_disk_blocks(workdir) + int(1.5 * one) + (64 << 10))[0]
+  done = _run(cli_env, workdir, '--config.rounds=3', timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+  warning = [l for l in done.stdout.splitlines() if 'warning' in l]
+  assert len(warning) == 1 and warning[0].startswith(
+      f'[fedhelp_jax] warning: '), done.stdout
+  assert (f'free for {ckpt}, but a checkpoint takes about ') in warning[0]
+  assert warning[0].endswith(
+      'a run holds up to 3 at a time (checkpoint_keep=2, and the one being '
+      'written): a save may find the disk full. Fix: free space there, or '
+      'point --workdir at a larger disk.')
+  assert f'resumed from round {kept}' in done.stdout
+  assert _rounds_logged(workdir) == [1, 2, 3]
