@@ -44,24 +44,6 @@ METHODS = {'fedhelp': ('fedhelp', None), 'fedavg': ('fedavg', None),
            'fedavg_fm': ('fedavg_fm', None), 'local': ('local', None),
            'fedavg_samples': ('fedavg', 'samples')}
 
-_EXPERIMENT = flags.DEFINE_string(
-    'experiment', 'cls_authors',
-    'Config module experiments/configs/fedhelp_<name>.py (classification).')
-_METHODS = flags.DEFINE_list('methods', list(METHODS), 'Methods to run.')
-_TRAIN_SEEDS = flags.DEFINE_integer('train_seeds', 5, 'Training seeds.')
-_PARTITION_SEEDS = flags.DEFINE_integer('partition_seeds', 2,
-                                        'Partition seeds.')
-_ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
-_LAST_EVALS = flags.DEFINE_integer(
-    'last_evals', 3, 'Evaluations averaged for the endpoint.')
-_CONFIG_MODULE = flags.DEFINE_string(
-    'config_module', None, 'Python module with get_config(algorithm) to use '
-    'instead of --experiment (e.g. tests.tiny_config).')
-_OUT = flags.DEFINE_string('out', None, 'Output directory.')
-_REFERENCE = flags.DEFINE_string('reference', 'fedhelp',
-                                 'The method every other is paired with.')
-
-
 def method_config(get_config, method: str, *, partition_seed: int,
                   rounds: int):
   """One method's config: the experiment's recipe for its algorithm, with
@@ -193,5 +175,29 @@ def main(argv):
                    indent=1))
 
 
+def define_flags():
+  """The command's flags (defined only when run as a command, so importing
+  the module next to other experiment scripts defines none)."""
+  global _EXPERIMENT, _METHODS, _TRAIN_SEEDS, _PARTITION_SEEDS, _ROUNDS
+  global _LAST_EVALS, _CONFIG_MODULE, _OUT, _REFERENCE
+  _EXPERIMENT = flags.DEFINE_string(
+      'experiment', 'cls_authors',
+      'Config module experiments/configs/fedhelp_<name>.py (classification).')
+  _METHODS = flags.DEFINE_list('methods', list(METHODS), 'Methods to run.')
+  _TRAIN_SEEDS = flags.DEFINE_integer('train_seeds', 5, 'Training seeds.')
+  _PARTITION_SEEDS = flags.DEFINE_integer('partition_seeds', 2,
+                                          'Partition seeds.')
+  _ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
+  _LAST_EVALS = flags.DEFINE_integer(
+      'last_evals', 3, 'Evaluations averaged for the endpoint.')
+  _CONFIG_MODULE = flags.DEFINE_string(
+      'config_module', None, 'Python module with get_config(algorithm) to use '
+      'instead of --experiment (e.g. tests.tiny_config).')
+  _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+  _REFERENCE = flags.DEFINE_string('reference', 'fedhelp',
+                                   'The method every other is paired with.')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
