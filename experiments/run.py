@@ -83,6 +83,7 @@ def main(argv):
   from fedhelp_jax import checkpoint  # Import after flags parse (fast --help).
   from fedhelp_jax import errors
   from fedhelp_jax import experiment
+  from fedhelp_jax import faults
   from fedhelp_jax import validate
   from fedhelp_jax.data import load
   # pylint: enable=g-import-not-at-top
@@ -90,7 +91,7 @@ def main(argv):
                  checkpoint.ConfigMismatchError,
                  checkpoint.CheckpointUnreadableError, errors.DiskFullError,
                  experiment.NonFiniteError, FileNotFoundError,
-                 load.DataCacheError)
+                 faults.WorkdirLockedError, load.DataCacheError)
   try:
     # Overrides of fields are applied when the config is first read.
     config = _CONFIG.value

@@ -22,6 +22,7 @@ import numpy as np
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
 from fedhelp_jax import errors
+from fedhelp_jax import faults
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import tasks
@@ -400,6 +401,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
                    resume: Optional[bool] = None) -> dict[str, Any]:
   """Runs one configured federated experiment.
 
+  The workdir is locked for the whole run, so a second run on it is
+  refused at once.
+
   Args:
     config: an experiment ``ConfigDict`` (see ``experiments/configs``).
     workdir: output directory for metrics, checkpoints and the summary.
@@ -408,7 +412,46 @@ def run_experiment(config, workdir: Optional[str] = None, *,
 
   Returns:
     The run summary (also written to ``workdir/summary.json``).
+
+  Raises:
+    faults.WorkdirLockedError: another run holds ``workdir``.
   """
+  validate.validate_config(config)
+  workdir = workdir or config.get('workdir') or os.path.join(
+      'runs', f'{config.algorithm}-{config_hash(config)}')
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+  lock = _lock_workdir(workdir)
+  try:
+    return _run_locked(config, workdir, resume=resume)
+  finally:
+    lock.release()
+
+
+def _lock_workdir(workdir: str) -> faults.WorkdirLock:
+  """Takes ``workdir``'s lock in process 0; every process learns whether
+  it was taken (so all refuse together)."""
+  lock = faults.WorkdirLock(workdir)
+  error = None
+  if jax.process_index() == 0:
+    try:
+      lock.acquire()
+    except faults.WorkdirLockedError as e:
+      error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    held = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not held and error is None:
+      error = faults.WorkdirLockedError(
+          f'{workdir} is in use by another run (process 0 names it).')
+  if error is not None:
+    raise error
+  return lock
+
+
+def _run_locked(config, workdir: str, *,
+                resume: Optional[bool]) -> dict[str, Any]:
+  """``run_experiment`` once the workdir is locked."""
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
   validate.validate_config(config)
   chash = config_hash(config)

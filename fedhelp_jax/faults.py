@@ -4,15 +4,21 @@
 * a full disk: ``is_disk_full`` recognises it (``ENOSPC``, ``EDQUOT``, or
   TensorStore's ``RESOURCE_EXHAUSTED`` from inside orbax), ``disk_full``
   builds the ``DiskFullError`` naming what was written, where, the free and
-  the needed bytes.
+  the needed bytes;
+* two runs on one workdir: ``WorkdirLock`` (an OS file lock, released when
+  its process dies, so a killed run never blocks the next one).
 
 Importing this module does not import jax.
 """
 
 import errno
+import json
 import os
 import shutil
-from typing import Optional
+import socket
+import sys
+import time
+from typing import Any, Optional
 
 from fedhelp_jax.errors import DiskFullError
 
@@ -91,3 +97,79 @@ def disk_full(what: str, where: str, needed: Optional[int],
       f'no space left on the device writing {what} to {where}: '
       f'{human_bytes(free_bytes(where))} free, about '
       f'{human_bytes(needed)} needed{why}.')
+
+
+# ---------------------------------------------------------------------------
+# One run per workdir.
+# ---------------------------------------------------------------------------
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another run holds the workdir's lock."""
+
+
+class WorkdirLock:
+  """An exclusive OS lock (``filelock``, ``flock`` on Unix) on a workdir.
+
+  Taken for the whole run, before the checkpoint directory is opened (which
+  removes unfinished saves: those of a second run would be the first run's
+  save in progress). The holder's pid, host and start time are written
+  beside the lock, ``run.lock.json``, for the refusal message. The OS
+  releases the lock when its process dies, however it dies, so a lock left
+  by a killed run never blocks the next one (its stale holder file is then
+  overwritten).
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = os.path.abspath(workdir)
+    self.path = os.path.join(self.workdir, 'run.lock')
+    self.holder_path = self.path + '.json'
+    self._lock = None
+
+  def acquire(self) -> None:
+    """Takes the lock at once, or raises ``WorkdirLockedError``."""
+    import filelock  # pylint: disable=g-import-not-at-top
+    lock = filelock.FileLock(self.path)
+    try:
+      lock.acquire(timeout=0)
+    except filelock.Timeout:
+      raise WorkdirLockedError(self._refusal()) from None
+    self._lock = lock
+    holder = {'pid': os.getpid(), 'host': socket.gethostname(),
+              'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+              'command': ' '.join(sys.argv)}
+    tmp = f'{self.holder_path}.{os.getpid()}.tmp'
+    try:
+      with open(tmp, 'w') as f:
+        json.dump(holder, f)
+      os.replace(tmp, self.holder_path)
+    except OSError:  # Only the refusal message of another run needs it.
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+  def release(self) -> None:
+    if self._lock is None:
+      return
+    try:
+      if self._holder().get('pid') == os.getpid():
+        os.remove(self.holder_path)
+    except OSError:
+      pass
+    self._lock.release()
+    self._lock = None
+
+  def _holder(self) -> dict[str, Any]:
+    try:
+      with open(self.holder_path) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return {}
+
+  def _refusal(self) -> str:
+    holder = self._holder()
+    who = (f"pid {holder.get('pid')} on host {holder.get('host')}, started "
+           f"{holder.get('started')}" if holder else
+           'its pid and host are not recorded yet')
+    return (f'{self.workdir} is in use by another run ({who}). Fix: wait for '
+            'that run to end (or stop it: the same command resumes it '
+            'later), or pass another --workdir.')

@@ -1,8 +1,7 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
 """Real faults of long runs, each met through the CLI or ``run_experiment``.
 
-Unreadable checkpoints (array files truncated as a crash leaves them) and a
-full disk (a real small tmpfs, and injected ENOSPC).
+Unreadable checkpoints (array files truncated as a crash leaves them).
 Select them with ``pytest -k fault``. The tiny federation is
 ``tests/tiny_config.py``; the CLI runs share the test run's compilation
 cache (``tests/conftest.py``).
@@ -10,10 +9,14 @@ cache (``tests/conftest.py``).
 
 import errno
 import glob
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -301,3 +304,56 @@ def test_fault_disk_full_on_a_real_small_filesystem(two_round_run, cli_env,
       'point --workdir at a larger disk.')
   assert f'resumed from round {kept}' in done.stdout
   assert _rounds_logged(workdir) == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------
+# 3. One run per workdir.
+# ---------------------------------------------------------------------------
+
+
+def _wait_for(predicate, proc, log_path, what, timeout=300):
+  deadline = time.monotonic() + timeout
+  while not predicate():
+    assert proc.poll() is None, log_path.read_text()[-3000:]
+    assert time.monotonic() < deadline, f'no {what} within {timeout} s'
+    time.sleep(0.005)
+
+
+def test_fault_second_run_on_a_workdir_is_refused_and_a_killed_lock_frees(
+    cli_env, tmp_path):
+  workdir = str(tmp_path / 'run')
+  holder = os.path.join(workdir, 'run.lock.json')
+  log_path = tmp_path / 'first.log'
+  with open(log_path, 'w') as log:
+    first = subprocess.Popen(_cli(workdir, '--config.rounds=400'), cwd=ROOT,
+                             env=cli_env, stdout=log,
+                             stderr=subprocess.STDOUT)
+    try:
+      _wait_for(lambda: _steps(workdir), first, log_path, 'checkpoint')
+      with open(holder) as f:
+        held = json.load(f)
+      assert held['pid'] == first.pid
+      second = _run(cli_env, workdir, '--config.rounds=400')
+      assert first.poll() is None, 'the first run ended before the check'
+      assert second.returncode == 1
+      line = _one_line_error(second, 'WorkdirLockedError')
+      assert line == (
+          f'WorkdirLockedError: {os.path.abspath(workdir)} is in use by '
+          f'another run (pid {first.pid} on host {socket.gethostname()}, '
+          f"started {held['started']}). Fix: wait for that run to end (or "
+          'stop it: the same command resumes it later), or pass another '
+          '--workdir.')
+      assert 'resumed from' not in second.stdout  # Refused before opening.
+      first.send_signal(signal.SIGKILL)  # Its lock goes with it.
+    finally:
+      if first.poll() is None:
+        first.kill()
+      first.wait(timeout=60)
+  assert first.returncode == -signal.SIGKILL
+  assert os.path.exists(holder)  # Stale: a killed run cannot remove it.
+  # The lock of a killed run does not block: the same command resumes.
+  kept = _steps(workdir)[-1]
+  third = _run(cli_env, workdir, f'--config.rounds={kept + 1}')
+  assert third.returncode == 0, third.stdout + third.stderr[-3000:]
+  assert f'resumed from round {kept}' in third.stdout
+  assert not os.path.exists(holder)  # Removed by the run that ended.
