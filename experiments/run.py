@@ -6,8 +6,11 @@ r"""Runs one federated experiment from a config file.
 
 Resumes automatically when ``--workdir`` holds a checkpoint of the same
 config; ``--resume`` requires one, ``--noresume`` starts over. Errors a user
-can fix (bad config or data, a refused resume, a non-finite round) print one
-line naming the problem and the fix, and exit with status 1.
+can fix (bad config or data, a refused resume, a non-finite round, an
+unreadable checkpoint, a full disk, a workdir in use by another run) print
+one line naming the problem and the fix, and exit with status 1. SIGTERM or
+SIGINT stops the run after the current chunk and its checkpoint, with one
+line and status 143 or 130; the same command resumes.
 
 Over several processes (hosts), each runs this same command with
 ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``, or
@@ -104,6 +107,9 @@ def main(argv):
     experiment.run_experiment(config, _WORKDIR.value, resume=_RESUME.value)
   except user_errors as e:  # The message is the report; no traceback.
     _exit_one_line(type(e).__name__, e)
+  except faults.Stopped as e:  # Checkpointed: the same command resumes.
+    print(f'[fedhelp_jax] {e}', file=sys.stderr)
+    distributed.exit_now(e.exit_status)
 
 
 def _parse_flags(argv):

@@ -66,8 +66,9 @@ def _quiet_failed_io_aftermath() -> None:
   is closed', through ``sys.unraisablehook``), and the tasks whose errors
   nobody awaited are logged by asyncio ('Task exception was never
   retrieved'), dozens of tracebacks after the failure was already reported
-  in one line. Only those two are dropped (the second only for TensorStore
-  errors); anything else passes. Installed once per process.
+  in one line. Only those are dropped (the second for TensorStore errors and
+  a full disk, and orbax's own log of a full disk); anything else passes.
+  Installed once per process.
   """
   previous = sys.unraisablehook
   if getattr(previous, '_fedhelp_quiet', False):
@@ -83,7 +84,8 @@ def _quiet_failed_io_aftermath() -> None:
     if not record.getMessage().startswith('Task exception was never'):
       return True
     error = record.exc_info[1] if record.exc_info else None
-    return 'tensorstore_spec' not in str(error)
+    return not (error is not None and ('tensorstore_spec' in str(error)
+                                       or faults.is_disk_full(error)))
 
   def keep_orbax(record: logging.LogRecord) -> bool:
     # Orbax's worker threads log their failure (with its traceback) before
@@ -105,6 +107,21 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
   text = lines[0] if lines else type(error).__name__
   text = f'{type(error).__name__}: {text}'
   return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+class _Manager(ocp.CheckpointManager):
+  """Orbax's manager, leaving JAX's preemption sync point to the run loop.
+
+  ``reached_preemption_sync_point`` only works when its callers count up by
+  one: the sync point is the largest count any process has reached, plus
+  one. Orbax would call it with each saved round, which jumps by
+  ``eval_every``, so ``faults.StopSignals`` alone calls it, once per chunk
+  (a checkpoint is saved after every chunk anyway).
+  """
+
+  def reached_preemption(self, step: int) -> bool:
+    del step
+    return False
 
 
 class RunCheckpointer:
@@ -140,7 +157,7 @@ class RunCheckpointer:
     self._config_hash = config_hash
     self._keep = int(keep)
     self._hashed_config = hashed_config
-    self._manager = ocp.CheckpointManager(
+    self._manager = _Manager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=False))

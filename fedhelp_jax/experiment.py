@@ -402,7 +402,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   """Runs one configured federated experiment.
 
   The workdir is locked for the whole run, so a second run on it is
-  refused at once.
+  refused at once; SIGTERM and SIGINT stop the run after the current
+  chunk and its checkpoint.
 
   Args:
     config: an experiment ``ConfigDict`` (see ``experiments/configs``).
@@ -415,6 +416,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
 
   Raises:
     faults.WorkdirLockedError: another run holds ``workdir``.
+    faults.Stopped: a signal stopped the run; the same call resumes it.
   """
   validate.validate_config(config)
   workdir = workdir or config.get('workdir') or os.path.join(
@@ -423,7 +425,8 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     os.makedirs(workdir, exist_ok=True)
   lock = _lock_workdir(workdir)
   try:
-    return _run_locked(config, workdir, resume=resume)
+    with faults.StopSignals() as stop:
+      return _run_locked(config, workdir, resume=resume, stop=stop)
   finally:
     lock.release()
 
@@ -449,8 +452,8 @@ def _lock_workdir(workdir: str) -> faults.WorkdirLock:
   return lock
 
 
-def _run_locked(config, workdir: str, *,
-                resume: Optional[bool]) -> dict[str, Any]:
+def _run_locked(config, workdir: str, *, resume: Optional[bool],
+                stop: faults.StopSignals) -> dict[str, Any]:
   """``run_experiment`` once the workdir is locked."""
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
   validate.validate_config(config)
@@ -534,6 +537,11 @@ def _run_locked(config, workdir: str, *,
         loss=np.mean(list(record['train_loss'].values())),
         **{f'{metric}_{g}': summ[g][metric] for g in groups if g in summ})
     shown = record['round']
+    # After the chunk's checkpoint: a signal stops the run here (the check
+    # is collective over processes, so every process asks every chunk).
+    asked = stop.requested()
+    if asked and record['round'] < total:
+      raise faults.Stopped(asked, record['round'])
 
   def restore(state):
     nonlocal logger, progress, shown, start_round

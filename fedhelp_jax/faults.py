@@ -6,7 +6,10 @@
   builds the ``DiskFullError`` naming what was written, where, the free and
   the needed bytes;
 * two runs on one workdir: ``WorkdirLock`` (an OS file lock, released when
-  its process dies, so a killed run never blocks the next one).
+  its process dies, so a killed run never blocks the next one);
+* preemption: ``StopSignals`` turns SIGTERM and SIGINT into a request to stop
+  after the current compiled chunk (``Stopped``), over several processes at
+  the same chunk.
 
 Importing this module does not import jax.
 """
@@ -15,8 +18,10 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -173,3 +178,110 @@ class WorkdirLock:
     return (f'{self.workdir} is in use by another run ({who}). Fix: wait for '
             'that run to end (or stop it: the same command resumes it '
             'later), or pass another --workdir.')
+
+
+# ---------------------------------------------------------------------------
+# Preemption: SIGTERM / SIGINT stop the run after the current chunk.
+# ---------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+  """A run stopped by a signal after checkpointing its last chunk.
+
+  Attributes:
+    signum: the signal that asked for the stop.
+    round: the last completed (and checkpointed) round.
+    exit_status: the shell's convention, 128 + signal (143, 130).
+  """
+
+  def __init__(self, signum: int, round_index: int):
+    self.signum = int(signum)
+    self.round = int(round_index)
+    self.exit_status = 128 + self.signum
+    super().__init__(f'stopped at round {self.round} by '
+                     f'{signal.Signals(self.signum).name}; the same command '
+                     'resumes')
+
+
+class StopSignals:
+  """SIGTERM and SIGINT ask the run to stop after the current chunk.
+
+  A context manager installing the handlers (from the main thread only; the
+  previous handlers come back on exit). The first signal sets a flag, which
+  ``requested`` reads between chunks; a second one restores the previous
+  handler and delivers itself again, so it stops the process at once.
+
+  Over several processes (``jax.distributed``), the processes must stop at
+  the same chunk: SIGTERM is left to JAX's preemption service (installed by
+  ``jax.distributed.initialize``; it also hears cloud preemption notices)
+  and read with ``multihost_utils.reached_preemption_sync_point``, called
+  once per chunk with a count that goes up by one (the protocol's sync point
+  is the largest count reached, plus one; orbax's own calls are turned off,
+  see ``checkpoint._Manager``); a SIGINT flag is gathered from every
+  process.
+  """
+
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+    self._signals = tuple(signals)
+    self._previous: dict[int, Any] = {}
+    self.received: Optional[int] = None
+    self._checks = 0  # Step ids for the preemption sync point.
+    self._sync_manager = None
+
+  def __enter__(self) -> 'StopSignals':
+    if threading.current_thread() is not threading.main_thread():
+      return self  # Python allows handlers only in the main thread.
+    self._sync_manager = _preemption_sync_manager()
+    for s in self._signals:
+      if s == signal.SIGTERM and self._sync_manager is not None:
+        continue  # JAX's preemption service has it.
+      self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for s, previous in self._previous.items():
+      signal.signal(s, previous)
+    self._previous = {}
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.received is not None:  # The second one: stop at once.
+      signal.signal(signum, self._previous.pop(signum, signal.SIG_DFL))
+      os.kill(os.getpid(), signum)
+      return
+    self.received = signum
+    # os.write: print could re-enter a stream the main thread is writing.
+    os.write(2, (f'[fedhelp_jax] {signal.Signals(signum).name}: stopping '
+                 'after the current chunk and its checkpoint (send it again '
+                 'to stop at once)\n').encode())
+
+  def requested(self) -> Optional[int]:
+    """The signal asking to stop now, or None; call it once per chunk.
+
+    Over several processes every process must call it at every chunk (it
+    is collective there), and all get the same answer.
+    """
+    self._checks += 1
+    from fedhelp_jax import distributed  # pylint: disable=g-import-not-at-top
+    if 'jax' not in sys.modules or distributed.process_count() == 1:
+      return self.received
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    local = self.received or 0
+    if self._sync_manager is not None and (
+        multihost_utils.reached_preemption_sync_point(self._checks)):
+      local = max(local, int(signal.SIGTERM))
+    everyone = multihost_utils.process_allgather(np.int32(local))
+    asked = int(np.max(everyone))
+    return asked or None
+
+
+def _preemption_sync_manager():
+  """JAX's preemption sync manager when ``jax.distributed`` runs one."""
+  if 'jax' not in sys.modules:
+    return None
+  try:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    return distributed.global_state.preemption_sync_manager
+  except (ImportError, AttributeError):
+    return None
