@@ -93,6 +93,12 @@ def _default(x):
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
   """Reads JSON lines, dropping a last line cut short by a killed writer."""
+  return _read_records(path)[0]
+
+
+def _read_records(path: str) -> tuple[list[dict[str, Any]], int]:
+  """``(records, torn)``: the records of a JSON-lines file, and the length
+  of a last line cut short by a killed writer (dropped), else 0."""
   with open(path) as f:
     lines = [line for line in f if line.strip()]
   records = []
@@ -102,7 +108,8 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
     except json.JSONDecodeError:
       if i != len(lines) - 1:
         raise
-  return records
+      return records, len(line.encode())
+  return records, 0
 
 
 class MetricsLogger:
@@ -140,8 +147,12 @@ class MetricsLogger:
     if not resumed and os.path.exists(self.path):
       os.remove(self.path)
     if resumed and resume_round is not None and os.path.exists(self.path):
+      records, torn = _read_records(self.path)
+      if torn:
+        print(f'[fedhelp_jax] {self.path}: dropped a torn last line '
+              f'({torn} bytes, cut short by a killed run)')
       # Rounds logged after the restored checkpoint will be run again.
-      keep = [r for r in read_jsonl(self.path) if r['round'] <= resume_round]
+      keep = [r for r in records if r['round'] <= resume_round]
       write_atomic(self.path, ''.join(dumps(r) + '\n' for r in keep).encode(),
                    f'metrics.jsonl (its records up to round {resume_round})')
     self._last_size = None  # Of the file before the last record.

@@ -3,8 +3,8 @@
 
 Unreadable checkpoints (array files truncated as a crash leaves them), a
 full disk (a real small tmpfs, and injected ENOSPC), two runs on one workdir
-and SIGTERM / SIGINT (real subprocesses and signals). Select them with
-``pytest -k fault``. The tiny federation is
+and SIGTERM / SIGINT (real subprocesses and signals), torn writes. Select
+them with ``pytest -k fault``. The tiny federation is
 ``tests/tiny_config.py``; the CLI runs share the test run's compilation
 cache (``tests/conftest.py``).
 """
@@ -507,3 +507,51 @@ def test_fault_stop_signals_restore_the_previous_handlers():
     os.kill(os.getpid(), signal.SIGINT)  # Handled: only a flag.
     assert stop.requested() == signal.SIGINT
   assert {s: signal.getsignal(s) for s in before} == before
+
+
+# ---------------------------------------------------------------------------
+# 5. Torn writes.
+# ---------------------------------------------------------------------------
+
+
+def test_fault_torn_last_log_line_is_dropped_on_resume_and_said(
+    tmp_path, capsys):
+  from fedhelp_jax import experiment  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  experiment.run_experiment(_tiny(rounds=2), workdir)
+  log = os.path.join(workdir, 'metrics.jsonl')
+  with open(log) as f:
+    last = f.read().splitlines()[-1]
+  # A run killed while writing its round-3 record (before that round's
+  # checkpoint) leaves the first part of the line.
+  torn = last.replace('"round": 2,', '"round": 3,')[:len(last) // 2]
+  with open(log, 'a') as f:
+    f.write(torn)
+  capsys.readouterr()
+  experiment.run_experiment(_tiny(rounds=3), workdir)
+  out = capsys.readouterr().out
+  assert (f'[fedhelp_jax] {log}: dropped a torn last line ({len(torn)} '
+          'bytes, cut short by a killed run)') in out
+  with open(log) as f:
+    lines = f.read().splitlines()
+  assert [json.loads(l)['round'] for l in lines] == [1, 2, 3]
+
+
+def test_fault_json_files_are_replaced_whole_or_not_at_all(tmp_path,
+                                                          monkeypatch):
+  from fedhelp_jax import reporting  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'summary.json')
+  reporting.write_json(path, {'round': 1})
+  write_all = reporting._write_all  # pylint: disable=protected-access
+
+  def cut(fd, data):
+    os.write(fd, data[:3])
+    raise OSError(errno.EIO, os.strerror(errno.EIO))  # Not a full disk.
+
+  monkeypatch.setattr(reporting, '_write_all', cut)
+  with pytest.raises(OSError):
+    reporting.write_json(path, {'round': 2})
+  monkeypatch.setattr(reporting, '_write_all', write_all)
+  with open(path) as f:
+    assert json.load(f) == {'round': 1}
+  assert os.listdir(tmp_path) == ['summary.json']
