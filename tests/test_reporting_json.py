@@ -3,6 +3,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 
@@ -33,3 +34,40 @@ def test_metrics_log_lines_are_strict(tmp_path):
   with open(tmp_path / 'metrics.jsonl') as f:
     line = f.readline()
   assert _strict_load(line)['summary']['small']['auc'] is None
+
+
+def _committed_json_files(root):
+  """The repository's committed ``*.json`` (every one under ``root``, minus
+  hidden and build directories, where git cannot say)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  try:
+    done = subprocess.run(['git', 'ls-files', '-z', '*.json'], cwd=root,
+                          capture_output=True, check=True, timeout=60)
+    return [p for p in done.stdout.decode().split('\0') if p]
+  except (OSError, subprocess.SubprocessError):
+    found = []
+    for base, dirs, files in os.walk(root):
+      dirs[:] = [d for d in dirs if not d.startswith(('.', '__'))
+                 and d not in ('build', 'runs')]
+      found += [os.path.relpath(os.path.join(base, f), root)
+                for f in files if f.endswith('.json')]
+    return found
+
+
+def test_every_committed_json_file_is_strict():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  paths = _committed_json_files(root)
+  assert paths
+  bad = []
+  for path in paths:
+    full = os.path.join(root, path)
+    if not os.path.exists(full):  # Deleted in the work tree, not committed.
+      continue
+    with open(full) as f:
+      text = f.read()
+    try:
+      _strict_load(text)
+    except ValueError as e:
+      bad.append(f'{path}: {e}')
+  assert not bad, 'not strict JSON (NaN/Infinity are not JSON):\n' + '\n'.join(
+      bad)
