@@ -4,6 +4,7 @@
 Every error names the config field (or data array) and says how to fix it.
 """
 
+from collections.abc import Mapping
 import difflib
 import math
 from typing import Any
@@ -34,18 +35,26 @@ def _fail(field: str, problem: str, fix: str):
   raise ConfigError(f'config.{field}: {problem} Fix: {fix}')
 
 
+def _show(value, limit: int = 80) -> str:
+  """``repr`` on one line (a ConfigDict's own spans several), shortened."""
+  if hasattr(value, 'to_dict'):
+    value = value.to_dict()
+  text = ' '.join(repr(value).split())
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def _choice(field, value, options):
-  if value not in options:
+  if not isinstance(value, str) or value not in options:
     close = difflib.get_close_matches(str(value), options, n=1)
     hint = f' (did you mean {close[0]!r}?)' if close else ''
-    _fail(field, f'unknown value {value!r}{hint}.',
+    _fail(field, f'unknown value {_show(value)}{hint}.',
           f'use one of {list(options)}.')
 
 
 def _int(config, field, *, minimum, path=None):
   value = _get(config, path or field)
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    _fail(field, f'expected an integer, got {value!r} '
+    _fail(field, f'expected an integer, got {_show(value)} '
           f'({type(value).__name__}).', 'write a whole number.')
   if value < minimum:
     _fail(field, f'must be >= {minimum}, got {value}.',
@@ -53,11 +62,39 @@ def _int(config, field, *, minimum, path=None):
   return int(value)
 
 
+def _is_group(value) -> bool:
+  return isinstance(value, Mapping) or hasattr(value, 'to_dict')
+
+
 def _get(config, path):
-  node = config
+  """The field at dotted ``path``; a missing one, or a parent that is not a
+  group of fields, is a ``ConfigError``."""
+  node, seen = config, []
   for part in path.split('.'):
+    if not _is_group(node):
+      _fail('.'.join(seen), f'expected a group of fields, got {_show(node)} '
+            f'({type(node).__name__}).',
+            'start from a file in experiments/configs/ and override single '
+            'fields.')
+    seen.append(part)
+    if part not in node:
+      _fail(path, 'is missing.', 'start from a file in experiments/configs/.')
     node = node[part]
   return node
+
+
+def _group(config, field, *, optional=False):
+  """The group of fields ``config.<field>`` ({} for an optional one that is
+  absent or None)."""
+  if optional and (field not in config or config[field] is None):
+    return {}
+  value = _get(config, field)
+  if not _is_group(value):
+    _fail(field, f'expected a group of fields, got {_show(value)} '
+          f'({type(value).__name__}).',
+          'start from a file in experiments/configs/ and override single '
+          'fields.')
+  return value
 
 
 def validate_config(config: Any) -> None:
@@ -70,12 +107,18 @@ def validate_config(config: Any) -> None:
                 'eval_every', 'seed', 'num_classes'):
     if field not in config:
       _fail(field, 'is missing.', 'start from a file in experiments/configs/.')
+  for field in ('dataset', 'model', 'local'):
+    _group(config, field)
+  if not isinstance(config.algorithm, str):
+    _fail('algorithm', f'expected a name, got {_show(config.algorithm)} '
+          f'({type(config.algorithm).__name__}).',
+          f'use one of {algorithms.names()}.')
   try:
     algorithms.check_name(config.algorithm)
   except ValueError as e:
     raise ConfigError(f'{e} Fix: pick a registered algorithm.') from None
   _choice('task', config.task, _TASKS)
-  _choice('dataset.name', config.dataset.name, _DATASETS)
+  _choice('dataset.name', _get(config, 'dataset.name'), _DATASETS)
   _int(config, 'rounds', minimum=1)
   _int(config, 'eval_every', minimum=1)
   _int(config, 'seed', minimum=0)
@@ -90,10 +133,10 @@ def validate_config(config: Any) -> None:
     _int(config, 'local.local_steps', minimum=1)
   if epochs is not None and (
       isinstance(epochs, bool) or not isinstance(epochs, (int, float))
-      or not epochs > 0):
-    _fail('local.local_epochs', f'must be a number > 0, got {epochs!r}.',
-          'use e.g. 1.0.')
-  _choice('local.optimizer', config.local.optimizer, ('sgd', 'adam'))
+      or not 0 < epochs < math.inf):
+    _fail('local.local_epochs', f'must be a finite number > 0, got '
+          f'{_show(epochs)}.', 'use e.g. 1.0.')
+  _choice('local.optimizer', _get(config, 'local.optimizer'), ('sgd', 'adam'))
   _choice('strategy', config.get('strategy', 'auto'), _STRATEGIES)
   _choice('config_parallel', config.get('config_parallel', 'auto'),
           ('auto', 'vmap', 'map'))
@@ -110,12 +153,15 @@ def validate_config(config: Any) -> None:
             'XLA_FLAGS=--xla_force_host_platform_device_count=N set before '
             'jax is imported.')
   models_ok = _TASK_MODELS[config.task]
-  if config.model.name not in models_ok:
-    _fail('model.name', f'{config.model.name!r} cannot be used for the '
+  model = _get(config, 'model.name')
+  if not isinstance(model, str) or model not in models_ok:
+    _fail('model.name', f'{_show(model)} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config)
   _check_clients_per_round(config)
   part = config.get('partition')
+  if part is not None:
+    part = _group(config, 'partition')
   if part is not None and part.get('kind', 'large_small') == 'shares':
     _check_shares_partition(config, part)
   elif part is not None:
@@ -131,36 +177,43 @@ def validate_config(config: Any) -> None:
     small = part.get('small_size')
     sizes = small if isinstance(small, (list, tuple)) else [small]
     for s in sizes:
-      if num_small and (not isinstance(s, (int, np.integer)) or s < 1):
+      if num_small and (isinstance(s, bool)
+                        or not isinstance(s, (int, np.integer)) or s < 1):
         _fail('partition.small_size', f'sizes must be integers >= 1, got '
-              f'{small!r}.', 'use an int or a (min, max) pair.')
+              f'{_show(small)}.', 'use an int or a (min, max) pair.')
     if isinstance(small, (list, tuple)) and (len(small) != 2 or
                                               small[0] > small[1]):
-      _fail('partition.small_size', f'expected (min, max), got {small!r}.',
+      _fail('partition.small_size', f'expected (min, max), got {_show(small)}.',
             'write a pair with min <= max.')
     _int(config, 'partition.test_size', minimum=1)
     alpha = part.get('label_skew_alpha')
-    if alpha is not None and not alpha > 0:
-      _fail('partition.label_skew_alpha', f'must be > 0 or None, got {alpha}.',
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(
+        alpha, (int, float)) or not 0 < alpha < math.inf):
+      _fail('partition.label_skew_alpha', f'must be a finite number > 0 or '
+            f'None, got {_show(alpha)}.',
             'use e.g. 0.5 (smaller = more skew), or None for no skew.')
 
 
 def _check_clients_per_round(config) -> None:
   """``clients_per_round``: group -> silos drawn per round (0 = all)."""
-  sampling = config.get('clients_per_round') or {}
-  part = config.get('partition')
+  sampling = _group(config, 'clients_per_round', optional=True)
+  part = _group(config, 'partition', optional=True)
   counts = {}
-  if part is not None and part.get('kind', 'large_small') == 'shares':
-    counts = {'large': part.get('num_large', 0),
-              'small': len(part.get('shares') or ()) - part.get('num_large', 0)}
-  elif part is not None:
-    counts = {'large': part.get('num_large'), 'small': part.get('num_small')}
+  num_large = part.get('num_large', 0)
+  shares = part.get('shares')
+  if not isinstance(num_large, (int, np.integer)):
+    pass  # Reported with the partition checks.
+  elif part.get('kind', 'large_small') == 'shares':
+    if isinstance(shares, (list, tuple)):
+      counts = {'large': num_large, 'small': len(shares) - num_large}
+  else:
+    counts = {'large': num_large, 'small': part.get('num_small')}
   for group, m in sampling.items():
     field = f'clients_per_round.{group}'
     if group not in ('large', 'small'):
       _fail(field, 'is not a silo group.', "use 'large' or 'small'.")
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
-      _fail(field, f'must be an integer >= 0, got {m!r}.',
+      _fail(field, f'must be an integer >= 0, got {_show(m)}.',
             'use the number of silos to draw per round, or 0 for all.')
     total = counts.get(group)
     if m and isinstance(total, (int, np.integer)) and m > total:
@@ -179,7 +232,7 @@ def _check_shares_partition(config, part) -> None:
       isinstance(s, bool) or not isinstance(s, (int, float))
       or not math.isfinite(s) or s <= 0 for s in shares)):
     _fail('partition.shares', f'expected a list of positive numbers, got '
-          f'{shares!r}.', 'use e.g. (0.6, 0.2, 0.08, 0.06, 0.04, 0.02).')
+          f'{_show(shares)}.', 'use e.g. (0.6, 0.2, 0.08, 0.06, 0.04, 0.02).')
   num_large = _int(config, 'partition.num_large', minimum=0)
   if num_large > len(shares):
     _fail('partition.num_large', f'{num_large} large silos but only '
@@ -193,7 +246,7 @@ def _check_hparams(config) -> None:
   known = sorted({k for name in algorithms.names()
                   for k in algorithms.default_hparams(name)}
                  | set(algorithms.common.OPTIMIZER_HPARAMS))
-  for key, value in config.get('hparams', {}).items():
+  for key, value in _group(config, 'hparams', optional=True).items():
     if key not in known:
       close = difflib.get_close_matches(key, known, n=1)
       hint = f' (did you mean {close[0]!r}?)' if close else ''
@@ -202,7 +255,7 @@ def _check_hparams(config) -> None:
             f'use one of {sorted(algorithms.default_hparams(config.algorithm))}'
             f' for {config.algorithm!r}.')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-      _fail(f'hparams.{key}', f'expected a number, got {value!r} '
+      _fail(f'hparams.{key}', f'expected a number, got {_show(value)} '
             f'({type(value).__name__}).',
             'write a number, e.g. 0.01 (hyperparameters become arrays).')
     if not math.isfinite(value):
@@ -233,8 +286,9 @@ def validate_partition_fits(config: Any, raw: dict[str, Any]) -> None:
               'raise the smallest share or use fewer silos.')
     return
   small = part.get('small_size')
-  hi = max(small) if isinstance(small, (list, tuple)) else small
   num_large, num_small = int(part.num_large), int(part.num_small)
+  hi = (max(small) if isinstance(small, (list, tuple)) else small
+        ) if num_small else 0
   worst = (num_large * int(part.large_size) if num_large else 0) + (
       num_small * int(hi) if num_small else 0)
   n = len(raw['train_y'])
