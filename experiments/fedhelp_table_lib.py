@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 from fedhelp_jax import experiment
-from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import validate
 

@@ -81,7 +81,9 @@ def _quiet_failed_io_aftermath() -> None:
       previous(unraisable)
 
   def keep(record: logging.LogRecord) -> bool:
-    if not record.getMessage().startswith('Task exception was never'):
+    # 'Task exception was never retrieved', and the same for the
+    # _GatheringFuture of a gather whose first fragment failed.
+    if 'exception was never retrieved' not in record.getMessage():
       return True
     error = record.exc_info[1] if record.exc_info else None
     return not (error is not None and ('tensorstore_spec' in str(error)
@@ -101,12 +103,20 @@ def _quiet_failed_io_aftermath() -> None:
   logging.getLogger('absl').addFilter(keep_orbax)
 
 
-def _first_line(error: BaseException, limit: int = 200) -> str:
-  """The first line of an error, shortened (orbax's run to many lines)."""
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+def _first_line(error: BaseException, limit: int = 240) -> str:
+  """The first line of an error, shortened (orbax's run to many lines).
+
+  TensorStore chains its contexts ('Error opening ...: Error reading ...:
+  <what was wrong>') and appends its spec: the spec is dropped, and a long
+  chain keeps its start (the status) and its end (the file and the fault).
+  """
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
   text = lines[0] if lines else type(error).__name__
-  text = f'{type(error).__name__}: {text}'
-  return text if len(text) <= limit else text[:limit - 3] + '...'
+  text = f'{type(error).__name__}: {text.split(" [tensorstore_spec")[0]}'
+  if len(text) <= limit:
+    return text
+  head = limit // 4
+  return f'{text[:head]} ... {text[-(limit - head - 5):]}'
 
 
 class _Manager(ocp.CheckpointManager):

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from fedhelp_jax import distributed
 from fedhelp_jax.errors import DiskFullError
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -262,7 +263,6 @@ class StopSignals:
     is collective there), and all get the same answer.
     """
     self._checks += 1
-    from fedhelp_jax import distributed  # pylint: disable=g-import-not-at-top
     if 'jax' not in sys.modules or distributed.process_count() == 1:
       return self.received
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -281,7 +281,7 @@ def _preemption_sync_manager():
   if 'jax' not in sys.modules:
     return None
   try:
-    from jax._src import distributed  # pylint: disable=g-import-not-at-top
-    return distributed.global_state.preemption_sync_manager
+    from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+    return jax_distributed.global_state.preemption_sync_manager
   except (ImportError, AttributeError):
     return None

@@ -8,7 +8,6 @@ predictions, so algorithms stay agnostic of classification vs segmentation.
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from fedhelp_jax import losses
 

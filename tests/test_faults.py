@@ -297,7 +297,7 @@ def test_fault_disk_full_on_a_real_small_filesystem(two_round_run, cli_env,
   assert done.returncode == 0, done.stdout + done.stderr[-3000:]
   warning = [l for l in done.stdout.splitlines() if 'warning' in l]
   assert len(warning) == 1 and warning[0].startswith(
-      f'[fedhelp_jax] warning: '), done.stdout
+      '[fedhelp_jax] warning: '), done.stdout
   assert (f'free for {ckpt}, but a checkpoint takes about ') in warning[0]
   assert warning[0].endswith(
       'a run holds up to 3 at a time (checkpoint_keep=2, and the one being '

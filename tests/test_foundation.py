@@ -156,3 +156,13 @@ def test_prepare_fm_places_knowledge_on_small_silos(tmp_path):
   info2 = {}
   fm_prepare.prepare_fm(config, fed, raw, info2)
   assert info2['fm']['api_calls'] == 0 and info2['fm']['cache_hit']
+
+
+@pytest.mark.parametrize('fm, named', [
+    ({'provider': 'bogus'}, "'proxy', 'precomputed'"),
+    ({'provider': 'proxy', 'proxy_data': 'elsewhere'}, "'unassigned'"),
+])
+def test_fm_settings_names_the_choices(fm, named):
+  config = ml_collections.ConfigDict({'fm': fm})
+  with pytest.raises(ValueError, match=named):
+    fm_prepare.fm_settings(config)

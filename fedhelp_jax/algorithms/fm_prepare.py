@@ -49,7 +49,7 @@ def fm_settings(config) -> dict[str, Any]:
     out.update({k: v for k, v in fm.items()})
   if out['provider'] not in foundation.PROVIDERS:
     raise ValueError(f'config.fm.provider: unknown provider '
-                     f'{out["provider"]!r}; expected one of {PROVIDERS}.')
+                     f'{out["provider"]!r}; expected one of {foundation.PROVIDERS}.')
   if out['provider'] == 'proxy' and out['proxy_data'] not in PROXY_DATA:
     raise ValueError(f'config.fm.proxy_data: unknown {out["proxy_data"]!r}; '
                      f'expected one of {PROXY_DATA}.')

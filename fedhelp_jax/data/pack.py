@@ -13,7 +13,7 @@ is never padded to a large silo's size; rows past ``n[c]`` are zeros and must
 be masked by the consumer.
 """
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 

@@ -46,7 +46,6 @@ from fedhelp_jax import models
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
-from fedhelp_jax.algorithms.pfednet import encode as encode_lib
 from fedhelp_jax.algorithms.pfednet import graph as graph_lib
 from fedhelp_jax.algorithms.pfednet import params as params_lib
 from fedhelp_jax.algorithms.pfednet import prox as prox_lib

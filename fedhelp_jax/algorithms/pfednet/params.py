@@ -126,9 +126,9 @@ def split(params: Any, labels: Any) -> tuple[Any, Any]:
   Returns:
     ``(shared, personal)``.
   """
-  shared = jax.tree.map(lambda p, l: p if l == SHARED else None, params,
+  shared = jax.tree.map(lambda p, label: p if label == SHARED else None, params,
                         labels)
-  personal = jax.tree.map(lambda p, l: p if l == PERSONAL else None, params,
+  personal = jax.tree.map(lambda p, label: p if label == PERSONAL else None, params,
                           labels)
   return shared, personal
 
