@@ -73,9 +73,21 @@ def image_scores(result, info, last_evals: int) -> dict[str, np.ndarray]:
   return out
 
 
-def run_pair(get_config, methods, *, train_seed: int, partition_seed: int,
-             rounds: int, last_evals: int, log) -> dict[str, dict]:
-  """Every method on one (training seed, partition seed) pair."""
+def run_partition(get_config, methods, *, train_seeds, partition_seed: int,
+                  rounds: int, last_evals: int, log, parts_dir=None):
+  """Every method on one partition, its training seeds as one program.
+
+  The K = len(train_seeds) runs of a method share the partition, so they go
+  through ``runner.run`` together (one compile, a map or vmap over seeds, as
+  the backend's measured plan says). With ``parts_dir``, each method's
+  scores are saved there as they finish and reused when present, so an
+  interrupted table continues where it stopped.
+
+  Returns:
+    ``{method: {'scores': {group: [K, N]}, 'wall_s', 'protocol'}}`` and,
+    for methods trained here (not reused), ``'common_summary'``: per seed,
+    the last evaluation's group metrics on the common test set.
+  """
   base = method_config(get_config, methods[0], partition_seed=partition_seed,
                        rounds=rounds)
   raw = experiment.load_raw(base)
@@ -86,20 +98,36 @@ def run_pair(get_config, methods, *, train_seed: int, partition_seed: int,
   for m in methods:
     config = method_config(get_config, m, partition_seed=partition_seed,
                            rounds=rounds)
+    part = parts_dir and os.path.join(
+        parts_dir, f'{m}-p{partition_seed}-t{"_".join(map(str, train_seeds))}'
+        f'-r{rounds}-l{last_evals}.npz')
+    # Prepared even when reused: the protocol names the FM (cached on disk).
     fed = experiment.prepare_federation(config, raw, partitioned)
-    program = runner.build_program(config, fed.task, fed.groups, fed.info)
-    t0 = time.time()
-    (res,) = runner.run(
-        program, [runner.Member(int(train_seed), fed.fed, fed.weights,
-                                fed.info, fed.hparams)],
-        rounds=rounds, eval_every=int(config.eval_every), nonfinite='stop',
-        common_test=common, labels=[f'{m} seed {train_seed}'])
-    scores = image_scores(res, fed.info, last_evals)
-    out[m] = {'scores': scores, 'wall_s': time.time() - t0,
-              'common_summary': res['final_common']['summary'],
-              'protocol': table_lib.protocol_record(config,
-                                                    fed.info.get('fm'))}
-    log(f'[{m}] pair (train {train_seed}, partition {partition_seed}): '
+    if part and os.path.exists(part):
+      with np.load(part, allow_pickle=False) as f:
+        out[m] = {'scores': {k: f[k] for k in f.files if k != 'wall_s'},
+                  'wall_s': float(f['wall_s'])}
+      log(f'[{m}] partition {partition_seed}: reused {part}')
+    else:
+      program = runner.build_program(config, fed.task, fed.groups, fed.info)
+      t0 = time.time()
+      results = runner.run(
+          program, [runner.Member(int(t), fed.fed, fed.weights, fed.info,
+                                  fed.hparams) for t in train_seeds],
+          rounds=rounds, eval_every=int(config.eval_every), nonfinite='stop',
+          common_test=common,
+          labels=[f'{m} seed {t} partition {partition_seed}'
+                  for t in train_seeds])
+      per_seed = [image_scores(r, fed.info, last_evals) for r in results]
+      scores = {g: np.stack([s[g] for s in per_seed]) for g in per_seed[0]}
+      out[m] = {'scores': scores, 'wall_s': time.time() - t0,
+                'common_summary': [r['final_common']['summary']
+                                   for r in results]}
+      if part:
+        np.savez(part, wall_s=out[m]['wall_s'], **scores)
+    out[m]['protocol'] = table_lib.protocol_record(config, fed.info.get('fm'))
+    scores = out[m]['scores']
+    log(f'[{m}] partition {partition_seed}, seeds {list(train_seeds)}: '
         + ', '.join(f'{g} {scores[g].mean():.4f}' for g in scores)
         + f' ({out[m]["wall_s"]:.1f}s)')
   return out
@@ -145,19 +173,23 @@ def main(argv):
     print(msg, flush=True)
     lines.append(msg)
 
-  pairs = [(t, p) for p in range(_PARTITION_SEEDS.value)
-           for t in range(_TRAIN_SEEDS.value)]
-  per_pair, protocol, walls = [], None, {m: 0.0 for m in methods}
-  for t, p in pairs:
-    res = run_pair(module.get_config, methods, train_seed=t,
-                   partition_seed=p, rounds=_ROUNDS.value,
-                   last_evals=_LAST_EVALS.value, log=log)
-    per_pair.append(res)
+  train_seeds = list(range(_TRAIN_SEEDS.value))
+  pairs = [(t, p) for p in range(_PARTITION_SEEDS.value) for t in train_seeds]
+  parts_dir = os.path.join(out, 'parts')
+  os.makedirs(parts_dir, exist_ok=True)
+  per_partition, protocol, walls = [], None, {m: 0.0 for m in methods}
+  for p in range(_PARTITION_SEEDS.value):
+    res = run_partition(module.get_config, methods, train_seeds=train_seeds,
+                        partition_seed=p, rounds=_ROUNDS.value,
+                        last_evals=_LAST_EVALS.value, log=log,
+                        parts_dir=parts_dir)
+    per_partition.append(res)
     protocol = protocol or res[methods[0]]['protocol']
     for m in methods:
       walls[m] += res[m]['wall_s']
-  scores = {m: {g: np.stack([r[m]['scores'][g] for r in per_pair])
-                for g in per_pair[0][m]['scores']} for m in methods}
+  # Rows are (partition, training seed) pairs, in ``pairs`` order.
+  scores = {m: {g: np.concatenate([r[m]['scores'][g] for r in per_partition])
+                for g in per_partition[0][m]['scores']} for m in methods}
   summary = summarize(scores, _REFERENCE.value)
   summary.update({
       'experiment': _CONFIG_MODULE.value or f'fedhelp_{_EXPERIMENT.value}',

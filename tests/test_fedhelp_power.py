@@ -8,21 +8,41 @@ from experiments import fedhelp_power
 from tests import tiny_config
 
 
-def test_power_pair_scores_agree_with_common_test_accuracy():
+def test_power_partition_scores_seeds_together_and_resumes(tmp_path):
   logged = []
-  pair = fedhelp_power.run_pair(
-      tiny_config.get_config, ['fedavg', 'local'], train_seed=0,
-      partition_seed=0, rounds=2, last_evals=1, log=logged.append)
+  run = lambda seeds: fedhelp_power.run_partition(
+      tiny_config.get_config, ['fedavg', 'local'], train_seeds=seeds,
+      partition_seed=0, rounds=2, last_evals=1, log=logged.append,
+      parts_dir=str(tmp_path))
+  both = run([0, 1])
   assert len(logged) == 2
   for m in ('fedavg', 'local'):
-    scores, summary = pair[m]['scores'], pair[m]['common_summary']
-    assert scores['small'].shape == (624,)  # The whole official test split.
-    # With one evaluation kept, the mean over images of the per-image
-    # fraction of small silos right is the mean of their accuracies.
-    assert np.isclose(scores['small'].mean(), summary['small']['accuracy'])
-    assert np.isclose(scores['large'].mean(), summary['large']['accuracy'])
-  assert not np.array_equal(pair['fedavg']['scores']['small'],
-                            pair['local']['scores']['small'])
+    scores, summaries = both[m]['scores'], both[m]['common_summary']
+    assert scores['small'].shape == (2, 624)  # The whole official test split.
+    for k in range(2):
+      # With one evaluation kept, the mean over images of the per-image
+      # fraction of small silos right is the mean of their accuracies.
+      for g in ('small', 'large'):
+        assert np.isclose(scores[g][k].mean(), summaries[k][g]['accuracy'])
+  assert not np.array_equal(both['fedavg']['scores']['small'],
+                            both['local']['scores']['small'])
+  assert not np.array_equal(both['fedavg']['scores']['small'][0],
+                            both['fedavg']['scores']['small'][1])
+  # Seeds run together score as each run alone (one program, K members).
+  alone = fedhelp_power.run_partition(
+      tiny_config.get_config, ['fedavg'], train_seeds=[1], partition_seed=0,
+      rounds=2, last_evals=1, log=logged.append)
+  np.testing.assert_allclose(alone['fedavg']['scores']['small'][0],
+                             both['fedavg']['scores']['small'][1], atol=1e-6)
+  # A second call reuses the saved parts instead of training again.
+  before = len(logged)
+  again = run([0, 1])
+  assert sum('reused' in line for line in logged[before:]) == 2
+  assert 'common_summary' not in again['fedavg']
+  for m in ('fedavg', 'local'):
+    for g in both[m]['scores']:
+      np.testing.assert_array_equal(again[m]['scores'][g],
+                                    both[m]['scores'][g])
 
 
 def test_power_summary_has_intervals_and_paired_tests():
