@@ -16,17 +16,41 @@ import logging
 import os
 import shutil
 import sys
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import orbax.checkpoint as ocp
 
+from fedhelp_jax import engine
 from fedhelp_jax import faults
 
 
-# The hashed-config entry that records how many devices the checkpointed
-# silos were padded and sharded for (absent: one device).
+# The hashed-config entry with which earlier versions recorded how many
+# devices their checkpointed silos were padded for (absent: one device).
 DEVICES_KEY = 'checkpoint_devices'
+
+
+class Storage(NamedTuple):
+  """How a run's state goes to disk.
+
+  Attributes:
+    layout: where the state's silos are (``engine.silo_layout``); with it,
+      checkpoints hold the real silos only and restore on any device or
+      process count. None: stored as the run holds it.
+    mesh: the run's device mesh, or None.
+    devices: the run's device count.
+    padded: whether the run's state holds dummy silos (mesh padding).
+    why_padded: with ``padded`` and no ``layout``: why the silos could not
+      be found (a resume is then tied to ``devices``).
+  """
+  layout: Optional[engine.SiloLayout] = None
+  mesh: Any = None
+  devices: int = 1
+  padded: bool = False
+  why_padded: str = ''
+
+  def topology_free(self) -> bool:
+    return self.layout is not None or not self.padded
 
 
 class ConfigMismatchError(ValueError):
@@ -167,6 +191,7 @@ class RunCheckpointer:
     self._config_hash = config_hash
     self._keep = int(keep)
     self._hashed_config = hashed_config
+    self._storage = Storage()  # Set by maybe_restore.
     self._manager = _Manager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -203,12 +228,10 @@ class RunCheckpointer:
     if stored is not None and stored != self._config_hash:
       diff = _describe_diff(stored_config, self._hashed_config)
       devices = (stored_config or {}).get(DEVICES_KEY, 1)
-      if devices != (self._hashed_config or {}).get(DEVICES_KEY, 1):
-        diff += (f'; its silos were checkpointed sharded over {devices} '
-                 f'device(s): continue with --config.num_devices={devices} '
-                 f'(on CPU also FEDHELP_HOST_DEVICES={devices}, or '
-                 f'XLA_FLAGS=--xla_force_host_platform_device_count='
-                 f'{devices})')
+      if devices != 1:
+        diff += (f'; it was written by an earlier fedhelp_jax whose '
+                 f'checkpoints were tied to their device count ({devices}): '
+                 'continue it with that version')
       raise ConfigMismatchError(
           f'{self.directory} holds checkpoints of a different config (hash '
           f'{stored}, this config {self._config_hash}); settings that change '
@@ -217,7 +240,8 @@ class RunCheckpointer:
           'to start over and overwrite it.')
     return int(step)
 
-  def maybe_restore(self, state: Any, *, resume: Optional[bool] = None):
+  def maybe_restore(self, state: Any, *, resume: Optional[bool] = None,
+                    storage: Optional[Storage] = None):
     """Restores the latest checkpoint into ``state``'s structure.
 
     Args:
@@ -225,13 +249,19 @@ class RunCheckpointer:
         are the restore target).
       resume: True requires a checkpoint; False ignores (and deletes) any;
         None resumes when one exists.
+      storage: how this run stores its state (kept for ``save``); default
+        ``Storage()``, the state as held. With a ``layout``, checkpoints hold
+        the real silos only, so one written on any device or process count
+        restores here (the dummy silos a mesh adds are fresh ones).
 
     Returns:
       ``(state, round)``.
 
     Raises:
-      FileNotFoundError, ConfigMismatchError: see ``check_resume``.
+      FileNotFoundError, ConfigMismatchError: see ``check_resume``; also
+        a checkpoint whose silos are tied to another device count.
     """
+    self._storage = storage = storage or Storage()
     step = self.check_resume(resume)
     if step is None:
       for s in self._manager.all_steps():
@@ -239,7 +269,9 @@ class RunCheckpointer:
       self._write_hash()
       self.warn_if_low_space(state)
       return state, 0
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    self._check_topology(storage)
+    target = self._to_disk(state)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     failures = []  # (step, cause) of the checkpoints that cannot be read.
     _quiet_failed_io_aftermath()  # Before: they may come at once.
     for step in sorted(self._manager.all_steps(), reverse=True):
@@ -269,6 +301,8 @@ class RunCheckpointer:
       self._manager.reload()
     restored = jax.tree.unflatten(jax.tree.structure(state),
                                   jax.tree.leaves(restored))
+    if storage.layout is not None:
+      restored = engine.restored_state(restored, state, storage.layout)
     if _is_primary():
       older = ', the newest readable checkpoint' if failures else ''
       print(f'[fedhelp_jax] resumed from round {step} ({self.directory}'
@@ -285,7 +319,8 @@ class RunCheckpointer:
     """
     _quiet_failed_io_aftermath()  # A failed save leaves them too.
     try:
-      self._manager.save(round_index, args=ocp.args.StandardSave(state))
+      self._manager.save(round_index,
+                         args=ocp.args.StandardSave(self._to_disk(state)))
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       if not faults.is_disk_full(e):
@@ -328,6 +363,39 @@ class RunCheckpointer:
   def close(self) -> None:
     self._manager.close()
 
+  def _to_disk(self, state: Any) -> Any:
+    if self._storage.layout is None:
+      return state
+    return engine.stored_state(state, self._storage.layout,
+                               self._storage.mesh)
+
+  def _silos_record(self, storage: Storage) -> dict[str, Any]:
+    """How the checkpoints hold their silos (beside the config hash)."""
+    if storage.topology_free():
+      return {'silos': 'real only'}
+    return {'silos': 'padded', 'devices': int(storage.devices),
+            'why': storage.why_padded}
+
+  def _check_topology(self, storage: Storage) -> None:
+    """Refuses a checkpoint this run cannot lay out, naming the fix."""
+    stored = self._read_silos() or {'silos': 'real only'}
+    if stored['silos'] == 'padded':
+      if storage.devices == stored['devices'] and storage.padded:
+        return
+      raise ConfigMismatchError(
+          f'{self.directory}: its silos were checkpointed padded and '
+          f'sharded over {stored["devices"]} device(s) ({stored["why"]}). '
+          f'Fix: continue with --config.num_devices={stored["devices"]} (on '
+          f'CPU also FEDHELP_HOST_DEVICES={stored["devices"]}, or '
+          'XLA_FLAGS=--xla_force_host_platform_device_count='
+          f'{stored["devices"]}).')
+    if not storage.topology_free():
+      raise ConfigMismatchError(
+          f'{self.directory} holds the real silos only, but on '
+          f'{storage.devices} devices this run pads them and '
+          f'{storage.why_padded}. Fix: continue with --config.num_devices=1 '
+          '(or a count that divides every group\'s silos).')
+
   def _move_aside(self, step: int) -> str:
     """Renames step directory ``step`` to ``<step>.unreadable-<n>`` (a name
     orbax does not take for a step) and returns the new path."""
@@ -346,7 +414,9 @@ class RunCheckpointer:
       tmp = self._hash_path + '.tmp'
       with open(tmp, 'w') as f:
         json.dump({'config_hash': self._config_hash,
-                   'config': self._hashed_config}, f, sort_keys=True)
+                   'config': self._hashed_config,
+                   'layout': self._silos_record(self._storage)}, f,
+                  sort_keys=True)
       os.replace(tmp, self._hash_path)
     _barrier('hash')
 
@@ -356,6 +426,12 @@ class RunCheckpointer:
     with open(self._hash_path) as f:
       stored = json.load(f)
     return stored['config_hash'], stored.get('config')
+
+  def _read_silos(self) -> Optional[dict[str, Any]]:
+    if not os.path.exists(self._hash_path):
+      return None
+    with open(self._hash_path) as f:
+      return json.load(f).get('layout')
 
 
 # Orbax writes step N to 'N<suffix>' and renames it to 'N' when complete.

@@ -1251,3 +1251,83 @@ def unpad_clients(tree: types.PyTree, num_real: int,
   """
   return jax.tree.map(
       lambda x: lax.slice_in_dim(x, 0, num_real, axis=axis), tree)
+
+
+class SiloLayout(NamedTuple):
+  """Where a state's silos are, so it can be stored without the dummies.
+
+  Attributes:
+    owners: a tree like the state: per leaf, the group whose silos its
+      leading axis counts, or '' for a leaf with no silo axis.
+    num_real: group -> the number of real silos (the rest are dummies).
+  """
+  owners: types.PyTree
+  num_real: Mapping[str, int]
+
+
+def silo_layout(alg: types.FederatedAlgorithm, data: types.FederatedData,
+                num_real: Mapping[str, int]) -> tuple[Optional[SiloLayout],
+                                                      str]:
+  """Finds which state leaves have a per-silo leading axis, from shapes.
+
+  The state is initialised abstractly (``jax.eval_shape``) for ``data`` and
+  again with one more silo in one group: a leaf whose leading axis grows by
+  one belongs to that group (client states, and server leaves such as
+  pFedNet's per-silo z); a leaf that does not change has no silo axis. Any
+  other change (a shape that depends on the silo count some other way) is
+  not handled.
+
+  Returns:
+    ``(layout, '')``, or ``(None, why)`` when some leaf's silo axis cannot
+    be found (the state is then only restorable at its own padding).
+  """
+  init = lambda d: init_state(alg, d, 0)
+  try:
+    base = jax.eval_shape(init, data)
+  except Exception as e:  # pylint: disable=broad-except
+    return None, f'its init cannot be traced abstractly ({type(e).__name__})'
+  paths_shapes, treedef = jax.tree_util.tree_flatten_with_path(base)
+  owners = [''] * len(paths_shapes)
+  for g in data:
+    num = int(np.shape(data[g]['n'])[0])
+    extra, _ = pad_group_clients(data[g], np.zeros(num, np.float32), num + 1)
+    grown = jax.tree.leaves(jax.eval_shape(init, {**data, g: extra}))
+    if len(grown) != len(paths_shapes):
+      return None, f'its state has another structure with one more {g} silo'
+    for i, ((path, a), b) in enumerate(zip(paths_shapes, grown)):
+      if a.shape == b.shape:
+        continue
+      if (a.ndim and a.shape[1:] == b.shape[1:]
+          and b.shape[0] == a.shape[0] + 1 and not owners[i]):
+        owners[i] = g
+        continue
+      return None, (f'state leaf {jax.tree_util.keystr(path)} changes from '
+                    f'{a.shape} to {b.shape} with one more {g} silo')
+  return SiloLayout(jax.tree.unflatten(treedef, owners), dict(num_real)), ''
+
+
+def stored_state(state: FederatedState, layout: SiloLayout, mesh=None):
+  """``state`` without dummy silos: every per-silo leaf cut to its group's
+  real silos, replicated over ``mesh`` (any device count can read it back).
+  """
+  cut = lambda tree: jax.tree.map(
+      lambda g, x: x[:layout.num_real[g]] if g else x, layout.owners, tree)
+  if mesh is None:
+    return jax.jit(cut)(state)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.jit(cut, out_shardings=replicated)(state)
+
+
+def restored_state(stored: FederatedState, template: FederatedState,
+                   layout: SiloLayout) -> FederatedState:
+  """The inverse of ``stored_state`` for this run: real silos from
+  ``stored``, dummy silos (weight 0, never reported) from the freshly
+  initialised ``template``, laid out as ``template`` is."""
+  def fill(g, real, fresh):
+    if not g or real.shape[0] == fresh.shape[0]:
+      return real
+    return jnp.concatenate([real, fresh[real.shape[0]:]])
+
+  shardings = jax.tree.map(lambda x: x.sharding, template)
+  return jax.jit(lambda s, t: jax.tree.map(fill, layout.owners, s, t),
+                 out_shardings=shardings)(stored, template)

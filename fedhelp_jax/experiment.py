@@ -452,6 +452,21 @@ def _lock_workdir(workdir: str) -> faults.WorkdirLock:
   return lock
 
 
+def _storage(alg, fed, info, mesh, num_devices: int):
+  """How the run's checkpoints hold its silos: the real ones only (any
+  device count can resume them) unless the state's silo axes cannot be
+  found, when a mesh's padded layout is stored as is."""
+  from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
+  real = (info or {}).get('num_real_clients')
+  padded = bool(real) and any(int(np.shape(fed[g]['n'])[0]) != n
+                              for g, n in real.items())
+  if not padded:
+    return ckpt_lib.Storage(mesh=mesh, devices=num_devices)
+  layout, why = engine.silo_layout(alg, fed, real)
+  return ckpt_lib.Storage(layout=layout, mesh=mesh, devices=num_devices,
+                          padded=True, why_padded=why)
+
+
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
                 stop: faults.StopSignals) -> dict[str, Any]:
   """``run_experiment`` once the workdir is locked."""
@@ -467,17 +482,10 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   if primary:
     os.makedirs(workdir, exist_ok=True)
   num_devices, why_devices = devices_for(config)
-  # Checkpoints hold the silos padded and sharded for the device count, so a
-  # resume must use the same count (recorded only when > 1: one-device runs
-  # keep the plain config hash).
-  ckpt_config = hashed_config(config)
-  ckpt_hash = chash
-  if num_devices > 1:
-    ckpt_config[ckpt_lib.DEVICES_KEY] = num_devices
-    ckpt_hash = _hash(ckpt_config)
   manager = ckpt_lib.RunCheckpointer(
-      os.path.join(workdir, 'checkpoints'), config_hash=ckpt_hash,
-      keep=int(config.get('checkpoint_keep', 2)), hashed_config=ckpt_config)
+      os.path.join(workdir, 'checkpoints'), config_hash=chash,
+      keep=int(config.get('checkpoint_keep', 2)),
+      hashed_config=hashed_config(config))
   # A bad resume is refused here, before any data is loaded.
   start_round = manager.check_resume(resume) or 0
   raw = _load_raw_once_per_machine(config)
@@ -490,6 +498,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
     fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
                                                         mesh)
   program = runner.build_program(config, task, groups, info, mesh=mesh)
+  storage = _storage(program.alg, fed, info, mesh, num_devices)
   processes = (f'; {jax.process_count()} processes, this one holds '
                f'{jax.local_device_count()} device(s)'
                if jax.process_count() > 1 else '')
@@ -545,7 +554,8 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
 
   def restore(state):
     nonlocal logger, progress, shown, start_round
-    state, restored = manager.maybe_restore(state, resume=resume)
+    state, restored = manager.maybe_restore(state, resume=resume,
+                                            storage=storage)
     if restored != start_round:  # Newer checkpoints could not be read.
       logger.close()
       progress.close()
