@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fedhelp_jax import engine
+from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax.algorithms import common
@@ -220,3 +221,67 @@ def test_fedavg_fm_switches_off_private_models():
   large = state.clients['large']  # No private L_k, no public head.
   assert large.large_params is None and large.public_head is None
   assert alg.eval_model('large') is alg.eval_model('small')
+
+
+def test_code_loss_scaling_matches_torch_kldiv_mean_and_summed_rank():
+  """'code' scaling against a hand computation of the authors' torch terms:
+  ``nn.KLDivLoss()(log_softmax(s / T), softmax(t / T))`` (reduction 'mean':
+  the sum over batch x classes divided by their count, no T^2), and the
+  rank hinge summed over the batch."""
+  rng = np.random.default_rng(3)
+  s, t = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  temp = 2.0
+
+  def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+  p_t, p_s = softmax(t / temp), softmax(s / temp)
+  torch_mean = np.sum(p_t * (np.log(p_t) - np.log(p_s))) / p_t.size
+  per_example = losses.kd_kl(jnp.asarray(s), jnp.asarray(t), temperature=temp)
+  np.testing.assert_allclose(
+      fedhelp.scaled_kl(per_example, 5, temp, 'code'), torch_mean, rtol=1e-5)
+  np.testing.assert_allclose(
+      fedhelp.scaled_kl(per_example, 5, temp, 'paper'),
+      temp**2 * np.sum(p_t * (np.log(p_t) - np.log(p_s))) / 4, rtol=1e-5)
+  # Rank, k = 2: sum over the batch of sum_{i in top, j not} relu(s_j - s_i)
+  # / (2k) with the reference t's top 2 (sign +1).
+  top = np.argsort(-t, axis=-1)[:, :2]
+  hand = 0.0
+  for b in range(4):
+    rest = [j for j in range(5) if j not in top[b]]
+    hand += sum(max(s[b, j] - s[b, i], 0.0) for i in top[b] for j in rest) / 4
+  rank = losses.rank_loss(jnp.asarray(t), jnp.asarray(s), k=2)
+  np.testing.assert_allclose(fedhelp.reduced_rank(rank, 'code'), hand,
+                             rtol=1e-5)
+  np.testing.assert_allclose(fedhelp.reduced_rank(rank, 'paper'), hand / 4,
+                             rtol=1e-5)
+
+
+@pytest.mark.parametrize('group', GROUPS)
+def test_code_loss_scaling_is_paper_scaling_with_rescaled_weights(group):
+  """At T = 1 the 'code' update equals the 'paper' update with every KL
+  weight divided by the class count and the rank weight times the batch."""
+  data, _ = _data()
+  code, _, local = _alg(loss_scaling='code')
+  paper, _, _ = _alg()
+  state = engine.init_state(paper, data, seed=0)
+  take = lambda t: jax.tree.map(lambda x: x[1], t)
+  broadcast = paper.download(state.server).broadcast
+  client, silo = take(state.clients[group]), take(data[group])
+  key = jax.random.PRNGKey(7)
+  hp = _hparams(lambda_forward=1.0, lambda_backward=1.0, mu_rank=0.2,
+                lambda_fm=1.0, temperature=1.0)
+  classes = 2
+  hp_paper = _hparams(lambda_forward=1.0 / classes,
+                      lambda_backward=1.0 / classes,
+                      mu_rank=0.2 * local.batch_size,
+                      lambda_fm=1.0 / classes, temperature=1.0)
+  update = lambda alg, h: jax.jit(lambda c, d, k: alg.local_update(
+      group, c, broadcast, None, d, h, k))(client, silo, key)
+  got, want = update(code, hp), update(paper, hp_paper)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               got[:2], want[:2])
+  unscaled = update(paper, hp)
+  assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(
+      jax.tree.leaves(got[:2]), jax.tree.leaves(unscaled[:2])))

@@ -77,6 +77,27 @@ class SiloState(NamedTuple):
 _PRIVATE_HEAD = 'head'
 
 
+LOSS_SCALINGS = ('paper', 'code')
+
+
+def scaled_kl(per_example: jax.Array, num_classes: int, temperature,
+              scaling: str) -> jax.Array:
+  """A KL term from per-example ``T^2 KL`` values (``losses.kd_kl``).
+
+  'paper': their batch mean. 'code': torch's ``nn.KLDivLoss()`` (reduction
+  'mean': the sum over batch x classes divided by their number, no ``T^2``).
+  """
+  mean = jnp.mean(per_example)
+  if scaling == 'paper':
+    return mean
+  return mean / (num_classes * jnp.asarray(temperature, jnp.float32)**2)
+
+
+def reduced_rank(per_example: jax.Array, scaling: str) -> jax.Array:
+  """The rank term: the batch mean ('paper') or sum ('code')."""
+  return jnp.mean(per_example) if scaling == 'paper' else jnp.sum(per_example)
+
+
 @dataclasses.dataclass(frozen=True)
 class FedHelpConfig:
   """Static (program-changing) FedHelp switches.
@@ -94,6 +115,14 @@ class FedHelpConfig:
       (the authors' code).
     backward_kl: 'student' (``KL(p_S || p_L)``, ``L_k`` the student) or
       'code' (``KL(p_L || p_S)`` as written in the authors' code).
+    loss_scaling: 'paper' (each KL term the mean over the batch of the
+      per-example ``T^2 KL``, the rank term the batch mean) or 'code' (as
+      the authors' torch code computes them: ``nn.KLDivLoss()``'s default
+      'mean' divides the summed KL by batch x classes, with no ``T^2``, and
+      the rank term is summed over the batch). At T = 1 'code' is 'paper'
+      with every KL weight divided by the class count and the rank weight
+      multiplied by the batch size (2x weaker KD and 4x stronger rank at
+      the authors' binary task and batch 4).
     public_batch_size: public examples per KD step (default: the local batch
       size).
     large_optimizer: optimizer of ``L_k`` (default: the local optimizer); its
@@ -111,6 +140,7 @@ class FedHelpConfig:
   rank_k: int = 1
   rank_sign: int = 1
   backward_kl: str = 'student'
+  loss_scaling: str = 'paper'
   public_batch_size: Optional[int] = None
   large_optimizer: Optional[str] = None
   share_large_forward: bool = True
@@ -121,6 +151,9 @@ class FedHelpConfig:
     if self.backward_kl not in ('student', 'code'):
       raise ValueError("backward_kl must be 'student' or 'code', got "
                        f'{self.backward_kl!r}.')
+    if self.loss_scaling not in LOSS_SCALINGS:
+      raise ValueError(f'loss_scaling must be one of {LOSS_SCALINGS}, got '
+                       f'{self.loss_scaling!r}.')
     if self.rank_k < 1:
       raise ValueError(f'rank_k must be >= 1, got {self.rank_k}.')
 
@@ -256,7 +289,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
       def pub_loss(q):
         out, new_ms = apply(small_module, q, ms, data['public_x'][pidx],
                             train=True, head='aux')
-        kd = jnp.mean(losses.kd_kl_from_probs(out, data['public_q'][pidx]))
+        kd = scaled_kl(losses.kd_kl_from_probs(out, data['public_q'][pidx]),
+                       out.shape[-1], 1.0, config.loss_scaling)
         return hparams['lambda_fm'] * kd, (kd, new_ms)
       (_, (fm_loss, ms)), grads = jax.value_and_grad(pub_loss, has_aux=True)(
           pub)
@@ -317,7 +351,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
       def loss_a(q):
         out, new_ms = apply(small_module, q, s_ms, xb, train=True)
         ce = jnp.mean(task.loss(out, yb))
-        kd = (jnp.mean(losses.kd_kl(out, l_ref, temperature=temp))
+        kd = (scaled_kl(losses.kd_kl(out, l_ref, temperature=temp),
+                        out.shape[-1], temp, config.loss_scaling)
               if config.dual_kd else zero)
         return ce + hparams['lambda_forward'] * kd, (ce, kd, new_ms)
       (_, (ce_s, kd_f, s_ms)), grads = jax.value_and_grad(
@@ -334,12 +369,14 @@ def fedhelp(small_module, large_module, task: tasks.Task,
         kd, rank = zero, zero
         if config.dual_kd:
           if config.backward_kl == 'student':
-            kd = jnp.mean(losses.kd_kl(out, s_ref, temperature=temp))
+            kl = losses.kd_kl(out, s_ref, temperature=temp)
           else:  # KL(p_L || p_S) through p_L, as written in the code.
-            kd = jnp.mean(losses.kd_kl(s_ref, out, temperature=temp))
+            kl = losses.kd_kl(s_ref, out, temperature=temp)
+          kd = scaled_kl(kl, out.shape[-1], temp, config.loss_scaling)
           if use_rank:
-            rank = jnp.mean(losses.rank_loss(s_ref, out, k=config.rank_k,
-                                             sign=config.rank_sign))
+            rank = reduced_rank(
+                losses.rank_loss(s_ref, out, k=config.rank_k,
+                                 sign=config.rank_sign), config.loss_scaling)
         total = (ce + hparams['lambda_backward'] * kd
                  + hparams['mu_rank'] * rank)
         return total, (ce, kd, rank)
