@@ -39,22 +39,32 @@ from fedhelp_jax import runner
 from fedhelp_jax import stats
 from fedhelp_jax import validate
 
-# Name -> (registered algorithm, aggregation override or None).
-METHODS = {'fedhelp': ('fedhelp', None), 'fedavg': ('fedavg', None),
-           'fedavg_fm': ('fedavg_fm', None), 'local': ('local', None),
-           'fedavg_samples': ('fedavg', 'samples')}
+# Name -> (registered algorithm, config overrides). 'fedavg_samples' is
+# the conventional FedAvg (sample-count weights); 'fedhelp_no_fm' drops the
+# small silos' FM distillation (the positive control's ablation); 'central'
+# pools the silos' data (the positive control's precondition).
+METHODS = {'fedhelp': ('fedhelp', {}), 'fedavg': ('fedavg', {}),
+           'fedavg_fm': ('fedavg_fm', {}), 'local': ('local', {}),
+           'fedavg_samples': ('fedavg', {'aggregation': 'samples'}),
+           'fedhelp_no_fm': ('fedhelp', {'fedhelp.fm_kd': False}),
+           'central': ('central', {})}
+
 
 def method_config(get_config, method: str, *, partition_seed: int,
                   rounds: int):
   """One method's config: the experiment's recipe for its algorithm, with
   the run's rounds, partition seed and common-test scoring."""
-  algorithm, aggregation = METHODS[method]
+  algorithm, overrides = METHODS[method]
   config = get_config(algorithm)
   config.seed = int(partition_seed)
   config.rounds = int(rounds)
   config.common_test = True
-  if aggregation:
-    config.aggregation = aggregation
+  for path, value in overrides.items():
+    *parents, leaf = path.split('.')
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
   validate.validate_config(config)
   return config
 
@@ -151,6 +161,19 @@ def summarize(scores: dict[str, dict[str, np.ndarray]],
   return summary
 
 
+def precondition(fm_test_accuracy: float, central: dict) -> dict:
+  """Whether the FM knows the task better than the silos' pooled data can
+  teach: its own test accuracy against ``central``'s 95% interval (both on
+  the whole official test split)."""
+  hi = central['all']['ci95'][1]
+  holds = bool(fm_test_accuracy > hi)
+  return {'fm_test_accuracy': float(fm_test_accuracy),
+          'central_all': central['all'], 'holds': holds,
+          'reading': (f'FM test accuracy {fm_test_accuracy:.4f} '
+                      f"{'above' if holds else 'NOT above'} central's 95% "
+                      f"interval [{central['all']['ci95'][0]:.4f}, {hi:.4f}]")}
+
+
 def main(argv):
   del argv
   if _CONFIG_MODULE.value:
@@ -199,6 +222,13 @@ def main(argv):
       'rounds': _ROUNDS.value, 'protocol': protocol,
       'method_wall_s': walls, 'wall_time_s': time.time() - t0,
       'log': lines})
+  fm_score = next((r[m]['protocol']['fm_test_score'] for r in per_partition
+                   for m in methods if r[m]['protocol']['fm_test_score']
+                   is not None), None)
+  if 'central' in methods and fm_score is not None:
+    summary['precondition'] = precondition(fm_score,
+                                           summary['methods']['central'])
+    log(f"precondition: {summary['precondition']['reading']}")
   reporting.write_json(os.path.join(out, 'summary.json'), summary)
   np.savez_compressed(os.path.join(out, 'scores.npz'),
                       **{f'{m}/{g}': v for m, by in scores.items()
@@ -215,7 +245,9 @@ def define_flags():
   _EXPERIMENT = flags.DEFINE_string(
       'experiment', 'cls_authors',
       'Config module experiments/configs/fedhelp_<name>.py (classification).')
-  _METHODS = flags.DEFINE_list('methods', list(METHODS), 'Methods to run.')
+  _METHODS = flags.DEFINE_list(
+      'methods', ['fedhelp', 'fedavg', 'fedavg_fm', 'local', 'fedavg_samples'],
+      f'Methods to run, of {sorted(METHODS)}.')
   _TRAIN_SEEDS = flags.DEFINE_integer('train_seeds', 5, 'Training seeds.')
   _PARTITION_SEEDS = flags.DEFINE_integer('partition_seeds', 2,
                                           'Partition seeds.')

@@ -56,3 +56,20 @@ def test_power_summary_has_intervals_and_paired_tests():
   paired = summary['paired']['fedhelp_vs_fedavg']['small']
   assert paired['detectable'] and paired['ci95'][0] > 0
   assert 'mcnemar' not in paired  # Fractions, not 0/1 correctness.
+
+
+def test_precondition_compares_fm_with_centrals_interval():
+  central = {'all': {'mean': 0.80, 'ci95': [0.78, 0.82]}}
+  assert fedhelp_power.precondition(0.90, central)['holds']
+  low = fedhelp_power.precondition(0.81, central)
+  assert not low['holds'] and 'NOT above' in low['reading']
+
+
+def test_method_overrides_reach_the_config():
+  fedhelp = fedhelp_power.method_config(
+      tiny_config.get_config, 'fedhelp_no_fm', partition_seed=1, rounds=2)
+  assert fedhelp.algorithm == 'fedhelp' and fedhelp.fedhelp.fm_kd is False
+  assert fedhelp.seed == 1 and fedhelp.common_test
+  samples = fedhelp_power.method_config(
+      tiny_config.get_config, 'fedavg_samples', partition_seed=0, rounds=2)
+  assert samples.algorithm == 'fedavg' and samples.aggregation == 'samples'
