@@ -42,12 +42,19 @@ from fedhelp_jax import validate
 # Name -> (registered algorithm, config overrides). 'fedavg_samples' is
 # the conventional FedAvg (sample-count weights); 'fedhelp_no_fm' drops the
 # small silos' FM distillation (the positive control's ablation); 'central'
-# pools the silos' data (the positive control's precondition).
+# pools the silos' data (the positive control's precondition);
+# 'fedhelp_no_forward_kd' drops step A's KD from L_k into S (the teacher
+# variant's ablation). A callable value is computed from the config.
 METHODS = {'fedhelp': ('fedhelp', {}), 'fedavg': ('fedavg', {}),
            'fedavg_fm': ('fedavg_fm', {}), 'local': ('local', {}),
            'fedavg_samples': ('fedavg', {'aggregation': 'samples'}),
            'fedhelp_no_fm': ('fedhelp', {'fedhelp.fm_kd': False}),
-           'central': ('central', {})}
+           'fedhelp_no_forward_kd': ('fedhelp',
+                                     {'hparams.lambda_forward': 0.0}),
+           'central': ('central', {}),
+           # The teacher's precondition: each silo trains the LARGE model
+           # alone (its 'large' group score is L_k without federation).
+           'local_large': ('local', {'model': lambda c: c.large_model})}
 
 
 def method_config(get_config, method: str, *, partition_seed: int,
@@ -64,7 +71,7 @@ def method_config(get_config, method: str, *, partition_seed: int,
     node = config
     for name in parents:
       node = node[name]
-    node[leaf] = value
+    node[leaf] = value(config) if callable(value) else value
   validate.validate_config(config)
   return config
 

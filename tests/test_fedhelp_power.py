@@ -73,3 +73,14 @@ def test_method_overrides_reach_the_config():
   samples = fedhelp_power.method_config(
       tiny_config.get_config, 'fedavg_samples', partition_seed=0, rounds=2)
   assert samples.algorithm == 'fedavg' and samples.aggregation == 'samples'
+
+
+def test_teacher_methods_use_the_large_model_and_drop_forward_kd():
+  local_large = fedhelp_power.method_config(
+      tiny_config.get_config, 'local_large', partition_seed=0, rounds=2)
+  assert local_large.algorithm == 'local'
+  assert local_large.model.to_dict() == local_large.large_model.to_dict()
+  no_forward = fedhelp_power.method_config(
+      tiny_config.get_config, 'fedhelp_no_forward_kd', partition_seed=0,
+      rounds=2)
+  assert no_forward.hparams.lambda_forward == 0.0
