@@ -190,7 +190,8 @@ def _skewed_federation():
 def test_prepare_builds_the_graph_from_label_sketches(two_groups):
   fed = _skewed_federation()
   info = {}
-  out = algorithms.prepare('pfednet', _config(k=1), fed, None, info)
+  out = algorithms.prepare('pfednet', _config(k=1, sketch_norm='global'),
+                           fed, None, info)
   assert out is fed
   graph = info['pfednet']
   assert graph['sketch'] == 'label_proportions'
@@ -208,6 +209,67 @@ def test_prepare_builds_the_graph_from_label_sketches(two_groups):
   data, weights = two_groups
   state = engine.init_state(alg, data, seed=0)
   assert state.server['z']['small'].shape == (3, 8 * 2 + 2)
+
+
+def _clustered_federation():
+  """6 silos of 3 hidden clusters (label mixes 0.9/0.1, 0.1/0.9, 0.5/0.5)
+  whose sizes differ inside each cluster: 40 and 10, 30 and 20, 10 and 20.
+  """
+  rng = np.random.default_rng(0)
+  fed = {'large': conftest.make_group(rng, [40, 30]),
+         'small': conftest.make_group(rng, [10, 10, 20, 20])}
+  clusters = [0, 1, 2, 0, 1, 2]
+  ones = {0: 0.1, 1: 0.9, 2: 0.5}
+  node = 0
+  for g in ('large', 'small'):
+    for c, n in enumerate(fed[g]['n']):
+      k = int(round(ones[clusters[node]] * n))
+      fed[g]['y'][c, :n] = np.r_[np.zeros(n - k), np.ones(k)]
+      node += 1
+  return fed, clusters
+
+
+def test_per_silo_sketches_join_silos_of_one_cluster_only():
+  fed, clusters = _clustered_federation()
+  info = {'clusters': clusters}
+  algorithms.prepare('pfednet', _config(k=1), fed, None, info)
+  graph = info['pfednet']
+  assert graph['sketch_norm'] == 'per_silo'
+  assert graph['edges'] == [[0, 3], [1, 4], [2, 5]]
+  assert graph['quality'] == {'edges': 3, 'inside': 3, 'across': 0,
+                              'inside_fraction': 1.0,
+                              'within_cluster_pairs': 3, 'recall': 1.0}
+  # The official construction (counts over the global total) sees sizes:
+  # silo 3 (9 and 1 of 130) is nearest to silo 2 (5 and 5), another cluster.
+  info_global = {'clusters': clusters}
+  algorithms.prepare('pfednet', _config(k=1, sketch_norm='global'), fed,
+                     None, info_global)
+  assert [2, 3] in info_global['pfednet']['edges']
+  assert info_global['pfednet']['quality']['across'] >= 1
+
+
+@pytest.mark.parametrize('kind, expected', [
+    ('empty', []), ('oracle', [[0, 3], [1, 4], [2, 5]])])
+def test_ablation_graphs(kind, expected):
+  fed, clusters = _clustered_federation()
+  info = {'clusters': clusters}
+  algorithms.prepare('pfednet', _config(graph=kind), fed, None, info)
+  assert info['pfednet']['edges'] == expected
+
+
+def test_random_graph_has_the_knn_edge_count_and_its_seed():
+  fed, clusters = _clustered_federation()
+  counts = {}
+  for kind, seed in (('knn', 0), ('random', 0), ('random', 1)):
+    info = {'clusters': clusters}
+    algorithms.prepare('pfednet', _config(graph=kind, graph_seed=seed), fed,
+                       None, info)
+    counts[kind, seed] = info['pfednet']['edges']
+  assert len(counts['random', 0]) == len(counts['knn', 0])
+  assert counts['random', 0] != counts['random', 1]
+  assert all(i < j for i, j in counts['random', 0])
+  with pytest.raises(validate.ConfigError, match='oracle.*clusters'):
+    algorithms.prepare('pfednet', _config(graph='oracle'), fed, None, {})
 
 
 def test_config_errors_are_clear():

@@ -36,7 +36,10 @@ def pfednet_section() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'personal_pattern': None,  # None: the model's default.
       'shared_pattern': None, 'graph': 'knn', 'k': 3, 'metric': 'euclidean',
-      'star_center': 0, 'sketch': 'auto', 'compress': True,
+      'star_center': 0, 'sketch': 'auto',
+      # The committed tables' construction (counts over the global total,
+      # as coded); 'per_silo' is the library default.
+      'sketch_norm': 'global', 'graph_seed': 0, 'compress': True,
       'ternarize_p': None, 'admm_iters': 50, 'tv_iters': 100})
 
 

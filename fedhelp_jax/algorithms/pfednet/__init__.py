@@ -33,7 +33,7 @@ is built from the stacked sketches alone.
 """
 
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -215,11 +215,20 @@ NO_SAMPLING = ("its server prox couples every silo's personalized part each "
 # decoder and the final 1x1 conv (the official code's BraTS split).
 DEFAULT_PERSONAL_PATTERNS = {'logreg': '^head/', 'cnn': '^head/',
                              'resnet': '^head/', 'unet': '^(dec_|head/)'}
-GRAPHS = ('knn', 'complete', 'star')
+# 'empty': no edges (FedPer's math); 'random': as many edges as the kNN
+# graph, drawn at random (graph_seed); 'oracle': every pair of silos of one
+# hidden cluster (needs the partition's info['clusters']).
+GRAPHS = ('knn', 'complete', 'star', 'empty', 'random', 'oracle')
 SKETCHES = ('auto', 'label_proportions', 'mean_input', 'mean_mask')
+# How a label-proportion sketch is normalised: 'per_silo' (each silo's own
+# label distribution: what tells silos apart) or 'global' (counts over the
+# GLOBAL total, as the official code does: the sketch then carries the
+# silo's size, and kNN mostly joins silos of similar size).
+SKETCH_NORMS = ('per_silo', 'global')
 _DEFAULTS = {'personal_pattern': None, 'shared_pattern': None, 'graph': 'knn',
              'k': 3, 'metric': 'euclidean', 'star_center': 0,
-             'sketch': 'auto', 'compress': True, 'ternarize_p': None,
+             'sketch': 'auto', 'sketch_norm': 'per_silo', 'graph_seed': 0,
+             'compress': True, 'ternarize_p': None,
              'admm_iters': 50, 'tv_iters': 100}
 
 
@@ -249,6 +258,9 @@ def pfednet_settings(config) -> dict[str, Any]:
   if out['sketch'] not in SKETCHES:
     _fail('sketch', f'unknown sketch {out["sketch"]!r}.',
           f'use one of {SKETCHES}.')
+  if out['sketch_norm'] not in SKETCH_NORMS:
+    _fail('sketch_norm', f'unknown normalisation {out["sketch_norm"]!r}.',
+          f'use one of {SKETCH_NORMS}.')
   if out['metric'] not in ('euclidean', 'l1'):
     _fail('metric', f'unknown metric {out["metric"]!r}.',
           "use 'euclidean' or 'l1'.")
@@ -315,18 +327,33 @@ def silo_sketch(kind: str, x: np.ndarray, y: np.ndarray,
   raise ValueError(f'Unknown sketch {kind!r}; expected one of {SKETCHES}.')
 
 
-def graph_from_sketches(sketches: np.ndarray, settings) -> np.ndarray:
-  """The server's graph: ``[E, 2]`` edges from the ``[N, F]`` sketches only."""
+def graph_from_sketches(sketches: np.ndarray, settings,
+                        clusters: Optional[Sequence[int]] = None
+                        ) -> np.ndarray:
+  """The server's graph: ``[E, 2]`` edges from the ``[N, F]`` sketches only
+  (or, for the 'oracle' ablation, from the hidden ``clusters`` ``[N]``)."""
   num = sketches.shape[0]
-  if settings['graph'] == 'complete':
+  kind = settings['graph']
+  if kind == 'complete':
     return graph_lib.complete_edges(num)
-  if settings['graph'] == 'star':
+  if kind == 'empty':
+    return np.zeros((0, 2), np.int64)
+  if kind == 'oracle':
+    if clusters is None:
+      _fail('graph', "'oracle' needs the partition's hidden clusters.",
+            "use a clustered partition, or another graph.")
+    return graph_lib.cluster_edges(clusters)
+  if kind == 'star':
     if not 0 <= int(settings['star_center']) < num:
       _fail('star_center', f'{settings["star_center"]} is not one of the '
             f'{num} silos.', f'use an index in [0, {num}).')
     return graph_lib.star_edges(num, int(settings['star_center']))
-  return graph_lib.knn_edges(sketches, k=min(int(settings['k']), num - 1)
-                               if num > 1 else 1, metric=settings['metric'])
+  knn = graph_lib.knn_edges(sketches, k=min(int(settings['k']), num - 1)
+                            if num > 1 else 1, metric=settings['metric'])
+  if kind == 'random':
+    return graph_lib.random_edges(num, len(knn), seed=int(
+        settings['graph_seed']))
+  return knn
 
 
 def prepare(config, fed, raw, info):
@@ -359,12 +386,18 @@ def prepare(config, fed, raw, info):
       sketches.append(silo_sketch(kind, d['x'][c, :n], d['y'][c, :n],
                                   num_classes))
   sketches = np.stack(sketches)
-  if kind == 'label_proportions':  # Divided by the GLOBAL count (as coded).
-    sketches = sketches / max(sketches.sum(), 1.0)
-  edges = graph_from_sketches(sketches, settings)
-  info['pfednet'] = {'sketch': kind, 'graph': settings['graph'],
+  if kind == 'label_proportions' and settings['sketch_norm'] == 'global':
+    sketches = sketches / max(sketches.sum(), 1.0)  # As coded.
+  elif kind == 'label_proportions':
+    sketches = sketches / np.maximum(sketches.sum(axis=1, keepdims=True), 1.0)
+  clusters = (info or {}).get('clusters')
+  edges = graph_from_sketches(sketches, settings, clusters)
+  info['pfednet'] = {'sketch': kind, 'sketch_norm': settings['sketch_norm'],
+                     'graph': settings['graph'],
                      'k': int(settings['k']), 'edges': edges.tolist(),
                      'num_silos_per_group': counts}
+  if clusters is not None:
+    info['pfednet']['quality'] = graph_lib.graph_quality(edges, clusters)
   return fed
 
 

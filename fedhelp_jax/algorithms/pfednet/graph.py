@@ -110,6 +110,38 @@ def star_edges(num_nodes: int, center: int = 0) -> np.ndarray:
   return np.stack([np.minimum(c, others), np.maximum(c, others)], axis=1)
 
 
+def cluster_edges(clusters: Sequence[int]) -> np.ndarray:
+  """``[E, 2]`` every pair ``i < j`` of nodes with the same cluster label
+  (the 'oracle' graph), sorted."""
+  labels = np.asarray(clusters)
+  pairs = complete_edges(labels.shape[0])
+  return pairs[labels[pairs[:, 0]] == labels[pairs[:, 1]]]
+
+
+def random_edges(num_nodes: int, num_edges: int, seed: int = 0) -> np.ndarray:
+  """``[E, 2]`` ``num_edges`` distinct pairs ``i < j`` drawn uniformly
+  (the 'random' ablation: as many edges as kNN, no similarity), sorted."""
+  pairs = complete_edges(num_nodes)
+  num_edges = min(int(num_edges), len(pairs))
+  pick = np.random.default_rng(seed).choice(len(pairs), num_edges,
+                                            replace=False)
+  return pairs[np.sort(pick)]
+
+
+def graph_quality(edges: np.ndarray, clusters: Sequence[int]) -> dict:
+  """Edges inside vs across the hidden clusters, and how many of the
+  within-cluster pairs the graph has (its recall)."""
+  labels = np.asarray(clusters)
+  edges = np.asarray(edges, np.int64).reshape(-1, 2)
+  inside = int(np.sum(labels[edges[:, 0]] == labels[edges[:, 1]]))
+  possible = len(cluster_edges(labels))
+  return {'edges': int(len(edges)), 'inside': inside,
+          'across': int(len(edges)) - inside,
+          'inside_fraction': inside / len(edges) if len(edges) else None,
+          'within_cluster_pairs': possible,
+          'recall': inside / possible if possible else None}
+
+
 def incidence_matrix(edges: np.ndarray, num_nodes: int) -> np.ndarray:
   """Incidence (difference) matrix ``Q``.
 
