@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedhelp_jax import algorithms
+from fedhelp_jax import diagnostics
 from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import faults
@@ -467,6 +468,34 @@ def _storage(alg, fed, info, mesh, num_devices: int):
                           padded=True, why_padded=why)
 
 
+def _dead_units(program, groups, state, fed, info, mesh, say):
+  """``diagnostics.dead_units`` of the final state, with a one-line report
+  (a warning when most hidden units of a group are dead). A failure here is
+  recorded, never fatal: the run's results are already complete."""
+  inputs = {g: {'x': fed[g]['x'], 'n': fed[g]['n']} for g in groups}
+  try:
+    placed = inputs if mesh is None else {
+        g: {'x': engine.shard_clients({'x': d['x']}, mesh)['x'],
+            'n': d['n']} for g, d in inputs.items()}
+    dead = diagnostics.dead_units(
+        program.alg, groups, state, placed,
+        strategy=program.strategy.name,
+        chunk_size=program.strategy.chunk_size,
+        num_real=(info or {}).get('num_real_clients'))
+  except Exception as e:  # pylint: disable=broad-except
+    say(f'[fedhelp_jax] warning: the dead-unit check failed ({type(e).__name__}: '
+        f'{e}); the results are unaffected')
+    return {'error': f'{type(e).__name__}: {e}'}
+  if dead:
+    worst = max(dead, key=lambda g: dead[g]['mean'])
+    line = ', '.join(f'{g} {d["mean"]:.2f}' for g, d in dead.items())
+    flag = (' (warning: most of them pass no signal: a collapsed model)'
+            if dead[worst]['mean'] > 0.5 else '')
+    say(f'[fedhelp_jax] dead hidden units (no positive pre-activation on any '
+        f'of the silo\'s training images), mean over silos: {line}{flag}')
+  return dead
+
+
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
                 stop: faults.StopSignals) -> dict[str, Any]:
   """``run_experiment`` once the workdir is locked."""
@@ -625,6 +654,9 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
+  if not already_complete:
+    summary['dead_units'] = _dead_units(program, groups, result['state'], fed,
+                                        info, mesh, say)
   if 'final_common' in result:
     summary['common_test'] = {k: v for k, v in result['final_common'].items()
                               if k != 'correct'}

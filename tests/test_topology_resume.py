@@ -37,6 +37,7 @@ def test_resume_on_another_device_count_ends_as_a_straight_run():
     assert r['devices'] == [second, second], (case, r)
     assert r['silos'] == 4, (case, r)  # Dummy silos are never reported.
     assert r['max_abs_diff'] == 0.0, (case, r)
+    assert r['dead_units'] == ['large', 'small'], (case, r)
 
 
 def _alg(server_rows):

@@ -49,7 +49,9 @@ def main():
           'devices': [resumed['devices'], straight['devices']],
           'max_abs_diff': max(float(np.max(np.abs(np.subtract(a[k], b[k]))))
                               for k in a),
-          'silos': len(a['accuracy'])}
+          'silos': len(a['accuracy']),
+          # The dead-unit check runs on the mesh too (not an error record).
+          'dead_units': sorted(resumed['dead_units'])}
   print('TOPOLOGY_RESULTS ' + json.dumps(out), flush=True)
 
 
