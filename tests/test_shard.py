@@ -23,9 +23,8 @@ _TOL = 1e-5
 _EQUIVALENCE = ('fedavg_vmap', 'fedhelp_chunked')
 
 
-@pytest.fixture(scope='module')
-def shard_results():
-  """Runs every sharded check in one 8-device subprocess (one jax start)."""
+def _run_worker(*checks):
+  """Runs the named checks (all when none) in one 8-device subprocess."""
   env = dict(os.environ)
   env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
                       ' --xla_force_host_platform_device_count=8').strip()
@@ -34,14 +33,24 @@ def shard_results():
   env['PYTHONPATH'] = os.pathsep.join(
       p for p in (root, env.get('PYTHONPATH')) if p)
   proc = subprocess.run(
-      [sys.executable, os.path.join(_HERE, 'shard_worker.py')], cwd=root,
-      env=env, capture_output=True, text=True, timeout=600, check=False)
+      [sys.executable, os.path.join(_HERE, 'shard_worker.py'), *checks],
+      cwd=root, env=env, capture_output=True, text=True, timeout=600,
+      check=False)
   lines = [l for l in proc.stdout.splitlines()
            if l.startswith('SHARD_RESULTS ')]
   assert proc.returncode == 0 and lines, (
       f'shard_worker.py failed (rc={proc.returncode}):\n'
       f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
   return json.loads(lines[-1][len('SHARD_RESULTS '):])
+
+
+@pytest.fixture(scope='module')
+def shard_results():
+  """The engine-level checks, in one 8-device subprocess (one jax start).
+  run_experiment on a mesh is pinned by the slow test below and, in the
+  default run, by test_topology_resume.py (4 devices)."""
+  return _run_worker('fedavg_vmap', 'fedhelp_chunked', 'padding',
+                     'pfednet_padding')
 
 
 def test_shard_worker_sees_eight_cpu_devices(shard_results):
@@ -98,8 +107,9 @@ def test_shard_pfednet_with_padding_equals_unpadded_run(shard_results):
   assert r['metrics'] < _TOL, r
 
 
-def test_shard_run_experiment_num_devices_4_matches_1(shard_results):
-  r = shard_results['experiment']
+@pytest.mark.slow
+def test_shard_run_experiment_num_devices_4_matches_1():
+  r = _run_worker('experiment')['experiment']
   assert r['num_silos'] == {'1': 4, '4': 4, '0': 4}, r  # Dummies unreported.
   assert r['metric_keys'] == ['accuracy', 'auc', 'macro_f1']
   assert r['clients'] < 1e-6, r

@@ -29,9 +29,10 @@ def _config(algorithm, devices, rounds):
   return c
 
 
-def main():
+def main(argv):
+  cases = [c for c in CASES if not argv[1:] or c[0] in argv[1:]]
   out = {}
-  for algorithm, first, second in CASES:
+  for algorithm, first, second in cases:
     with tempfile.TemporaryDirectory() as resumed_dir, \
         tempfile.TemporaryDirectory() as straight_dir:
       experiment.run_experiment(_config(algorithm, first, 2), resumed_dir)
@@ -56,4 +57,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  main(sys.argv)
