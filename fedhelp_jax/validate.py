@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fedhelp_jax import algorithms
+from fedhelp_jax import compression
 # The data checks and both error types are part of this module's API.
 from fedhelp_jax.errors import ConfigError
 from fedhelp_jax.errors import DataError
@@ -97,6 +98,30 @@ def _group(config, field, *, optional=False):
   return value
 
 
+def _validate_compression(config) -> None:
+  """``config.compression`` (optional): kind, fraction, levels."""
+  if config.get('compression') is None:
+    return
+  _group(config, 'compression')
+  section = config.compression
+  unknown = sorted(set(section) - {'kind', 'fraction', 'levels',
+                                   'error_feedback'})
+  if unknown:
+    _fail(f'compression.{unknown[0]}', 'is not a compression setting.',
+          'use kind, fraction, levels and error_feedback.')
+  _choice('compression.kind', section.get('kind', 'none'), compression.KINDS)
+  fraction = section.get('fraction', 0.1)
+  if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+      or not 0.0 < fraction <= 1.0):
+    _fail('compression.fraction', f'must be in (0, 1], got {_show(fraction)}.',
+          'use e.g. 0.1 (keep the top 10%).')
+  if 'levels' in section:
+    _int(config, 'compression.levels', minimum=1)
+  if not isinstance(section.get('error_feedback', True), bool):
+    _fail('compression.error_feedback', 'must be True or False.',
+          'use True (the usual choice) or False.')
+
+
 def validate_config(config: Any) -> None:
   """Checks types, ranges and combinations of an experiment config.
 
@@ -118,6 +143,7 @@ def validate_config(config: Any) -> None:
   except ValueError as e:
     raise ConfigError(f'{e} Fix: pick a registered algorithm.') from None
   _choice('task', config.task, _TASKS)
+  _validate_compression(config)
   _choice('dataset.name', _get(config, 'dataset.name'), _DATASETS)
   _int(config, 'rounds', minimum=1)
   _int(config, 'eval_every', minimum=1)

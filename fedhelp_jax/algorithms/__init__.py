@@ -14,6 +14,7 @@ import difflib
 import functools
 from typing import Any, Callable
 
+from fedhelp_jax import compression
 from fedhelp_jax import models
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import ditto
@@ -88,8 +89,15 @@ def build(name: str, config, task, groups, info=None):
   """Builds ``name``; ``info`` (from ``prepare``) reaches builders that ask."""
   check_name(name)
   if name in _NEEDS_INFO:
-    return _BUILDERS[name](config, task, tuple(groups), info=info)
-  return _BUILDERS[name](config, task, tuple(groups))
+    alg = _BUILDERS[name](config, task, tuple(groups), info=info)
+  else:
+    alg = _BUILDERS[name](config, task, tuple(groups))
+  section = config.get('compression') or {}
+  encoder = compression.from_config(section)
+  if encoder is None:
+    return alg
+  return compression.with_upload_encoder(
+      alg, encoder, error_feedback=bool(section.get('error_feedback', True)))
 
 
 def hparam_range(key: str,
