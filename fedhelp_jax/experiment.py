@@ -224,11 +224,79 @@ def build_federation(config, raw) -> tuple[dict[str, Any], dict[str, Any]]:
     info['groups'][g] = list(range(offset, offset + len(idx)))
     offset += len(idx)
   num_classes = int(config.num_classes)
-  for i in indices:
-    info['train_sizes'].append(int(len(i)))
-    info['label_counts'].append(np.bincount(
-        raw['train_y'][i].reshape(-1), minlength=num_classes).tolist())
+  if int(part.get('clusters', 1) or 1) > 1:
+    fed, info['clusters'] = cluster_shift(
+        fed, int(part.clusters), part.get('cluster_shift', 'labels'),
+        num_classes, seed=int(config.seed))
+  for g in GROUPS:
+    for c in range(len(fed[g]['n']) if g in fed else 0):
+      n = int(fed[g]['n'][c])
+      info['train_sizes'].append(n)
+      info['label_counts'].append(np.bincount(
+          fed[g]['y'][c, :n].reshape(-1), minlength=num_classes).tolist())
   return fed, info
+
+
+CLUSTER_SHIFTS = ('labels', 'rotation', 'both')
+
+
+def cluster_permutations(num_clusters: int, num_classes: int,
+                         seed: int) -> np.ndarray:
+  """``[K, num_classes]`` label maps: cluster 0 keeps the labels, the
+  others get distinct seeded permutations while there are any left; with
+  few classes (a binary task has two maps) later clusters repeat a map
+  (a cyclic shift), so there use 'rotation' or 'both' as well."""
+  rng = np.random.default_rng(seed)
+  perms = [np.arange(num_classes)]
+  for c in range(1, num_clusters):
+    for _ in range(100):
+      p = rng.permutation(num_classes)
+      if not any(np.array_equal(p, q) for q in perms):
+        break
+    else:
+      p = np.roll(np.arange(num_classes), c)
+    perms.append(p)
+  return np.stack(perms)
+
+
+def cluster_shift(fed, num_clusters: int, shift: str, num_classes: int, *,
+                  seed: int):
+  """Silos drawn from hidden clusters that differ in their labelling rule
+  and/or a feature shift (clustered-FL benchmarks).
+
+  Silo ``i`` (in group order, large first) belongs to cluster ``i % K``. A
+  cluster's rule applies to the silo's training AND test images: 'labels'
+  maps labels through the cluster's permutation (``cluster_permutations``),
+  'rotation' turns images by ``90 * cluster`` degrees, 'both' does both.
+  With 'rotation' alone the label mixes stay as they were, so a
+  label-proportion sketch cannot see the clusters (the second arm).
+
+  Returns:
+    ``(fed, clusters)``: the shifted groups and ``[N]`` cluster labels.
+  """
+  if shift not in CLUSTER_SHIFTS:
+    raise ValueError(f'config.partition.cluster_shift: unknown {shift!r}; '
+                     f'expected one of {CLUSTER_SHIFTS}.')
+  perms = cluster_permutations(num_clusters, num_classes, seed)
+  clusters, node, out = [], 0, {}
+  for g in GROUPS:
+    if g not in fed:
+      continue
+    d = dict(fed[g])
+    d['x'], d['y'] = d['x'].copy(), d['y'].copy()
+    d['test_x'], d['test_y'] = d['test_x'].copy(), d['test_y'].copy()
+    for c in range(len(d['n'])):
+      k = node % num_clusters
+      clusters.append(k)
+      node += 1
+      if shift in ('labels', 'both'):
+        d['y'][c] = perms[k][d['y'][c]]
+        d['test_y'][c] = perms[k][d['test_y'][c]]
+      if shift in ('rotation', 'both'):
+        d['x'][c] = np.rot90(d['x'][c], k=k, axes=(1, 2))
+        d['test_x'][c] = np.rot90(d['test_x'][c], k=k, axes=(1, 2))
+    out[g] = d
+  return out, clusters
 
 
 def aggregation_weights(fed, scheme: str) -> dict[str, np.ndarray]:
