@@ -114,3 +114,15 @@ def test_every_module_imports_in_a_fresh_interpreter():
                         capture_output=True, timeout=300, check=False,
                         env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_experiment_configs_import_from_outside_the_repository(tmp_path):
+  # The docs' sweep example imports configs; `pip install -e .` (the README's
+  # set-up) installs `experiments` beside `fedhelp_jax`.
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  done = subprocess.run(
+      [sys.executable, '-c', 'from experiments.configs import fedavg_cls; '
+       'print(fedavg_cls.get_config().algorithm)'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+      check=False)
+  assert done.returncode == 0 and done.stdout.strip() == 'fedavg', done.stderr
