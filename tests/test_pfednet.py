@@ -2,6 +2,7 @@
 """pFedNet, FedPer and Ditto on the engine: equivalences, sweeps, registry."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -15,6 +16,7 @@ from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import ditto
 from fedhelp_jax.algorithms import pfednet
+from fedhelp_jax.algorithms.pfednet import params as params_lib
 from tests import conftest
 
 GROUPS = ('large', 'small')
@@ -298,3 +300,76 @@ def test_personal_pattern_matching_nothing_or_both_is_an_error(two_groups):
   alg = _pfednet(_cnn(), shared_pattern='kernel|bias|scale')
   with pytest.raises(ValueError, match='BOTH'):
     engine.init_state(alg, data, 0)
+
+
+@pytest.mark.parametrize('local_round', ['personal_first', 'shared_first'])
+def test_two_phase_round_matches_a_hand_written_masked_sgd(local_round):
+  """FedRep's order (head, then body) and pFedNet's official one (shared,
+  then personalized) against plain masked SGD written out by hand."""
+  rng = np.random.default_rng(0)
+  data = {'small': conftest.make_group(rng, [9, 6])}
+  module = models.make_model('cnn', num_classes=2, features=(4,), dense=8)
+  task = tasks.classification(2)
+  local = common.LocalConfig(batch_size=4, local_steps=3)
+  alg = pfednet.fedper(module, task, local, ('small',),
+                       num_silos_per_group={'small': 2},
+                       personal_pattern='^head/', local_round=local_round)
+  state = engine.init_state(alg, data, seed=0)
+  download = alg.download(state.server)
+  silo = jax.tree.map(lambda x: jnp.asarray(x[1]), data['small'])
+  client = jax.tree.map(lambda x: x[1], state.clients['small'])
+  z = download.personal['small'][1]
+  hp = {k: jnp.asarray(v, jnp.float32) for k, v in
+        {'lr': 0.1, 'momentum': 0.0, 'server_lr': 1.0, 'lam': 0.0,
+         'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}.items()}
+  key = jax.random.PRNGKey(5)
+  _, upload, metrics = jax.jit(
+      lambda c, b, z, d, k: alg.local_update('small', c, b, z, d, hp, k))(
+          client, download.broadcast, z, silo, key)
+  assert float(metrics['local_steps']) == 2 * 3
+
+  # By hand: start from the silo's model, then per phase the local schedule
+  # of plain SGD on that phase's part only.
+  labels = params_lib.partition_params(download.broadcast, '^head/')
+  shared0, template = params_lib.split(download.broadcast, labels)
+  _, unravel = jax.flatten_util.ravel_pytree(template)
+  start = params_lib.merge(shared0, unravel(z))
+  order = (('personal', 'shared') if local_round == 'personal_first'
+           else ('shared', 'personal'))
+
+  def loss(p, xb, yb):
+    out, _ = models.apply_model(module, {'params': p}, xb, train=True)
+    return jnp.mean(task.loss(out, yb))
+
+  params = start
+  for part, phase_key in zip(order, jax.random.split(key)):
+    idx, active = local.schedule(jax.random.split(phase_key)[0], silo)
+    for b, on in zip(np.asarray(idx), np.asarray(active)):
+      if not on:
+        continue
+      grads = jax.grad(loss)(params, silo['x'][b], silo['y'][b])
+      params = jax.tree.map(
+          lambda p, g, l, part=part: p - 0.1 * g if l == part else p,
+          params, grads, labels)
+  delta = jax.tree.map(lambda a, b: a - b, start, params)
+  want_shared, want_personal = params_lib.split(delta, labels)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               upload['shared'], want_shared)
+  np.testing.assert_allclose(
+      upload['personal'], jax.flatten_util.ravel_pytree(want_personal)[0],
+      atol=1e-5)
+  # Both parts moved: each phase trained its own.
+  assert np.abs(upload['personal']).max() > 0
+  assert max(float(np.abs(x).max()) for x in jax.tree.leaves(
+      upload['shared'])) > 0
+
+
+def test_fedrep_is_registered_as_fedpers_split_head_first():
+  fed = _skewed_federation()
+  info = {}
+  algorithms.prepare('fedrep', _config(), fed, None, info)
+  alg = algorithms.build('fedrep', _config(), tasks.classification(2),
+                         GROUPS, info=info)
+  assert alg.name == 'fedrep'
+  with pytest.raises(validate.ConfigError, match='pfednet.local_round'):
+    algorithms.prepare('pfednet', _config(local_round='both'), fed, None, {})

@@ -177,4 +177,7 @@ register('pfednet', pfednet.build, pfednet.DEFAULT_HPARAMS,
 register('fedper', pfednet.build_fedper, pfednet.FEDPER_HPARAMS,
          prepare=pfednet.prepare, needs_info=True,
          no_sampling=pfednet.NO_SAMPLING)
+register('fedrep', pfednet.build_fedrep, pfednet.FEDPER_HPARAMS,
+         prepare=pfednet.prepare, needs_info=True,
+         no_sampling=pfednet.NO_SAMPLING)
 register('ditto', ditto.build, ditto.DEFAULT_HPARAMS)

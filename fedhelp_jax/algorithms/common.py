@@ -177,7 +177,7 @@ def tree_sq_norm(tree) -> jax.Array:
 def supervised_train(module, task: tasks.Task, local: LocalConfig,
                      params, model_state, data, hparams, rng, *,
                      extra_loss: Optional[Callable[[Any], jax.Array]] = None,
-                     head: str = 'main'):
+                     head: str = 'main', trainable: Any = None):
   """Local SGD on the task loss for ONE silo: a scan over local steps.
 
   Args:
@@ -192,6 +192,10 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
     extra_loss: optional ``params -> scalar`` added to the batch loss (e.g.
       FedProx's proximal term).
     head: model head to train.
+    trainable: optional tree of bools like ``params``: only the True leaves
+      are updated (the others get zero updates, ``optax.multi_transform``),
+      e.g. one phase of FedRep's or pFedNet's two-phase round. Losses and
+      model state (BatchNorm statistics) still see every parameter.
 
   Returns:
     ``(params, model_state, metrics)`` with ``metrics['train_loss']`` the mean
@@ -202,6 +206,10 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
   order_key, step_key = jax.random.split(rng)
   idx, active = local.schedule(order_key, data)
   tx = make_optimizer(local.optimizer, hparams)
+  if trainable is not None:
+    tx = optax.multi_transform(
+        {'train': tx, 'frozen': optax.set_to_zero()},
+        jax.tree.map(lambda t: 'train' if t else 'frozen', trainable))
 
   def loss_fn(p, ms, xb, yb):
     out, new_vars = models.apply_model(

@@ -80,7 +80,7 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
             personal_pattern: str, shared_pattern: Optional[str] = None,
             compress: bool = True, ternarize_p: Optional[float] = None,
             admm_iters: int = 50, tv_iters: int = 100,
-            return_uploads: bool = False,
+            return_uploads: bool = False, local_round: str = 'joint',
             name: str = 'pfednet') -> types.FederatedAlgorithm:
   """pFedNet on the engine.
 
@@ -110,8 +110,17 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     return_uploads: also return each silo's (compressed) upload, raveled,
       as ``metrics['upload']`` ``[d]`` so the host can measure the bytes an
       encoder would send (``encode.encoded_bytes``).
+    local_round: 'joint' (every local step updates the whole model), or a
+      two-phase round: 'shared_first' (the local schedule on the shared
+      part with the personalized part frozen, then the schedule again on
+      the personalized part with the shared part frozen: pFedNet's official
+      alternation) or 'personal_first' (FedRep's order: the head first).
+      A two-phase round takes twice the joint round's steps.
     name: the algorithm name (FedPer reuses this factory).
   """
+  if local_round not in LOCAL_ROUNDS:
+    raise ValueError(f'local_round must be one of {LOCAL_ROUNDS}, got '
+                     f'{local_round!r}.')
   groups = tuple(groups)
   sizes = [int(num_silos_per_group[g]) for g in groups]
   num_nodes = sum(sizes)
@@ -125,6 +134,33 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
       labels = params_lib.partition_params_strict(params, shared_pattern,
                                                    personal_pattern)
     return params_lib.split(params, labels)
+
+  def labels_of(params):
+    if shared_pattern is None:
+      return params_lib.partition_params(params, personal_pattern)
+    return params_lib.partition_params_strict(params, shared_pattern,
+                                              personal_pattern)
+
+  def train(start, model_state, data, hparams, rng):
+    """The silo's local training: joint, or the two phases in order."""
+    if local_round == 'joint':
+      return common.supervised_train(module, task, local, start, model_state,
+                                     data, hparams, rng)
+    labels = labels_of(start)
+    order = ((params_lib.SHARED, params_lib.PERSONAL)
+             if local_round == 'shared_first'
+             else (params_lib.PERSONAL, params_lib.SHARED))
+    params, losses, steps = start, [], 0.0
+    for part, key in zip(order, jax.random.split(rng)):
+      params, model_state, m = common.supervised_train(
+          module, task, local, params, model_state, data, hparams, key,
+          trainable=jax.tree.map(lambda label, part=part: label == part,
+                                 labels))
+      losses.append(m['train_loss'])
+      steps = steps + m['local_steps']
+    return params, model_state, {'train_loss': losses[-1],
+                                 'train_loss_first_phase': losses[0],
+                                 'local_steps': steps}
 
   def init_fn(rng, data):
     params, model_state = common.init_model(
@@ -154,8 +190,8 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     shared0, personal_template = split_params(broadcast)
     _, unravel = ravel_pytree(personal_template)
     start = params_lib.merge(shared0, unravel(z))
-    params, model_state, metrics = common.supervised_train(
-        module, task, local, start, client['model_state'], data, hparams, rng)
+    params, model_state, metrics = train(start, client['model_state'], data,
+                                         hparams, rng)
     delta = jax.tree.map(lambda a, b: a - b, start, params)
     delta_shared, delta_personal = split_params(delta)
     upload = {'shared': delta_shared,
@@ -219,6 +255,7 @@ DEFAULT_PERSONAL_PATTERNS = {'logreg': '^head/', 'cnn': '^head/',
 # graph, drawn at random (graph_seed); 'oracle': every pair of silos of one
 # hidden cluster (needs the partition's info['clusters']).
 GRAPHS = ('knn', 'complete', 'star', 'empty', 'random', 'oracle')
+LOCAL_ROUNDS = ('joint', 'shared_first', 'personal_first')
 SKETCHES = ('auto', 'label_proportions', 'mean_input', 'mean_mask')
 # How a label-proportion sketch is normalised: 'per_silo' (each silo's own
 # label distribution: what tells silos apart) or 'global' (counts over the
@@ -228,6 +265,7 @@ SKETCH_NORMS = ('per_silo', 'global')
 _DEFAULTS = {'personal_pattern': None, 'shared_pattern': None, 'graph': 'knn',
              'k': 3, 'metric': 'euclidean', 'star_center': 0,
              'sketch': 'auto', 'sketch_norm': 'per_silo', 'graph_seed': 0,
+             'local_round': 'joint',
              'compress': True, 'ternarize_p': None,
              'admm_iters': 50, 'tv_iters': 100}
 
@@ -258,6 +296,9 @@ def pfednet_settings(config) -> dict[str, Any]:
   if out['sketch'] not in SKETCHES:
     _fail('sketch', f'unknown sketch {out["sketch"]!r}.',
           f'use one of {SKETCHES}.')
+  if out['local_round'] not in LOCAL_ROUNDS:
+    _fail('local_round', f'unknown round {out["local_round"]!r}.',
+          f'use one of {LOCAL_ROUNDS}.')
   if out['sketch_norm'] not in SKETCH_NORMS:
     _fail('sketch_norm', f'unknown normalisation {out["sketch_norm"]!r}.',
           f'use one of {SKETCH_NORMS}.')
@@ -430,24 +471,29 @@ def build(config, task, groups, info=None):
       ternarize_p=(None if settings['ternarize_p'] is None
                    else float(settings['ternarize_p'])),
       admm_iters=int(settings['admm_iters']),
-      tv_iters=int(settings['tv_iters']))
+      tv_iters=int(settings['tv_iters']),
+      local_round=settings['local_round'])
 
 
 def fedper(module, task, local: common.LocalConfig, groups, *,
            num_silos_per_group: dict[str, int], personal_pattern: str,
-           shared_pattern: Optional[str] = None) -> types.FederatedAlgorithm:
+           shared_pattern: Optional[str] = None, local_round: str = 'joint',
+           name: str = 'fedper') -> types.FederatedAlgorithm:
   """FedPer as pFedNet with an empty graph and no compression.
 
   With no edges the server prox is the identity on ``V = z - eta Delta``,
   so with ``eta = 1`` each silo keeps its own trained head; the shared body
   is averaged as in FedAvg. ``lam`` and ``gamma`` have no effect.
+  ``local_round='personal_first'`` is FedRep (Collins et al. 2021): each
+  round trains the silo's head with the body frozen, then the body with
+  the head frozen (``fedrep``).
   """
   return pfednet(module, task, local, groups,
                  edges=np.zeros((0, 2), np.int64),
                  num_silos_per_group=num_silos_per_group,
                  personal_pattern=personal_pattern,
                  shared_pattern=shared_pattern, compress=False,
-                 name='fedper')
+                 local_round=local_round, name=name)
 
 
 def build_fedper(config, task, groups, info=None):
@@ -462,7 +508,21 @@ def build_fedper(config, task, groups, info=None):
   return fedper(module, task, local, groups,
                 num_silos_per_group=graph['num_silos_per_group'],
                 personal_pattern=settings['personal_pattern'],
-                shared_pattern=settings['shared_pattern'])
+                shared_pattern=settings['shared_pattern'],
+                local_round=settings['local_round'])
+
+
+def build_fedrep(config, task, groups, info=None):
+  """Registry builder of FedRep: FedPer's split, head first then body."""
+  settings = pfednet_settings(config)
+  graph = _graph_info(info, groups)
+  module = models.from_config(config.model, task.num_classes)
+  local = common.LocalConfig.from_config(config.local)
+  return fedper(module, task, local, groups,
+                num_silos_per_group=graph['num_silos_per_group'],
+                personal_pattern=settings['personal_pattern'],
+                shared_pattern=settings['shared_pattern'],
+                local_round='personal_first', name='fedrep')
 
 
 FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
