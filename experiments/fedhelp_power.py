@@ -168,6 +168,28 @@ def summarize(scores: dict[str, dict[str, np.ndarray]],
   return summary
 
 
+def markdown(summary: dict, group: str = 'small') -> str:
+  """The table of a ``summary.json``: per method the mean, SD and 95%
+  interval of ``group``, then FedHelp minus each method (paired)."""
+  lines = ['| method | mean | SD over seeds | 95% CI | seed pairs | test images |',
+           '|---|---|---|---|---|---|']
+  for m, by_group in summary['methods'].items():
+    r = by_group[group]
+    lines.append(f"| {m} | {r['mean']:.4f} | {r['sd']:.4f} | "
+                 f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | {r['n_seeds']} "
+                 f"| {r['n_test_images']} |")
+  lines += ['', '| comparison | mean difference | 95% CI | paired t p | '
+            'sign (+/-) | reading |', '|---|---|---|---|---|---|']
+  for name, by_group in summary['paired'].items():
+    r = by_group[group]
+    reading = ('detectable' if r['detectable']
+               else 'no detectable difference')
+    lines.append(f"| {name} | {r['mean']:+.4f} | [{r['ci95'][0]:+.4f}, "
+                 f"{r['ci95'][1]:+.4f}] | {r['p_value']:.3f} | "
+                 f"{r['sign_count'][0]}/{r['sign_count'][1]} | {reading} |")
+  return '\n'.join(lines)
+
+
 def precondition(fm_test_accuracy: float, central: dict) -> dict:
   """Whether the FM knows the task better than the silos' pooled data can
   teach: its own test accuracy against ``central``'s 95% interval (both on

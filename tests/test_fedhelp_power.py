@@ -84,3 +84,14 @@ def test_teacher_methods_use_the_large_model_and_drop_forward_kd():
       tiny_config.get_config, 'fedhelp_no_forward_kd', partition_seed=0,
       rounds=2)
   assert no_forward.hparams.lambda_forward == 0.0
+
+
+def test_markdown_table_states_intervals_and_readings():
+  rng = np.random.default_rng(1)
+  scores = {m: {'small': rng.random((4, 30)) + shift}
+            for m, shift in (('fedhelp', 0.5), ('fedavg', 0.0),
+                             ('local', 0.49))}
+  text = fedhelp_power.markdown(fedhelp_power.summarize(scores))
+  assert '| fedhelp_vs_fedavg |' in text and '| 4 | 30 |' in text
+  assert 'no detectable difference' in text  # fedhelp vs local: 0.01 apart.
+  assert '| detectable |' in text
