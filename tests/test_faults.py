@@ -295,7 +295,8 @@ def test_fault_disk_full_on_a_real_small_filesystem(two_round_run, cli_env,
   assert resize(_disk_blocks(workdir) + more * last + (48 << 10))[0]
   done = _run(cli_env, workdir, '--config.rounds=3', timeout=120)
   assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-  warning = [l for l in done.stdout.splitlines() if 'warning' in l]
+  warning = [l for l in done.stdout.splitlines()
+             if l.startswith('[fedhelp_jax] warning: ')]
   assert len(warning) == 1 and warning[0].startswith(
       '[fedhelp_jax] warning: '), done.stdout
   assert (f'free for {ckpt}, but a checkpoint takes about ') in warning[0]
