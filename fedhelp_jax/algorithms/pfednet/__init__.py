@@ -127,19 +127,14 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
   incidence = graph_lib.incidence_matrix(np.asarray(edges), num_nodes)
   splits = np.cumsum(sizes)[:-1].tolist()
 
-  def split_params(params):
-    if shared_pattern is None:
-      labels = params_lib.partition_params(params, personal_pattern)
-    else:
-      labels = params_lib.partition_params_strict(params, shared_pattern,
-                                                   personal_pattern)
-    return params_lib.split(params, labels)
-
   def labels_of(params):
     if shared_pattern is None:
       return params_lib.partition_params(params, personal_pattern)
     return params_lib.partition_params_strict(params, shared_pattern,
                                               personal_pattern)
+
+  def split_params(params):
+    return params_lib.split(params, labels_of(params))
 
   def train(start, model_state, data, hparams, rng):
     """The silo's local training: joint, or the two phases in order."""
@@ -496,11 +491,10 @@ def fedper(module, task, local: common.LocalConfig, groups, *,
                  local_round=local_round, name=name)
 
 
-def build_fedper(config, task, groups, info=None):
-  """Registry builder of FedPer (``config.pfednet`` patterns apply).
-
-  Uses the silo counts that ``prepare`` records; its graph is ignored.
-  """
+def _build_fedper_split(config, task, groups, info, *,
+                        local_round: Optional[str], name: str):
+  """FedPer's split from ``config.pfednet`` patterns and ``prepare``'s silo
+  counts (its graph is ignored); ``local_round`` None reads the config's."""
   settings = pfednet_settings(config)
   graph = _graph_info(info, groups)
   module = models.from_config(config.model, task.num_classes)
@@ -509,20 +503,21 @@ def build_fedper(config, task, groups, info=None):
                 num_silos_per_group=graph['num_silos_per_group'],
                 personal_pattern=settings['personal_pattern'],
                 shared_pattern=settings['shared_pattern'],
-                local_round=settings['local_round'])
+                local_round=local_round or settings['local_round'],
+                name=name)
+
+
+def build_fedper(config, task, groups, info=None):
+  """Registry builder of FedPer (``config.pfednet`` patterns and
+  ``local_round`` apply)."""
+  return _build_fedper_split(config, task, groups, info, local_round=None,
+                             name='fedper')
 
 
 def build_fedrep(config, task, groups, info=None):
   """Registry builder of FedRep: FedPer's split, head first then body."""
-  settings = pfednet_settings(config)
-  graph = _graph_info(info, groups)
-  module = models.from_config(config.model, task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
-  return fedper(module, task, local, groups,
-                num_silos_per_group=graph['num_silos_per_group'],
-                personal_pattern=settings['personal_pattern'],
-                shared_pattern=settings['shared_pattern'],
-                local_round='personal_first', name='fedrep')
+  return _build_fedper_split(config, task, groups, info,
+                             local_round='personal_first', name='fedrep')
 
 
 FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
