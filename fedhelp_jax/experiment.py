@@ -325,6 +325,15 @@ def hparams_from_config(config) -> dict[str, jax.Array]:
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
 
 
+def hparam_overrides(config) -> dict[str, tuple[float, float]]:
+  """The ``config.hparams`` values that differ from the algorithm's
+  registered defaults: name -> (registered, config)."""
+  registered = algorithms.default_hparams(config.algorithm)
+  return {k: (float(registered[k]), float(v))
+          for k, v in config.get('hparams', {}).items()
+          if k in registered and float(v) != float(registered[k])}
+
+
 def _load_raw_once_per_machine(config) -> dict[str, Any]:
   """``load_raw``; over several processes process 0 loads first.
 
@@ -603,6 +612,11 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
         f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
         f'client-parallel strategy {program.strategy.describe()}; '
         f'{why_devices}{processes}')
+  overrides = hparam_overrides(config)
+  if overrides:
+    say('[fedhelp_jax] hparams the config sets over the registered defaults: '
+        + ', '.join(f'{k} {old:g} -> {new:g}'
+                    for k, (old, new) in sorted(overrides.items())))
   sampling = clients_per_round(config)
   if sampling:
     say(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '

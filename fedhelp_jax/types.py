@@ -22,6 +22,7 @@ Data layout of one group (a plain dict, so it is a pytree)::
   }
 """
 
+import types as _pytypes
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
@@ -86,3 +87,40 @@ class FederatedAlgorithm(NamedTuple):
   eval_variables: Callable[..., Any]
   eval_model: Callable[[str], Any]
   server_update_from_mean: Optional[Callable[..., Any]] = None
+
+
+_EMPTY: Mapping[str, Any] = _pytypes.MappingProxyType({})
+
+
+class AlgorithmSpec(NamedTuple):
+  """Everything the registry needs to run one algorithm from a config.
+
+  Each algorithm module declares ``SPECS = (AlgorithmSpec(...), ...)`` at its
+  bottom; ``fedhelp_jax.algorithms`` finds every module of its package that
+  has one, so a new algorithm is its module and its test, nothing else.
+
+  Attributes:
+    name: the ``config.algorithm`` name.
+    build: ``(config, task, groups) -> FederatedAlgorithm`` (with
+      ``needs_info``: ``(config, task, groups, info=info)``).
+    hparams: the registered defaults, the source of truth: a config value
+      that overrides one is printed at the start of the run.
+    ranges: hparam name -> ``common.HParamRange`` this algorithm allows
+      (narrowing a shared one, e.g. SCAFFOLD's momentum 0).
+    prepare: optional host hook ``(config, fed, raw, info) -> fed`` run once
+      before training (e.g. FedHelp's one-time FM answers).
+    needs_info: ``build`` reads what ``prepare`` recorded in ``info``.
+    no_sampling: why the algorithm cannot draw a subset of silos per round
+      (``config.clients_per_round``); None when it can.
+    recipe: hparam values this algorithm needs in place of a shared
+      recipe's (SCAFFOLD's control update assumes momentum 0, where the
+      shared recipe uses 0.9); ``experiments.configs.common`` applies them.
+  """
+  name: str
+  build: Callable[..., FederatedAlgorithm]
+  hparams: Mapping[str, float]
+  ranges: Mapping[str, Any] = _EMPTY
+  prepare: Optional[Callable[..., Any]] = None
+  needs_info: bool = False
+  no_sampling: Optional[str] = None
+  recipe: Mapping[str, float] = _EMPTY

@@ -6,7 +6,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from fedhelp_jax.algorithms import server_opt
+from fedhelp_jax import algorithms
 
 
 def local_training(*, batch_size: int, local_steps: int | None = None,
@@ -162,15 +162,14 @@ def outside_fm(c: ml_collections.ConfigDict) -> None:
 
 
 def algorithm_hparams(c: ml_collections.ConfigDict) -> None:
-  """Adds the hyperparameters of ``c.algorithm`` that the shared sections
-  lack, so ``--config.hparams.NAME`` can set them: the server optimizer's
-  for FedAdam/FedYogi/FedAdagrad, and plain local SGD (momentum 0) for
-  SCAFFOLD, whose control update assumes it."""
-  if c.algorithm in ('fedadam', 'fedyogi', 'fedadagrad'):
-    for key, value in server_opt.ADAPTIVE_HPARAMS.items():
-      if key not in c.hparams:
-        c.hparams[key] = value
-  if c.algorithm == 'scaffold':
-    c.hparams.momentum = 0.0
-    if 'server_lr' not in c.hparams:
-      c.hparams.server_lr = 1.0
+  """Adds the registered hyperparameters of ``c.algorithm`` that the shared
+  recipe lacks, at their registered defaults, so ``--config.hparams.NAME``
+  can set them; then applies the values the algorithm's spec needs in place
+  of the shared recipe's (``AlgorithmSpec.recipe``: SCAFFOLD's momentum 0).
+  """
+  spec = algorithms.spec(c.algorithm)
+  for key, value in spec.hparams.items():
+    if key not in c.hparams:
+      c.hparams[key] = value
+  for key, value in spec.recipe.items():
+    c.hparams[key] = value

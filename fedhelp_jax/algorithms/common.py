@@ -244,3 +244,13 @@ def predict_probs(task: tasks.Task, head: str = 'main'):
 def sample_x(data: Mapping[str, Any]):
   """One example of a group's inputs, for model init: ``[1, ...]``."""
   return data['x'][0, :1]
+
+
+def module_builder(factory: Callable[..., types.FederatedAlgorithm]):
+  """A registry builder for algorithms of one model: ``factory(module, task,
+  local, groups)`` given ``config.model`` and ``config.local``."""
+  def build(config, task, groups) -> types.FederatedAlgorithm:
+    module = models.from_config(config.model, task.num_classes)
+    return factory(module, task, LocalConfig.from_config(config.local),
+                   groups)
+  return build

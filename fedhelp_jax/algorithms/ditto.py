@@ -79,3 +79,6 @@ def build(config, task, groups) -> types.FederatedAlgorithm:
   module = models.from_config(config.model, task.num_classes)
   local = common.LocalConfig.from_config(config.local)
   return ditto(module, task, local, groups)
+
+
+SPECS = (types.AlgorithmSpec('ditto', build, DEFAULT_HPARAMS),)

@@ -21,6 +21,7 @@ client state holds no model copy (``stateless_clients``; an empty pytree
 for a model without batch statistics). Local-only keeps each silo's model.
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -174,3 +175,18 @@ def default_hparams(name: str) -> dict[str, Any]:
   if name in FEDOPT_NAMES:
     base.update(server_opt.default_hparams(FEDOPT_NAMES[name]))
   return base
+
+
+SPECS = (
+    types.AlgorithmSpec('fedavg', common.module_builder(fedavg),
+                        default_hparams('fedavg')),
+    types.AlgorithmSpec('fedprox', common.module_builder(fedprox),
+                        default_hparams('fedprox'),
+                        ranges={'mu': common.NON_NEGATIVE}),
+    types.AlgorithmSpec('local', common.module_builder(local_only),
+                        default_hparams('local')),
+) + tuple(
+    types.AlgorithmSpec(name, common.module_builder(
+        functools.partial(fedavg, server_optimizer=rule)),
+                        default_hparams(name))
+    for name, rule in FEDOPT_NAMES.items())

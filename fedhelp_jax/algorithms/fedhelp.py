@@ -500,3 +500,17 @@ def build_fedavg_fm(config, task, groups) -> types.FederatedAlgorithm:
   that separates the FM's contribution from the dual KD's."""
   return build(config, task, groups, name='fedavg_fm', private_large=False,
                dual_kd=False, fm_kd=True)
+
+
+# FedHelp and its FM baseline (fm_prepare.prepare_fm places the FM answers).
+SPECS = (
+    types.AlgorithmSpec(
+        'fedhelp', build, default_hparams('fedhelp'),
+        prepare=fm_prepare.prepare_fm,
+        ranges={'lr_large': common.POSITIVE,
+                'temperature': common.HParamRange(low=0.0, low_open=True,
+                                                  example=1.0)}),
+    types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
+                        default_hparams('fedavg_fm'),
+                        prepare=fm_prepare.prepare_fm),
+)

@@ -412,7 +412,7 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
 
 
 # ---------------------------------------------------------------------------
-# Builders and defaults (registered in algorithms/__init__.py).
+# Builders, defaults and the registry's specs (``SPECS``, at the bottom).
 # ---------------------------------------------------------------------------
 
 
@@ -465,3 +465,12 @@ def default_hparams(name: str) -> dict[str, float]:
   elif name == 'fml':
     base.update({'alpha': 0.5, 'beta': 0.5, 'temperature': 1.0})
   return base
+
+
+SPECS = (
+    types.AlgorithmSpec('feddf', build_feddf, default_hparams('feddf'),
+                        prepare=prepare_server_public,
+                        ranges={'server_kd_lr': common.POSITIVE}),
+    types.AlgorithmSpec('fml', build_fml, default_hparams('fml')),
+    types.AlgorithmSpec('central', build_central, default_hparams('central')),
+)

@@ -123,3 +123,8 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
       name='scaffold', init=init, download=download,
       local_update=local_update, server_update=server_update,
       eval_variables=eval_variables, eval_model=lambda group: module)
+
+
+SPECS = (types.AlgorithmSpec('scaffold', common.module_builder(scaffold),
+                             DEFAULT_HPARAMS, ranges=RANGES,
+                             recipe={'momentum': 0.0}),)

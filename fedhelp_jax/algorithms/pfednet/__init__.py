@@ -522,3 +522,11 @@ def build_fedrep(config, task, groups, info=None):
 
 FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
                   'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}
+
+
+SPECS = tuple(
+    types.AlgorithmSpec(name, builder, hparams, prepare=prepare,
+                        needs_info=True, no_sampling=NO_SAMPLING)
+    for name, builder, hparams in (('pfednet', build, DEFAULT_HPARAMS),
+                                   ('fedper', build_fedper, FEDPER_HPARAMS),
+                                   ('fedrep', build_fedrep, FEDPER_HPARAMS)))
