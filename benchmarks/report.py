@@ -3,8 +3,10 @@ r"""Prints the benchmark results in ``benchmarks/results/`` as markdown tables.
 
   python -m benchmarks.report            # every result file found
   python -m benchmarks.report --backend cpu
+  python -m benchmarks.report --markdown docs/benchmarks.md   # the docs page
 
-The README's benchmark tables are this script's output.
+It reads the committed JSON only; it never runs a benchmark. The tables of
+``docs/benchmarks.md`` are this script's output.
 """
 
 import argparse
@@ -137,16 +139,174 @@ def scale_table(rec) -> str:
   return '\n'.join(lines)
 
 
+def _strategy(r) -> str:
+  """``auto → chunked(1)``-style name of a row's strategy."""
+  name, resolved = r['strategy'], r.get('resolved') or r['strategy']
+  if resolved == 'chunked':
+    resolved += f"({r.get('chunk_size')})"
+  return name if resolved == name else f'{name} → {resolved}'
+
+
+def peer_table(rec) -> str:
+  """Rows of ``benchmarks/peer_torch.py``: the compiled round (and the
+  library's loop) against the eager torch per-client loop."""
+  w = rec['workload']
+  torch = rec.get('torch') or {}
+  lines = [
+      f"Against the {rec['peer']} on {_device(rec)}, "
+      f"{rec.get('num_devices', 1)} JAX device(s), torch "
+      f"{torch.get('version', '—')}: FedAvg, {w['model']} ({w['dtype']}), "
+      f"{w['local_steps']} local steps x batch {w['batch_size']} per silo, "
+      f"{w['image'][0]}x{w['image'][1]} images; median of {w['repeats']} "
+      'interleaved repeats.', '',
+      '| silos | fedhelp_jax strategy | images/s | torch threads | torch '
+      'images/s | fedhelp_jax vs torch |', '|---|---|---|---|---|---|']
+  for r in rec.get('rows') or []:
+    lines.append(
+        f"| {r['silos']} | {_strategy(r)} | {r['images_per_s']:.0f} | "
+        f"{r['peer_threads']} | {r['peer_images_per_s']:.0f} | "
+        f"**{r['speedup_vs_peer']:.2f}×** |")
+  if not rec.get('rows'):
+    lines.append(f"| — | {rec.get('skipped', 'no rows')} | | | | |")
+  return '\n'.join(lines)
+
+
+def sampling_table(rec) -> str:
+  """Rows of ``benchmarks/sampling.py``: round time vs silos drawn."""
+  lines = [
+      f"Client sampling on {_device(rec)}: the round-throughput FedAvg "
+      f"round, strategy {rec['strategy'].split(':')[0]}; median of "
+      f"{rec['repeats']} interleaved repeats.", '',
+      '| silos | drawn | drawn fraction | s / round | round time vs all '
+      'drawn |', '|---|---|---|---|---|']
+  for r in rec['rows']:
+    lines.append(f"| {r['silos']} | {r['clients_per_round']} | "
+                 f"{r['drawn_fraction']:.3f} | {r['round_s']:.3f} | "
+                 f"{r['time_vs_all']:.2f} |")
+  return '\n'.join(lines)
+
+
+def sweep_plans_table(rec) -> str:
+  """Rows of ``benchmarks/sweep.py`` with the map plan: K configs vmapped,
+  mapped inside one program, and run one by one."""
+  lines = [f'Sweep plans on {_device(rec)}: {rec["workload_note"]}.', '',
+           '| workload | K | silos | rounds | vmap s | map s | sequential s '
+           '| vmap vs sequential | map vs sequential |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for r in rec['rows']:
+    lines.append(
+        f"| {r['workload']} | {r['configs']} | {r['silos']} | "
+        f"{r['rounds']} | {r['sweep_s']:.3f} | {r['map_s']:.3f} | "
+        f"{r['sequential_s']:.3f} | {r['speedup']:.2f}× | "
+        f"{r['speedup_map']:.2f}× |")
+  return '\n'.join(lines)
+
+
+def batch4_table(rec) -> str:
+  """Rows of ``benchmarks/batch4.py``: the variants side by side, then the
+  profile of today's default round."""
+  w = rec['workload']
+  lines = [
+      f"Batch-4 round (the FedHelp authors' recipe) on {_device(rec)}: "
+      f"`{w['config']}`, {w['data']}; each variant in its own process, "
+      f"{w['passes']} passes in opposite order, median of every timed "
+      'round.', '',
+      '| variant | padded steps | one `L_k` forward | layers | devices '
+      '| FedHelp s / round | vs before | FedAvg s / round | vs before |',
+      '|---|---|---|---|---|---|---|---|---|']
+  variants: dict = {}
+  for v in rec['variants']:
+    variants.setdefault(v['variant'], {})[v['algorithm']] = v
+  for name, by_alg in variants.items():
+    first = next(iter(by_alg.values()))
+    cells = []
+    for alg in ('fedhelp', 'fedavg'):
+      v = by_alg.get(alg)
+      cells += (['–', '–'] if v is None else
+                [f"{v['round_s']:.3f}", f"{v['speedup_vs_before']:.2f}×"])
+    lines.append(
+        f"| `{name}` | {first['padded_steps']} | "
+        f"{'yes' if first['share_large_forward'] else 'no'} | "
+        f"{first['layers']} | {first['devices']} | " + ' | '.join(cells)
+        + ' |')
+  lines += ['', 'Profile of the default round on one device, one program '
+            'per row (compile excluded), timed in its own process before '
+            'the variants: compare its rows with each other.', '',
+            '| algorithm | groups | s / round | active local steps | '
+            'scanned steps | ms per active step |',
+            '|---|---|---|---|---|---|']
+  for p in rec.get('profile') or []:
+    steps = p['steps'].values()
+    lines.append(
+        f"| {p['algorithm']} | {', '.join(p['groups'])} | "
+        f"{p['round_s']:.2f} | {sum(s['active_total'] for s in steps)} | "
+        f"{sum(s['scanned_total'] for s in steps)} | "
+        f"{p['ms_per_active_step']:.1f} |")
+  return '\n'.join(lines)
+
+
+# (file name prefix, section title, table function), in page order.
+TABLES = (
+    ('round_throughput', 'Round throughput', round_throughput_table),
+    ('sweep', 'Sweeps: vmapped vs sequential', sweep_table),
+    ('sweep_plans', 'Sweep plans: vmap, map and sequential',
+     sweep_plans_table),
+    ('sampling', 'Client sampling', sampling_table),
+    ('peer', 'Against a PyTorch per-client loop', peer_table),
+    ('batch4', "The batch-4 regime (the FedHelp authors' recipe)",
+     batch4_table),
+    ('scale', 'Scale: silos, processes, sampling', scale_table),
+)
+
+
+def result_files(results: str, name: str, backend: str = '*') -> list[str]:
+  """``name-<backend>.json`` and ``name-<backend>-<variant>.json``."""
+  found = set(glob.glob(os.path.join(results, f'{name}-{backend}.json')))
+  found |= set(glob.glob(os.path.join(results, f'{name}-{backend}-*.json')))
+  return sorted(found)
+
+
+def markdown_page(results: str, backend: str = '*') -> str:
+  """The docs page: every committed result file as a table, with its
+  source named."""
+  out = [
+      '# Benchmark results', '',
+      'Generated by `python -m benchmarks.report --markdown '
+      'docs/benchmarks.md` from the JSON files in `benchmarks/results/`; '
+      'edit the JSON (by rerunning a benchmark), not this page. Each file '
+      'records the device, the jax version and the load average at the '
+      'start. The last digits differ across CPU models and with the load '
+      'of the machine. What the numbers mean, and how each benchmark is '
+      'run, is in [scale.md](scale.md) and [perf_notes.md](perf_notes.md).']
+  paths = [p for name, _, _ in TABLES
+           for p in result_files(results, name, backend)]
+  if not any('-gpu' in os.path.basename(p) for p in paths):
+    out += ['', 'No GPU results are committed yet: `bash '
+            'benchmarks/gpu_suite.sh` writes them (`*-gpu.json`).']
+  for name, title, fn in TABLES:
+    for path in result_files(results, name, backend):
+      with open(path) as f:
+        table = fn(json.load(f))
+      out += ['', f'## {title} (`benchmarks/results/'
+              f'{os.path.basename(path)}`)', '', table]
+  return '\n'.join(out) + '\n'
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--backend', default='*')
   parser.add_argument('--results', default=common.RESULTS_DIR)
+  parser.add_argument('--markdown', default=None, metavar='PATH',
+                      help='write every table as one markdown page to PATH '
+                      'instead of printing them')
   args = parser.parse_args(argv)
-  tables = {'round_throughput': round_throughput_table,
-            'sweep': sweep_table, 'scale': scale_table}
-  for name, fn in tables.items():
-    for path in sorted(glob.glob(os.path.join(
-        args.results, f'{name}-{args.backend}.json'))):
+  if args.markdown:
+    with open(args.markdown, 'w') as f:
+      f.write(markdown_page(args.results, args.backend))
+    print('wrote', args.markdown)
+    return
+  for name, _, fn in TABLES:
+    for path in result_files(args.results, name, args.backend):
       with open(path) as f:
         print(fn(json.load(f)) + '\n')
 
