@@ -24,6 +24,7 @@ from fedhelp_jax import diagnostics
 from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import faults
+from fedhelp_jax import privacy
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import tasks
@@ -320,6 +321,10 @@ def aggregation_weights(fed, scheme: str) -> dict[str, np.ndarray]:
 def hparams_from_config(config) -> dict[str, jax.Array]:
   """Default hparams of the algorithm, overridden by ``config.hparams``."""
   hp = algorithms.default_hparams(config.algorithm)
+  dp = privacy.DPConfig.from_config(config.get('dp'))
+  if dp.enabled:  # Hparams, so a sweep can vary them.
+    hp.update(dp_clip_norm=dp.clip_norm,
+              dp_noise_multiplier=dp.noise_multiplier)
   for key, value in config.get('hparams', {}).items():
     hp[key] = value
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
@@ -573,6 +578,54 @@ def _dead_units(program, groups, state, fed, info, mesh, say):
   return dead
 
 
+def _silo_budgets(config, fed):
+  local = config.local
+  return privacy.silo_budgets(
+      fed, batch_size=int(local.batch_size),
+      local_steps=local.get('local_steps'),
+      local_epochs=local.get('local_epochs'))
+
+
+def _dp_kwargs(config, plan):
+  dp = privacy.DPConfig.from_config(config.get('dp'))
+  return dict(batch_size=int(config.local.batch_size),
+              max_batch=int(plan.record['max_batch']), sampling=dp.sampling,
+              delta=plan.delta, accountant=dp.accountant)
+
+
+def _privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
+  """Record-level DP's sigma, rounds and delta for this run (None without
+  DP); a budget that cannot hold is a ConfigError before training."""
+  dp = privacy.DPConfig.from_config(config.get('dp'))
+  if not dp.enabled:
+    return None
+  batch = int(config.local.batch_size)
+  try:
+    plan = privacy.plan(
+        dp, _silo_budgets(config, fed), rounds=int(config.rounds),
+        noise_multiplier=float(hparams['dp_noise_multiplier']),
+        clip_norm=float(hparams['dp_clip_norm']), batch_size=batch,
+        max_batch=int(dp.max_batch or 2 * batch))
+  except ValueError as e:
+    raise validate.ConfigError(str(e)) from None
+  rec = plan.record
+  note = f'; {rec["note"]}' if rec['note'] else ''
+  say(f'[fedhelp_jax] record-level DP-SGD: noise multiplier '
+      f'{rec["noise_multiplier"]:.4g}, clip {rec["clip_norm"]:g}, '
+      f'{rec["sampling"]} batches of {batch} (at most {rec["max_batch"]}); '
+      f'{rec["accountant"]} accountant: epsilon {rec["epsilon"]:.3g} at delta '
+      f'{rec["delta"]:.3g} after {rec["rounds"]} rounds (the worst silo, '
+      f'{rec["worst_silo_records"]} records){note}')
+  return plan
+
+
+def _epsilon_at(config, fed, plan, round_index: int) -> float:
+  """The run's epsilon after ``round_index`` rounds."""
+  return privacy.run_epsilon(
+      _silo_budgets(config, fed), rounds=int(round_index),
+      noise_multiplier=plan.noise_multiplier, **_dp_kwargs(config, plan))
+
+
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
                 stop: faults.StopSignals) -> dict[str, Any]:
   """``run_experiment`` once the workdir is locked."""
@@ -623,6 +676,11 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
         'and group (the others wait)')
 
   total = int(config.rounds)
+  privacy_plan = _privacy_plan(config, fed, hparams, say)
+  if privacy_plan is not None:
+    total = privacy_plan.rounds
+    hparams = dict(hparams, dp_noise_multiplier=jnp.float32(
+        privacy_plan.noise_multiplier))
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
   open_log = lambda: reporting.MetricsLogger(
@@ -645,6 +703,9 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   def on_eval(k, record, state):
     nonlocal shown
     del k  # One config.
+    if privacy_plan is not None:
+      record['dp_epsilon'] = _epsilon_at(config, fed, privacy_plan,
+                                         record['round'])
     logger.log(record)
     try:
       manager.save(record['round'], state)
@@ -736,6 +797,8 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
+  if privacy_plan is not None:
+    summary['privacy'] = privacy_plan.record
   if not already_complete:
     summary['dead_units'] = _dead_units(program, groups, result['state'], fed,
                                         info, mesh, say)

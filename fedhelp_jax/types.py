@@ -115,6 +115,10 @@ class AlgorithmSpec(NamedTuple):
     recipe: hparam values this algorithm needs in place of a shared
       recipe's (SCAFFOLD's control update assumes momentum 0, where the
       shared recipe uses 0.9); ``experiments.configs.common`` applies them.
+    record_dp: every local step that reads a silo's records goes through
+      ONE ``common.supervised_train`` call per round, so record-level
+      DP-SGD (``config.dp``) clips and noises all of them and the
+      accountant counts them right. Other algorithms are refused.
   """
   name: str
   build: Callable[..., FederatedAlgorithm]
@@ -124,3 +128,4 @@ class AlgorithmSpec(NamedTuple):
   needs_info: bool = False
   no_sampling: Optional[str] = None
   recipe: Mapping[str, float] = _EMPTY
+  record_dp: bool = False

@@ -13,6 +13,7 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import compression
+from fedhelp_jax import privacy
 # The data checks and both error types are part of this module's API.
 from fedhelp_jax.errors import ConfigError
 from fedhelp_jax.errors import DataError
@@ -184,6 +185,7 @@ def validate_config(config: Any) -> None:
     _fail('model.name', f'{_show(model)} cannot be used for the '
           f'{config.task} task.', f'use one of {list(models_ok)}.')
   _check_hparams(config)
+  _check_dp(config)
   _check_clients_per_round(config)
   part = config.get('partition')
   if part is not None:
@@ -218,6 +220,58 @@ def validate_config(config: Any) -> None:
       _fail('partition.label_skew_alpha', f'must be a finite number > 0 or '
             f'None, got {_show(alpha)}.',
             'use e.g. 0.5 (smaller = more skew), or None for no skew.')
+
+
+def _number(field, value, *, low, low_open=False, example):
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or math.isnan(value) or value < low or (low_open and value == low)):
+    bound = f'> {low:g}' if low_open else f'>= {low:g}'
+    _fail(field, f'must be a number {bound}, got {_show(value)}.',
+          f'use e.g. {example}.')
+
+
+def _check_dp(config) -> None:
+  """``config.dp`` (optional): record-level DP-SGD and its accounting."""
+  if config.get('dp') is None:
+    return
+  _group(config, 'dp')
+  try:
+    dp = privacy.DPConfig.from_config(config.dp)
+  except (TypeError, ValueError) as e:
+    _fail('dp', str(e).removeprefix('config.dp: '),
+          'see privacy.DPConfig for the fields.')
+  _choice('dp.level', dp.level, privacy.LEVELS)
+  _choice('dp.sampling', dp.sampling, privacy.SAMPLINGS)
+  _choice('dp.accountant', dp.accountant, privacy.ACCOUNTANTS)
+  _choice('dp.on_budget', dp.on_budget, privacy.ON_BUDGET)
+  _number('dp.clip_norm', dp.clip_norm, low=0.0, low_open=True, example=1.0)
+  _number('dp.noise_multiplier', dp.noise_multiplier, low=0.0, example=1.0)
+  if dp.max_batch is not None:
+    _int(config, 'dp.max_batch', minimum=1)
+  if dp.delta is not None and not (isinstance(dp.delta, float)
+                                   and 0.0 < dp.delta < 1.0):
+    _fail('dp.delta', f'must be a float in (0, 1), got {_show(dp.delta)}.',
+          'leave it unset (1 / records of the largest silo) or use 1e-5.')
+  if dp.epsilon is not None:
+    _number('dp.epsilon', dp.epsilon, low=0.0, low_open=True, example=8.0)
+  if dp.on_budget != 'refuse' and dp.epsilon is None:
+    _fail('dp.on_budget', f'{dp.on_budget!r} needs a budget.',
+          'set dp.epsilon, e.g. 8.0.')
+  if not dp.enabled:
+    return
+  spec = algorithms.spec(config.algorithm)
+  if not spec.record_dp:
+    supported = [n for n in algorithms.names()
+                 if algorithms.spec(n).record_dp]
+    _fail('dp.level', f"'record' is not available for "
+          f'{config.algorithm!r}: its local steps do not all go through one '
+          'common.supervised_train call per round, so some private-record '
+          'steps would be neither clipped nor noised, or the accountant '
+          'would miscount them.', f'use one of {supported}, or level none.')
+  if config.model.get('norm') == 'batch':
+    _fail('model.norm', "'batch' cannot be used with DP-SGD: per-example "
+          'gradients and a batch mean over private records do not mix.',
+          "use norm 'group'.")
 
 
 def _check_clients_per_round(config) -> None:
@@ -271,7 +325,8 @@ def _check_hparams(config) -> None:
   # only names that no registered algorithm knows are typos.
   known = sorted({k for name in algorithms.names()
                   for k in algorithms.default_hparams(name)}
-                 | set(algorithms.common.OPTIMIZER_HPARAMS))
+                 | set(algorithms.common.OPTIMIZER_HPARAMS)
+                 | set(privacy.HPARAMS))
   for key, value in _group(config, 'hparams', optional=True).items():
     if key not in known:
       close = difflib.get_close_matches(key, known, n=1)

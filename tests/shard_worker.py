@@ -11,6 +11,7 @@ the test file.
 Usage: python tests/shard_worker.py [check ...]   (default: all checks)
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from experiments.configs import fedavg_cls
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import models
+from fedhelp_jax import privacy
 from fedhelp_jax import tasks
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
@@ -92,6 +94,14 @@ def _algorithm(name):
     # gives the client state leaves to shard (without it, none at all).
     alg = fedavg.fedavg(_cnn(norm='batch'), task, local, GROUPS)
     hp = fedavg.default_hparams(name)
+  elif name == 'fedavg_dp':
+    # Record-level DP-SGD (Poisson batches, noise): every silo's noise
+    # comes from its own key, so the mesh must not change a draw.
+    private = dataclasses.replace(local, private=privacy.PrivateSteps(
+        sampling='poisson', max_batch=6))
+    alg = fedavg.fedavg(_cnn(norm='group'), task, private, GROUPS)
+    hp = dict(fedavg.default_hparams('fedavg'), dp_clip_norm=0.5,
+              dp_noise_multiplier=1.0)
   elif name == 'fedhelp':
     # Two models in the large group (S and a private L_k of other widths).
     small = _cnn(aux_classes=2)
@@ -177,7 +187,7 @@ def check_padding(num_devices, name='fedavg'):
   The padded, sharded run must equal the UNPADDED single-device run: so the
   dummy silos (weight 0) move nothing on the server.
   """
-  sizes = (([12, 10, 9], [3, 5, 4, 2, 5]) if name == 'fedavg'
+  sizes = (([12, 10, 9], [3, 5, 4, 2, 5]) if name.startswith('fedavg')
            else ([12, 10], [3, 5, 4]))
   data, weights = _federation(*sizes)
   num_real = {g: int(d['n'].shape[0]) for g, d in data.items()}
@@ -266,6 +276,7 @@ CHECKS = {
     'fedhelp_chunked': lambda: check_equivalence('fedhelp', 'chunked'),
     'padding': lambda: check_padding(4),
     'pfednet_padding': lambda: check_padding(4, 'pfednet'),
+    'dp_padding': lambda: check_padding(4, 'fedavg_dp'),
     'experiment': check_experiment,
 }
 

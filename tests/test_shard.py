@@ -50,7 +50,7 @@ def shard_results():
   run_experiment on a mesh is pinned by the slow test below and, in the
   default run, by test_topology_resume.py (4 devices)."""
   return _run_worker('fedavg_vmap', 'fedhelp_chunked', 'padding',
-                     'pfednet_padding')
+                     'pfednet_padding', 'dp_padding')
 
 
 def test_shard_worker_sees_eight_cpu_devices(shard_results):
@@ -104,6 +104,18 @@ def test_shard_pfednet_with_padding_equals_unpadded_run(shard_results):
   assert r['dummy_weights_max'] == 0.0, r
   assert not r['dummy_nonfinite'], r
   assert r['server'] < _TOL, r
+  assert r['metrics'] < _TOL, r
+
+
+def test_shard_dp_sgd_noise_is_the_same_on_4_devices_as_on_1(shard_results):
+  """DP-SGD's Poisson batches and noise come from per-silo keys: the
+  padded 4-device run equals the unpadded single-device run."""
+  r = shard_results['dp_padding']
+  assert r['padded_clients'] == {'large': 4, 'small': 8}
+  assert r['dummy_weights_max'] == 0.0, r
+  assert not r['dummy_nonfinite'], r
+  assert r['server'] < _TOL, r
+  assert r['clients'] < _TOL, r
   assert r['metrics'] < _TOL, r
 
 

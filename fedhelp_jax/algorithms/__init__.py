@@ -99,7 +99,7 @@ def prepare(name: str, config, fed_data, raw, info):
 
 def local_config(config) -> common.LocalConfig:
   """The ``LocalConfig`` of ``config.local`` (``LocalConfig.from_config``)."""
-  return common.LocalConfig.from_config(config.local)
+  return common.LocalConfig.from_experiment(config)
 
 
 def make_module(model_config, num_classes: int, aux_classes: int = 0) -> Any:

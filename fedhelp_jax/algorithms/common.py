@@ -11,6 +11,7 @@ import optax
 
 from fedhelp_jax import engine
 from fedhelp_jax import models
+from fedhelp_jax import privacy
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 
@@ -28,11 +29,14 @@ class LocalConfig:
       masked, steps). Exactly one of the two is set.
     optimizer: 'sgd' (momentum from ``hparams['momentum']``) or 'adam'.
       The client optimizer state is reset every round, as in FedAvg.
+    private: DP-SGD's static settings (``privacy.PrivateSteps``), or None
+      for plain local training.
   """
   batch_size: int = 32
   local_steps: Optional[int] = 10
   local_epochs: Optional[float] = None
   optimizer: str = 'sgd'
+  private: Optional[privacy.PrivateSteps] = None
 
   def __post_init__(self):
     if self.batch_size < 1:
@@ -57,6 +61,18 @@ class LocalConfig:
                local_steps=None if steps is None else int(steps),
                local_epochs=None if epochs is None else float(epochs),
                optimizer=str(local_config['optimizer']))
+
+  @classmethod
+  def from_experiment(cls, config) -> 'LocalConfig':
+    """From an experiment config: ``config.local``, with DP-SGD's static
+    settings when ``config.dp.level`` is 'record'."""
+    local = cls.from_config(config.local)
+    dp = privacy.DPConfig.from_config(config.get('dp'))
+    if not dp.enabled:
+      return local
+    return dataclasses.replace(local, private=privacy.PrivateSteps(
+        sampling=dp.sampling,
+        max_batch=int(dp.max_batch or 2 * local.batch_size)))
 
   def schedule(self, rng, data):
     """``(idx [T, B], active [T])`` for one silo's ``data``."""
@@ -226,11 +242,58 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
     updates, opt = tx.update(grads, opt, p)
     return (optax.apply_updates(p, updates), ms, opt), task_loss
 
+  if local.private is not None:
+    step = _private_step(module, task, local, data, hparams, head,
+                         extra_loss, tx)
+
   (params, model_state, _), step_losses = engine.scan_local_steps(
       step, (params, model_state, tx.init(params)), idx, active, step_key)
   return params, model_state, {
       'train_loss': engine.mean_over_active(step_losses, active),
       'local_steps': jnp.sum(active).astype(jnp.float32)}
+
+
+def _private_step(module, task, local, data, hparams, head, extra_loss, tx):
+  """One DP-SGD step of ``supervised_train`` (``privacy``): per-example
+  gradients of the task loss, clipped and noised; ``extra_loss`` reads no
+  record (e.g. FedProx's proximal term), so its gradient is added as is."""
+  private = local.private
+  n, max_examples = data['n'], data['x'].shape[0]
+
+  def example_loss(p, ms, x, y):
+    out, _ = models.apply_model(module, model_variables(p, ms), x[None],
+                                train=True, head=head)
+    return jnp.mean(task.loss(out, y[None]))
+
+  def step(carry, batch_idx, key):
+    p, ms, opt = carry
+    if jax.tree.leaves(ms):
+      raise ValueError(
+          'DP-SGD needs a model without batch statistics: per-example '
+          'gradients and a private batch mean do not mix (use norm '
+          "'group' or 'none').")
+    sample_key, noise_key = jax.random.split(key)
+    if private.sampling == 'poisson':
+      rows, mask = privacy.poisson_rows(sample_key, n, max_examples,
+                                        local.batch_size, private.max_batch)
+      # Poisson DP-SGD divides by the EXPECTED batch, q * n: a data-free
+      # constant, so the noise scale does not depend on the draw.
+      denominator = privacy.sampling_probability(n, local.batch_size) * n
+    else:
+      rows, mask = batch_idx, jnp.ones(batch_idx.shape, bool)
+      denominator = jnp.float32(local.batch_size)
+    grads, losses = privacy.noisy_clipped_grad(
+        lambda q, x, y: example_loss(q, ms, x, y), p, data['x'][rows],
+        data['y'][rows], mask, hparams, noise_key,
+        jnp.maximum(denominator, 1.0))
+    if extra_loss is not None:
+      grads = jax.tree.map(jnp.add, grads, jax.grad(extra_loss)(p))
+    updates, opt = tx.update(grads, opt, p)
+    weight = mask.astype(jnp.float32)
+    task_loss = jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    return (optax.apply_updates(p, updates), ms, opt), task_loss
+
+  return step
 
 
 def predict_probs(task: tasks.Task, head: str = 'main'):
@@ -251,6 +314,5 @@ def module_builder(factory: Callable[..., types.FederatedAlgorithm]):
   local, groups)`` given ``config.model`` and ``config.local``."""
   def build(config, task, groups) -> types.FederatedAlgorithm:
     module = models.from_config(config.model, task.num_classes)
-    return factory(module, task, LocalConfig.from_config(config.local),
-                   groups)
+    return factory(module, task, LocalConfig.from_experiment(config), groups)
   return build

@@ -77,7 +77,7 @@ DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
 def build(config, task, groups) -> types.FederatedAlgorithm:
   """Registry builder of Ditto from an experiment config."""
   module = models.from_config(config.model, task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return ditto(module, task, local, groups)
 
 

@@ -489,7 +489,7 @@ def build(config, task, groups, *, name: str = 'fedhelp',
                                  aux_classes=public if cfg.fm_kd else 0)
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return fedhelp(small, large, task, local, groups,
                  cfg, name=name)
 

@@ -104,4 +104,4 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
 
 
 SPECS = (types.AlgorithmSpec('fednova', common.module_builder(fednova),
-                             DEFAULT_HPARAMS, ranges=RANGES),)
+                             DEFAULT_HPARAMS, ranges=RANGES, record_dp=True),)

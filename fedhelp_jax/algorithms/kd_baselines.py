@@ -424,7 +424,7 @@ def build_feddf(config, task, groups):
   sec = _section(config, 'feddf')
   sec.pop('num_public', None)
   module = models.from_config(config.model, task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return feddf(module, task, local, groups,
                FedDFConfig(**sec))
 
@@ -437,7 +437,7 @@ def build_fml(config, task, groups):
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   private = {g: large if g == 'large' else shared for g in groups}
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return fml(shared, private, task, local, groups,
              eval_private=bool(sec.get('eval_private', True)))
 
@@ -453,7 +453,7 @@ def build_central(config, task, groups):
   model_cfg = (config.get('large_model') or config.model) if which == 'large' \
       else config.model
   module = models.from_config(model_cfg, task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return central(module, task, local, groups,
                  steps_per_round=sec.get('steps_per_round'))
 

@@ -127,4 +127,4 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
 
 SPECS = (types.AlgorithmSpec('scaffold', common.module_builder(scaffold),
                              DEFAULT_HPARAMS, ranges=RANGES,
-                             recipe={'momentum': 0.0}),)
+                             recipe={'momentum': 0.0}, record_dp=True),)

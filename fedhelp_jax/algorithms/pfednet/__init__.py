@@ -457,7 +457,7 @@ def build(config, task, groups, info=None):
   graph = _graph_info(info, groups)
   module = models.from_config(config.model, task.num_classes)
   return pfednet(
-      module, task, common.LocalConfig.from_config(config.local), groups,
+      module, task, common.LocalConfig.from_experiment(config), groups,
       edges=np.asarray(graph['edges'], np.int64).reshape(-1, 2),
       num_silos_per_group=graph['num_silos_per_group'],
       personal_pattern=settings['personal_pattern'],
@@ -498,7 +498,7 @@ def _build_fedper_split(config, task, groups, info, *,
   settings = pfednet_settings(config)
   graph = _graph_info(info, groups)
   module = models.from_config(config.model, task.num_classes)
-  local = common.LocalConfig.from_config(config.local)
+  local = common.LocalConfig.from_experiment(config)
   return fedper(module, task, local, groups,
                 num_silos_per_group=graph['num_silos_per_group'],
                 personal_pattern=settings['personal_pattern'],
