@@ -593,9 +593,10 @@ def _dp_kwargs(config, plan):
               delta=plan.delta, accountant=dp.accountant)
 
 
-def _privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
+def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
   """Record-level DP's sigma, rounds and delta for this run (None without
-  DP); a budget that cannot hold is a ConfigError before training."""
+  DP); a budget that cannot hold is a ConfigError before training.
+  ``say`` prints the plan (``run_experiment``; a sweep passes a no-op)."""
   dp = privacy.DPConfig.from_config(config.get('dp'))
   if not dp.enabled:
     return None
@@ -676,11 +677,11 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
         'and group (the others wait)')
 
   total = int(config.rounds)
-  privacy_plan = _privacy_plan(config, fed, hparams, say)
-  if privacy_plan is not None:
-    total = privacy_plan.rounds
+  dp_plan = privacy_plan(config, fed, hparams, say)
+  if dp_plan is not None:
+    total = dp_plan.rounds
     hparams = dict(hparams, dp_noise_multiplier=jnp.float32(
-        privacy_plan.noise_multiplier))
+        dp_plan.noise_multiplier))
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
   open_log = lambda: reporting.MetricsLogger(
@@ -703,8 +704,8 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   def on_eval(k, record, state):
     nonlocal shown
     del k  # One config.
-    if privacy_plan is not None:
-      record['dp_epsilon'] = _epsilon_at(config, fed, privacy_plan,
+    if dp_plan is not None:
+      record['dp_epsilon'] = _epsilon_at(config, fed, dp_plan,
                                          record['round'])
     logger.log(record)
     try:
@@ -797,8 +798,8 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
-  if privacy_plan is not None:
-    summary['privacy'] = privacy_plan.record
+  if dp_plan is not None:
+    summary['privacy'] = dp_plan.record
   if not already_complete:
     summary['dead_units'] = _dead_units(program, groups, result['state'], fed,
                                         info, mesh, say)

@@ -48,6 +48,7 @@ import time
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -143,6 +144,7 @@ class _Setup(NamedTuple):
   weights: dict[str, np.ndarray]
   hparams: dict[str, jax.Array]
   groups: tuple[str, ...]
+  privacy: Optional[dict[str, Any]] = None  # The DP plan's record.
 
 
 def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
@@ -168,8 +170,20 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
   if key not in raw_cache:
     raw_cache[key] = experiment.load_raw(config)
   f = experiment.prepare_federation(config, raw_cache[key])
-  return _Setup(config, f.task, f.fed, f.info, f.weights, f.hparams,
-                f.groups)
+  hparams, record = f.hparams, None
+  plan = experiment.privacy_plan(config, f.fed, f.hparams, lambda *a: None)
+  if plan is not None:
+    if plan.rounds != int(config.rounds):
+      raise ValueError(
+          "config.dp.on_budget='stop' would end this config at round "
+          f'{plan.rounds} of {config.rounds}; configs of a sweep share '
+          "their rounds: use 'refuse' or 'calibrate'.")
+    # Each config's own (maybe calibrated) sigma; epsilon in its result.
+    hparams = dict(hparams, dp_noise_multiplier=jnp.float32(
+        plan.noise_multiplier))
+    record = plan.record
+  return _Setup(config, f.task, f.fed, f.info, f.weights, hparams,
+                f.groups, record)
 
 
 # ---------------------------------------------------------------------------
@@ -330,6 +344,8 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
     out.update({k: res[k] for k in (
         'seed', 'metric', 'rounds', 'final', 'best', 'history', 'train_loss',
         'nonfinite', 'strategy', 'timing_s')})
+    if s.privacy is not None:
+      out['privacy'] = s.privacy
     if return_states:
       out['state'] = res['state']
     results.append(out)

@@ -261,3 +261,25 @@ def test_record_dp_is_refused_for_an_algorithm_that_cannot_support_it():
   config.dp = ml_collections.ConfigDict({'level': 'record'})
   with pytest.raises(validate.ConfigError, match='not available'):
     validate.validate_config(config)
+
+
+def test_run_sweep_gives_each_noise_level_its_own_epsilon():
+  from fedhelp_jax import sweep  # pylint: disable=g-import-not-at-top
+  base = _dp_config()
+  base.rounds = 2
+  base.eval_every = 2
+  sigmas = [0.8, 1.5, 3.0]
+  results = sweep.run_sweep(
+      sweep.grid(base, {'hparams.dp_noise_multiplier': sigmas}),
+      verbose=False)
+  assert {r['program'] for r in results} == {0}  # One program for all 3.
+  eps = [r['privacy']['epsilon'] for r in results]
+  assert eps[0] > eps[1] > eps[2]
+  fed, _ = experiment.build_federation(base, experiment.load_raw(base))
+  silos = privacy.silo_budgets(fed, batch_size=16, local_steps=2,
+                               local_epochs=None)
+  for sigma, got in zip(sigmas, eps):
+    assert got == pytest.approx(privacy.run_epsilon(
+        silos, rounds=2, noise_multiplier=sigma, batch_size=16,
+        max_batch=64, sampling='poisson', delta=1 / max(s.n for s in silos),
+        accountant='pld'))
