@@ -21,6 +21,7 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import diagnostics
+from fedhelp_jax import dp_fedavg
 from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import faults
@@ -325,6 +326,9 @@ def hparams_from_config(config) -> dict[str, jax.Array]:
   if dp.enabled:  # Hparams, so a sweep can vary them.
     hp.update(dp_clip_norm=dp.clip_norm,
               dp_noise_multiplier=dp.noise_multiplier)
+  elif dp.level == 'silo':
+    hp.update(dp_server_clip=dp.server_clip,
+              dp_server_noise_multiplier=dp.server_noise_multiplier)
   for key, value in config.get('hparams', {}).items():
     hp[key] = value
   return {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
@@ -406,8 +410,16 @@ def prepare_federation(config, raw, partitioned=None) -> Federation:
   fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
          for g, d in fed.items()}
   weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
-  return Federation(task, fed, info, groups, weights,
-                    hparams_from_config(config))
+  hparams = hparams_from_config(config)
+  if privacy.DPConfig.from_config(config.get('dp')).level == 'silo':
+    # The fixed cohort silo-level DP divides its noisy sum by.
+    hparams['dp_cohort'] = jnp.float32(dp_fedavg.cohort(
+        _real_silos(fed), runner.clients_per_round(config)))
+  return Federation(task, fed, info, groups, weights, hparams)
+
+
+def _real_silos(fed) -> dict[str, int]:
+  return {g: int(np.sum(np.asarray(d['n']) > 0)) for g, d in fed.items()}
 
 
 # Fields that do not change a run's numbers: reporting, the round budget
@@ -586,45 +598,46 @@ def _silo_budgets(config, fed):
       local_epochs=local.get('local_epochs'))
 
 
-def _dp_kwargs(config, plan):
-  dp = privacy.DPConfig.from_config(config.get('dp'))
-  return dict(batch_size=int(config.local.batch_size),
-              max_batch=int(plan.record['max_batch']), sampling=dp.sampling,
-              delta=plan.delta, accountant=dp.accountant)
-
-
 def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
-  """Record-level DP's sigma, rounds and delta for this run (None without
-  DP); a budget that cannot hold is a ConfigError before training.
-  ``say`` prints the plan (``run_experiment``; a sweep passes a no-op)."""
+  """The DP plan of this run (sigma, rounds, delta; None without DP); a
+  budget that cannot hold is a ConfigError before training. ``say`` prints
+  it (``run_experiment``; a sweep passes a no-op)."""
   dp = privacy.DPConfig.from_config(config.get('dp'))
-  if not dp.enabled:
-    return None
   batch = int(config.local.batch_size)
   try:
-    plan = privacy.plan(
-        dp, _silo_budgets(config, fed), rounds=int(config.rounds),
-        noise_multiplier=float(hparams['dp_noise_multiplier']),
-        clip_norm=float(hparams['dp_clip_norm']), batch_size=batch,
-        max_batch=int(dp.max_batch or 2 * batch))
+    if dp.enabled:
+      plan = privacy.plan(
+          dp, _silo_budgets(config, fed), rounds=int(config.rounds),
+          noise_multiplier=float(hparams['dp_noise_multiplier']),
+          clip_norm=float(hparams['dp_clip_norm']), batch_size=batch,
+          max_batch=int(dp.max_batch or 2 * batch))
+    elif dp.level == 'silo':
+      plan = dp_fedavg.plan(
+          dp, _real_silos(fed), runner.clients_per_round(config),
+          rounds=int(config.rounds),
+          noise_multiplier=float(hparams['dp_server_noise_multiplier']),
+          clip=float(hparams['dp_server_clip']))
+    else:
+      return None
   except ValueError as e:
     raise validate.ConfigError(str(e)) from None
   rec = plan.record
   note = f'; {rec["note"]}' if rec['note'] else ''
-  say(f'[fedhelp_jax] record-level DP-SGD: noise multiplier '
-      f'{rec["noise_multiplier"]:.4g}, clip {rec["clip_norm"]:g}, '
-      f'{rec["sampling"]} batches of {batch} (at most {rec["max_batch"]}); '
-      f'{rec["accountant"]} accountant: epsilon {rec["epsilon"]:.3g} at delta '
-      f'{rec["delta"]:.3g} after {rec["rounds"]} rounds (the worst silo, '
-      f'{rec["worst_silo_records"]} records){note}')
+  if dp.enabled:
+    what = (f'record-level DP-SGD: noise multiplier '
+            f'{rec["noise_multiplier"]:.4g}, clip {rec["clip_norm"]:g}, '
+            f'{rec["sampling"]} batches of {batch} (at most '
+            f'{rec["max_batch"]})')
+    worst = f'the worst silo, {rec["worst_silo_records"]} records'
+  else:
+    what = (f'silo-level DP-FedAvg: noise multiplier '
+            f'{rec["noise_multiplier"]:.4g}, upload clip '
+            f'{rec["clip_norm"]:g}, cohort {rec["cohort"]}')
+    worst = f'{sum(rec["silos"].values())} silos'
+  say(f'[fedhelp_jax] {what}; {rec["accountant"]} accountant: epsilon '
+      f'{rec["epsilon"]:.3g} at delta {rec["delta"]:.3g} after '
+      f'{rec["rounds"]} rounds ({worst}){note}')
   return plan
-
-
-def _epsilon_at(config, fed, plan, round_index: int) -> float:
-  """The run's epsilon after ``round_index`` rounds."""
-  return privacy.run_epsilon(
-      _silo_budgets(config, fed), rounds=int(round_index),
-      noise_multiplier=plan.noise_multiplier, **_dp_kwargs(config, plan))
 
 
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
@@ -680,8 +693,9 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   dp_plan = privacy_plan(config, fed, hparams, say)
   if dp_plan is not None:
     total = dp_plan.rounds
-    hparams = dict(hparams, dp_noise_multiplier=jnp.float32(
-        dp_plan.noise_multiplier))
+    sigma = ('dp_noise_multiplier' if 'dp_noise_multiplier' in hparams
+             else 'dp_server_noise_multiplier')
+    hparams = dict(hparams, **{sigma: jnp.float32(dp_plan.noise_multiplier)})
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
   open_log = lambda: reporting.MetricsLogger(
@@ -705,8 +719,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
     nonlocal shown
     del k  # One config.
     if dp_plan is not None:
-      record['dp_epsilon'] = _epsilon_at(config, fed, dp_plan,
-                                         record['round'])
+      record['dp_epsilon'] = dp_plan.epsilon_at(record['round'])
     logger.log(record)
     try:
       manager.save(record['round'], state)

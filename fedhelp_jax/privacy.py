@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-LEVELS = ('none', 'record')
+LEVELS = ('none', 'record', 'silo')
 SAMPLINGS = ('poisson', 'shuffle')
 ACCOUNTANTS = ('pld', 'rdp')
 ON_BUDGET = ('refuse', 'stop', 'calibrate')
@@ -50,7 +50,8 @@ class DPConfig:
   """``config.dp``; unknown keys are refused (``from_config``).
 
   Attributes:
-    level: 'none' or 'record' (DP-SGD in every silo).
+    level: 'none', 'record' (DP-SGD in every silo) or 'silo' (DP-FedAvg at
+      the server, ``dp_fedavg``).
     clip_norm: default of hparam ``dp_clip_norm`` (per-example L2 clip).
     noise_multiplier: default of hparam ``dp_noise_multiplier`` (sigma).
     sampling: 'poisson' or 'shuffle' (see the module docstring).
@@ -62,6 +63,10 @@ class DPConfig:
     on_budget: what a run whose epsilon would exceed ``epsilon`` does:
       'refuse' to start, 'stop' after the last round within budget, or
       'calibrate' the noise multiplier to spend exactly the budget.
+    server_clip: default of hparam ``dp_server_clip`` (silo level: each
+      silo's upload L2 clip).
+    server_noise_multiplier: default of hparam
+      ``dp_server_noise_multiplier`` (silo level).
   """
   level: str = 'none'
   clip_norm: float = 1.0
@@ -72,6 +77,8 @@ class DPConfig:
   delta: Optional[float] = None
   epsilon: Optional[float] = None
   on_budget: str = 'refuse'
+  server_clip: float = 1.0
+  server_noise_multiplier: float = 1.0
 
   @classmethod
   def from_config(cls, section: Optional[Mapping[str, Any]]) -> 'DPConfig':
@@ -181,9 +188,15 @@ def step_event(n: int, *, batch_size: int, max_batch: int, sampling: str,
   return dp_accounting.SelfComposedDpEvent(one, int(steps))
 
 
-def make_accountant(name: str):
-  """A fresh dp-accounting accountant: 'pld' or 'rdp'."""
+def make_accountant(name: str, replace_one: bool = False):
+  """A fresh dp-accounting accountant: 'pld' or 'rdp' (add-or-remove-one
+  neighbours; ``replace_one`` for RDP under replace-one adjacency)."""
   import dp_accounting  # pylint: disable=g-import-not-at-top
+  if replace_one:
+    if name != 'rdp':
+      raise ValueError('replace-one adjacency is accounted by RDP only.')
+    return dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
   if name == 'pld':
     # Pessimistic discretization 1e-3 (an upper bound on epsilon, 10x
     # faster than the default 1e-4; they agree to ~1e-4 relative here).
@@ -194,13 +207,14 @@ def make_accountant(name: str):
                    f'{name!r}.')
 
 
-def epsilon_after(event, rounds: int, delta: float, accountant: str) -> float:
+def epsilon_after(event, rounds: int, delta: float, accountant: str,
+                  replace_one: bool = False) -> float:
   """Epsilon at ``delta`` after ``rounds`` compositions of one round's
   ``event``."""
   import dp_accounting  # pylint: disable=g-import-not-at-top
   if rounds <= 0:
     return 0.0
-  acc = make_accountant(accountant)
+  acc = make_accountant(accountant, replace_one)
   acc.compose(dp_accounting.SelfComposedDpEvent(event, int(rounds)))
   return float(acc.get_epsilon(delta))
 
@@ -259,19 +273,6 @@ def _exposure(silo, batch_size: int) -> float:
   return silo.steps_per_round * min(1.0, batch_size / max(silo.n, 1))
 
 
-def rounds_within(silos, *, rounds: int, target_epsilon: float, **kw) -> int:
-  """The most rounds (<= ``rounds``) whose epsilon stays within
-  ``target_epsilon`` (0 when even one round exceeds it)."""
-  lo, hi = 0, int(rounds)
-  while lo < hi:  # Epsilon grows with rounds: bisect.
-    mid = (lo + hi + 1) // 2
-    if run_epsilon(silos, rounds=mid, **kw) <= target_epsilon:
-      lo = mid
-    else:
-      hi = mid - 1
-  return lo
-
-
 class Plan(NamedTuple):
   """A run's privacy, settled on the host before training.
 
@@ -280,11 +281,14 @@ class Plan(NamedTuple):
     rounds: rounds the run trains (fewer than asked under on_budget 'stop').
     delta: the delta every epsilon is stated at.
     record: what ``summary.json`` carries under 'privacy'.
+    epsilon_at: ``rounds -> epsilon`` at this sigma and delta (for the
+      per-evaluation log).
   """
   noise_multiplier: float
   rounds: int
   delta: float
   record: dict
+  epsilon_at: Callable[[int], float]
 
 
 def silo_budgets(fed, *, batch_size: int, local_steps: Optional[int],
@@ -301,13 +305,64 @@ def silo_budgets(fed, *, batch_size: int, local_steps: Optional[int],
   return out
 
 
-def plan(dp: DPConfig, silos, *, rounds: int, noise_multiplier: float,
-         clip_norm: float, batch_size: int, max_batch: int) -> Plan:
-  """Settles sigma, the rounds and delta of a run under ``dp``.
+class Mechanism(NamedTuple):
+  """A run's privacy as a function of its noise and length (host side).
+
+  Attributes:
+    epsilon: ``(sigma, rounds) -> epsilon`` at the run's delta: the worst
+      over the protected units (records of every silo, or silos).
+    calibrate: ``(target_epsilon, rounds) -> sigma`` spending the target.
+    worst_event: ``(sigma) -> (worst unit, DpEvent of its round)``, for
+      the record.
+  """
+  epsilon: Callable[[float, int], float]
+  calibrate: Callable[[float, int], float]
+  worst_event: Callable[[float], Any]
+
+
+def settle(dp: DPConfig, mechanism: Mechanism, *, rounds: int, sigma: float,
+           delta: float) -> tuple[float, int, str]:
+  """``(sigma, rounds, note)`` that keep ``dp.epsilon`` (refuse, stop early
+  or calibrate, by ``dp.on_budget``).
 
   Raises:
-    ValueError: the budget ``dp.epsilon`` would be exceeded under
-      on_budget 'refuse' (naming the rounds and the sigma that fit), or
+    ValueError: the budget cannot hold under on_budget 'refuse' (or 'stop'
+      when not even one round fits), naming the rounds and the sigma that
+      would fit.
+  """
+  sigma, total = float(sigma), int(rounds)
+  if dp.epsilon is None:
+    return sigma, total, ''
+  spent = mechanism.epsilon(sigma, total)
+  if spent <= dp.epsilon:
+    return sigma, total, ''
+  if dp.on_budget == 'calibrate':
+    sigma = mechanism.calibrate(dp.epsilon, total)
+    return sigma, total, f'noise multiplier calibrated to {sigma:.4g}'
+  lo, hi = 0, total  # Epsilon grows with the rounds: bisect.
+  while lo < hi:
+    mid = (lo + hi + 1) // 2
+    if mechanism.epsilon(sigma, mid) <= dp.epsilon:
+      lo = mid
+    else:
+      hi = mid - 1
+  if dp.on_budget == 'stop' and lo > 0:
+    return sigma, lo, f'stopped at round {lo}, the last within budget'
+  need = mechanism.calibrate(dp.epsilon, total)
+  raise ValueError(
+      f'dp.epsilon: {total} rounds at noise multiplier {sigma:g} spend '
+      f'epsilon {spent:.3g} > the budget {dp.epsilon:g} (delta '
+      f'{delta:.3g}); {lo} round(s) fit. Set rounds <= {lo}, '
+      f'noise_multiplier >= {need:.3g}, or dp.on_budget to stop or '
+      'calibrate.')
+
+
+def plan(dp: DPConfig, silos, *, rounds: int, noise_multiplier: float,
+         clip_norm: float, batch_size: int, max_batch: int) -> Plan:
+  """Settles sigma, the rounds and delta of a record-level run under ``dp``.
+
+  Raises:
+    ValueError: the budget ``dp.epsilon`` cannot hold (``settle``), or
       the RDP accountant meets a truncated batch it cannot account.
   """
   delta = dp.delta or 1.0 / max(s.n for s in silos)
@@ -320,37 +375,28 @@ def plan(dp: DPConfig, silos, *, rounds: int, noise_multiplier: float,
         f'batches (a silo holds {max(s.n for s in silos)} records, more '
         f'than dp.max_batch = {max_batch}); use accountant pld, or set '
         'dp.max_batch to at least the largest silo.')
-  sigma, total, note = float(noise_multiplier), int(rounds), ''
-  if dp.epsilon is not None:
-    spent = run_epsilon(silos, rounds=total, noise_multiplier=sigma, **kw)
-    if spent > dp.epsilon and dp.on_budget == 'calibrate':
-      sigma = calibrate_noise(silos, rounds=total, target_epsilon=dp.epsilon,
-                              **kw)
-      note = f'noise multiplier calibrated to {sigma:.4g}'
-    elif spent > dp.epsilon:
-      fits = rounds_within(silos, rounds=total, target_epsilon=dp.epsilon,
-                           noise_multiplier=sigma, **kw)
-      if dp.on_budget == 'stop' and fits > 0:
-        total, note = fits, f'stopped at round {fits}, the last within budget'
-      else:
-        need = calibrate_noise(silos, rounds=total,
-                               target_epsilon=dp.epsilon, **kw)
-        raise ValueError(
-            f'dp.epsilon: {total} rounds at noise multiplier {sigma:g} spend '
-            f'epsilon {spent:.3g} > the budget {dp.epsilon:g} (delta '
-            f'{delta:.3g}); {fits} round(s) fit. Set rounds <= {fits}, '
-            f'noise_multiplier >= {need:.3g}, or dp.on_budget to stop or '
-            'calibrate.')
-  final = run_epsilon(silos, rounds=total, noise_multiplier=sigma, **kw)
-  worst = max(silos, key=lambda s: run_epsilon(
-      [s], rounds=total, noise_multiplier=sigma, **kw))
+  epsilon = lambda sigma, r: run_epsilon(silos, rounds=r,
+                                         noise_multiplier=sigma, **kw)
+
+  def worst_event(sigma):
+    worst = max(silos, key=lambda s: run_epsilon(
+        [s], rounds=rounds, noise_multiplier=sigma, **kw))
+    return worst, step_event(worst.n, noise_multiplier=sigma,
+                             steps=worst.steps_per_round,
+                             batch_size=batch_size, max_batch=max_batch,
+                             sampling=dp.sampling)
+
+  mechanism = Mechanism(
+      epsilon, lambda target, r: calibrate_noise(
+          silos, rounds=r, target_epsilon=target, **kw), worst_event)
+  sigma, total, note = settle(dp, mechanism, rounds=rounds,
+                              sigma=noise_multiplier, delta=delta)
+  worst, event = worst_event(sigma)
   record = {
-      'level': dp.level, 'epsilon': final, 'delta': delta,
+      'level': dp.level, 'epsilon': epsilon(sigma, total), 'delta': delta,
       'accountant': dp.accountant, 'sampling': dp.sampling,
-      'event': repr(step_event(worst.n, noise_multiplier=sigma,
-                               steps=worst.steps_per_round, batch_size=batch_size,
-                               max_batch=max_batch, sampling=dp.sampling)),
-      'rounds': total, 'noise_multiplier': sigma, 'clip_norm': clip_norm,
-      'batch_size': batch_size, 'max_batch': max_batch,
-      'worst_silo_records': worst.n, 'budget': dp.epsilon, 'note': note}
-  return Plan(sigma, total, delta, record)
+      'event': repr(event), 'rounds': total, 'noise_multiplier': sigma,
+      'clip_norm': clip_norm, 'batch_size': batch_size,
+      'max_batch': max_batch, 'worst_silo_records': worst.n,
+      'budget': dp.epsilon, 'note': note}
+  return Plan(sigma, total, delta, record, lambda r: epsilon(sigma, r))

@@ -179,8 +179,9 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
           f'{plan.rounds} of {config.rounds}; configs of a sweep share '
           "their rounds: use 'refuse' or 'calibrate'.")
     # Each config's own (maybe calibrated) sigma; epsilon in its result.
-    hparams = dict(hparams, dp_noise_multiplier=jnp.float32(
-        plan.noise_multiplier))
+    sigma = ('dp_noise_multiplier' if 'dp_noise_multiplier' in hparams
+             else 'dp_server_noise_multiplier')
+    hparams = dict(hparams, **{sigma: jnp.float32(plan.noise_multiplier)})
     record = plan.record
   return _Setup(config, f.task, f.fed, f.info, f.weights, hparams,
                 f.groups, record)

@@ -119,6 +119,9 @@ class AlgorithmSpec(NamedTuple):
       ONE ``common.supervised_train`` call per round, so record-level
       DP-SGD (``config.dp``) clips and noises all of them and the
       accountant counts them right. Other algorithms are refused.
+    silo_dp: its server step reads only the mean of uploads that are
+      deltas of the broadcast, so silo-level DP-FedAvg (``dp_fedavg``) can
+      clip each upload and noise the mean.
   """
   name: str
   build: Callable[..., FederatedAlgorithm]
@@ -129,3 +132,4 @@ class AlgorithmSpec(NamedTuple):
   no_sampling: Optional[str] = None
   recipe: Mapping[str, float] = _EMPTY
   record_dp: bool = False
+  silo_dp: bool = False

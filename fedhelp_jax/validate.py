@@ -13,6 +13,7 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import compression
+from fedhelp_jax import dp_fedavg
 from fedhelp_jax import privacy
 # The data checks and both error types are part of this module's API.
 from fedhelp_jax.errors import ConfigError
@@ -257,6 +258,8 @@ def _check_dp(config) -> None:
   if dp.on_budget != 'refuse' and dp.epsilon is None:
     _fail('dp.on_budget', f'{dp.on_budget!r} needs a budget.',
           'set dp.epsilon, e.g. 8.0.')
+  if dp.level == 'silo':
+    _check_silo_dp(config, dp)
   if not dp.enabled:
     return
   spec = algorithms.spec(config.algorithm)
@@ -272,6 +275,25 @@ def _check_dp(config) -> None:
     _fail('model.norm', "'batch' cannot be used with DP-SGD: per-example "
           'gradients and a batch mean over private records do not mix.',
           "use norm 'group'.")
+
+
+def _check_silo_dp(config, dp) -> None:
+  _number('dp.server_clip', dp.server_clip, low=0.0, low_open=True,
+          example=1.0)
+  _number('dp.server_noise_multiplier', dp.server_noise_multiplier,
+          low=0.0, example=1.0)
+  if not algorithms.spec(config.algorithm).silo_dp:
+    supported = [n for n in algorithms.names()
+                 if algorithms.spec(n).silo_dp]
+    _fail('dp.level', f"'silo' is not available for {config.algorithm!r}: "
+          'its server step is not a function of the mean of delta uploads, '
+          'so clipping each upload and noising the mean would not bound a '
+          "silo's influence.", f'use one of {supported}.')
+  if config.get('aggregation', 'samples') != 'uniform':
+    _fail('aggregation', "silo-level DP needs 'uniform' weights: the noise "
+          'is calibrated to a sum of clipped uploads divided by the cohort '
+          'size, which sample-count weights would scale per silo.',
+          "set aggregation 'uniform'.")
 
 
 def _check_clients_per_round(config) -> None:
@@ -326,7 +348,7 @@ def _check_hparams(config) -> None:
   known = sorted({k for name in algorithms.names()
                   for k in algorithms.default_hparams(name)}
                  | set(algorithms.common.OPTIMIZER_HPARAMS)
-                 | set(privacy.HPARAMS))
+                 | set(privacy.HPARAMS) | set(dp_fedavg.HPARAMS))
   for key, value in _group(config, 'hparams', optional=True).items():
     if key not in known:
       close = difflib.get_close_matches(key, known, n=1)

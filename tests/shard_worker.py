@@ -29,6 +29,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import conftest
 import tiny_config
 from experiments.configs import fedavg_cls
+from fedhelp_jax import dp_fedavg
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
 from fedhelp_jax import models
@@ -99,9 +100,13 @@ def _algorithm(name):
     # comes from its own key, so the mesh must not change a draw.
     private = dataclasses.replace(local, private=privacy.PrivateSteps(
         sampling='poisson', max_batch=6))
-    alg = fedavg.fedavg(_cnn(norm='group'), task, private, GROUPS)
+    # Silo-level DP-FedAvg on top: the server's noise comes from the
+    # replicated server key.
+    alg = dp_fedavg.with_silo_dp(
+        fedavg.fedavg(_cnn(norm='group'), task, private, GROUPS))
     hp = dict(fedavg.default_hparams('fedavg'), dp_clip_norm=0.5,
-              dp_noise_multiplier=1.0)
+              dp_noise_multiplier=1.0, dp_server_clip=0.1,
+              dp_server_noise_multiplier=1.0, dp_cohort=8.0)
   elif name == 'fedhelp':
     # Two models in the large group (S and a private L_k of other widths).
     small = _cnn(aux_classes=2)

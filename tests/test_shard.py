@@ -108,7 +108,8 @@ def test_shard_pfednet_with_padding_equals_unpadded_run(shard_results):
 
 
 def test_shard_dp_sgd_noise_is_the_same_on_4_devices_as_on_1(shard_results):
-  """DP-SGD's Poisson batches and noise come from per-silo keys: the
+  """DP-SGD's Poisson batches and noise come from per-silo keys, and
+  silo-level DP-FedAvg's server noise from the replicated server key: the
   padded 4-device run equals the unpadded single-device run."""
   r = shard_results['dp_padding']
   assert r['padded_clients'] == {'large': 4, 'small': 8}

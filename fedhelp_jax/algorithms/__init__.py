@@ -16,7 +16,9 @@ import pkgutil
 from typing import Any
 
 from fedhelp_jax import compression
+from fedhelp_jax import dp_fedavg
 from fedhelp_jax import models
+from fedhelp_jax import privacy
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 
@@ -69,10 +71,13 @@ def build(name: str, config, task, groups, info=None):
     alg = entry.build(config, task, tuple(groups))
   section = config.get('compression') or {}
   encoder = compression.from_config(section)
-  if encoder is None:
-    return alg
-  return compression.with_upload_encoder(
-      alg, encoder, error_feedback=bool(section.get('error_feedback', True)))
+  if encoder is not None:
+    alg = compression.with_upload_encoder(
+        alg, encoder, error_feedback=bool(section.get('error_feedback', True)))
+  if privacy.DPConfig.from_config(config.get('dp')).level == 'silo':
+    # Outermost: the clip bounds what actually leaves the silo.
+    alg = dp_fedavg.with_silo_dp(alg)
+  return alg
 
 
 def hparam_range(key: str,

@@ -179,14 +179,16 @@ def default_hparams(name: str) -> dict[str, Any]:
 
 SPECS = (
     types.AlgorithmSpec('fedavg', common.module_builder(fedavg),
-                        default_hparams('fedavg'), record_dp=True),
+                        default_hparams('fedavg'), record_dp=True,
+                        silo_dp=True),
     types.AlgorithmSpec('fedprox', common.module_builder(fedprox),
                         default_hparams('fedprox'),
-                        ranges={'mu': common.NON_NEGATIVE}, record_dp=True),
+                        ranges={'mu': common.NON_NEGATIVE}, record_dp=True,
+                        silo_dp=True),
     types.AlgorithmSpec('local', common.module_builder(local_only),
                         default_hparams('local'), record_dp=True),
 ) + tuple(
     types.AlgorithmSpec(name, common.module_builder(
         functools.partial(fedavg, server_optimizer=rule)),
-                        default_hparams(name), record_dp=True)
+                        default_hparams(name), record_dp=True, silo_dp=True)
     for name, rule in FEDOPT_NAMES.items())
