@@ -52,6 +52,13 @@ METHODS = {'fedhelp': ('fedhelp', {}), 'fedavg': ('fedavg', {}),
            'fedhelp_no_forward_kd': ('fedhelp',
                                      {'hparams.lambda_forward': 0.0}),
            'central': ('central', {}),
+           # The FM channel's diagnosis (the positive control): distil
+           # through the task head instead of the public head, or 4x the
+           # weight, for FedHelp and FedAvg+FM alike.
+           'fedhelp_fm_main': ('fedhelp', {'fedhelp.fm_head': 'main'}),
+           'fedavg_fm_main': ('fedavg_fm', {'fedhelp.fm_head': 'main'}),
+           'fedhelp_fm_x4': ('fedhelp', {'hparams.lambda_fm': 4.0}),
+           'fedavg_fm_x4': ('fedavg_fm', {'hparams.lambda_fm': 4.0}),
            # The teacher's precondition: each silo trains the LARGE model
            # alone (its 'large' group score is L_k without federation).
            'local_large': ('local', {'model': lambda c: c.large_model})}

@@ -78,6 +78,7 @@ _PRIVATE_HEAD = 'head'
 
 
 LOSS_SCALINGS = ('paper', 'code')
+FM_HEADS = ('public', 'main')
 
 
 def scaled_kl(per_example: jax.Array, num_classes: int, temperature,
@@ -127,6 +128,10 @@ class FedHelpConfig:
       size).
     large_optimizer: optimizer of ``L_k`` (default: the local optimizer); its
       learning rate is ``hparams['lr_large']``.
+    fm_head: where small silos distil the FM's answers: 'public' (the
+      paper's public head ``h_pub``, over the FM's own classes) or 'main'
+      (the task head, when the FM answers over the task's classes, e.g. an
+      in-domain FM; no public head is built).
     share_large_forward: when ``L_k`` keeps no batch statistics (GroupNorm,
       no dropout), its eval-mode output in step A equals the train-mode
       output step B differentiates, so one forward pass (kept for the
@@ -144,8 +149,12 @@ class FedHelpConfig:
   public_batch_size: Optional[int] = None
   large_optimizer: Optional[str] = None
   share_large_forward: bool = True
+  fm_head: str = 'public'
 
   def __post_init__(self):
+    if self.fm_head not in FM_HEADS:
+      raise ValueError(f'fm_head must be one of {FM_HEADS}, got '
+                       f'{self.fm_head!r}.')
     if self.rank_sign not in (1, -1):
       raise ValueError(f'rank_sign must be +1 or -1, got {self.rank_sign}.')
     if self.backward_kl not in ('student', 'code'):
@@ -225,7 +234,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     for g in groups:
       num = data[g]['x'].shape[0]
       client = SiloState(small_model_state=common.stack(s_state, num))
-      if g == 'small' and config.fm_kd:
+      if g == 'small' and config.fm_kd and config.fm_head == 'public':
         if _PUBLIC_HEAD not in s_params:
           raise ValueError('FedHelp with fm_kd needs the small model built '
                            'with aux_classes > 0 (the public head).')
@@ -257,9 +266,12 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
   # ----- small silo: a private CE step, then a public FM-KD step. ---------
 
+  through_main = config.fm_head == 'main'
+
   def small_update(client, broadcast, data, hparams, rng):
     if config.fm_kd:
-      _check_public(data, client.public_head['kernel'].shape[-1])
+      _check_public(data, task.num_classes if through_main
+                    else client.public_head['kernel'].shape[-1])
     order_key, step_key = jax.random.split(rng)
     idx, active = local.schedule(order_key, data)
     # Two optimizers, as in the authors' code: one over (f, h_priv), one over
@@ -284,11 +296,13 @@ def fedhelp(small_module, large_module, task: tasks.Task,
         return (priv, ms, opt_priv, opt_pub), (task_loss, jnp.zeros(()))
       num_pub = data['public_x'].shape[0]
       pidx = jax.random.permutation(key, num_pub)[:min(pub_batch, num_pub)]
-      pub = {**_without(priv, _PRIVATE_HEAD), _PUBLIC_HEAD: p[_PUBLIC_HEAD]}
+      pub = (priv if through_main else
+             {**_without(priv, _PRIVATE_HEAD), _PUBLIC_HEAD: p[_PUBLIC_HEAD]})
 
       def pub_loss(q):
         out, new_ms = apply(small_module, q, ms, data['public_x'][pidx],
-                            train=True, head='aux')
+                            train=True, head='main' if through_main
+                            else 'aux')
         kd = scaled_kl(losses.kd_kl_from_probs(out, data['public_q'][pidx]),
                        out.shape[-1], 1.0, config.loss_scaling)
         return hparams['lambda_fm'] * kd, (kd, new_ms)
@@ -296,12 +310,14 @@ def fedhelp(small_module, large_module, task: tasks.Task,
           pub)
       updates, opt_pub = tx.update(grads, opt_pub, pub)
       pub = optax.apply_updates(pub, updates)
-      p = {**pub, _PRIVATE_HEAD: priv[_PRIVATE_HEAD]}
+      p = pub if through_main else {**pub, _PRIVATE_HEAD: priv[_PRIVATE_HEAD]}
       return (p, ms, opt_priv, opt_pub), (task_loss, fm_loss)
 
     params = dict(broadcast)
     opt_pub = ()
-    if config.fm_kd:
+    if config.fm_kd and through_main:
+      opt_pub = tx.init(params)
+    elif config.fm_kd:
       params[_PUBLIC_HEAD] = client.public_head
       opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
     opt_priv = tx.init(broadcast)
@@ -310,7 +326,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
                                        opt_priv, opt_pub), idx, active,
                                 step_key))
     new_client = client._replace(small_model_state=s_state)
-    if config.fm_kd:
+    if config.fm_kd and not through_main:
       new_client = new_client._replace(public_head=params[_PUBLIC_HEAD])
     metrics = {'train_loss': engine.mean_over_active(task_losses, active),
                'fm_kd': engine.mean_over_active(fm_losses, active)}
@@ -485,8 +501,14 @@ def build(config, task, groups, *, name: str = 'fedhelp',
   """
   cfg = static_config(config, **overrides)
   public = fm_prepare.fm_num_classes(config, task)
-  small = models.from_config(config.model, task.num_classes,
-                                 aux_classes=public if cfg.fm_kd else 0)
+  if cfg.fm_kd and cfg.fm_head == 'main' and public != task.num_classes:
+    raise ValueError(
+        f"config.fedhelp.fm_head='main' distils the FM through the task "
+        f'head, but the FM answers over {public} classes and the task has '
+        f"{task.num_classes}; use fm_head='public'.")
+  small = models.from_config(
+      config.model, task.num_classes,
+      aux_classes=public if cfg.fm_kd and cfg.fm_head == 'public' else 0)
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   local = common.LocalConfig.from_experiment(config)
