@@ -1,0 +1,163 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""Accuracy against epsilon under record-level DP-SGD, as one sweep call.
+
+  python -m experiments.dp_sweep --dataset=pneumonia --method=fedavg \
+      --out=experiments/results/dp_pneumonia
+
+For each target epsilon and seed the noise multiplier is calibrated on the
+host (``privacy.calibrate_noise``, dp-accounting, the worst silo of that
+seed's federation at delta = 1 / its largest silo), then ONE ``sweep.run_sweep``
+call runs every (noise multiplier, seed) config; configs of one seed share
+a program (a seed draws the small silos' sizes, so seeds differ in shapes).
+Every config reports the epsilon its own federation spends. The
+non-private runs (the same recipe, ``dp.level='none'``) come from the same
+call. ``--time_sequential`` also runs seed 0's configs one by one and
+records both wall times.
+
+Writes ``<out>/<method>.json``: per target epsilon, the calibrated sigma,
+the epsilons spent, and per group (small, large, all) the mean accuracy
+over seeds with its sample SD and 95% t-interval over seeds.
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+import ml_collections
+import numpy as np
+from scipy import stats as sp_stats
+
+from experiments.configs import fedavg_cls
+from experiments.configs import fedhelp_cls
+from fedhelp_jax import experiment
+from fedhelp_jax import privacy
+from fedhelp_jax import reporting
+from fedhelp_jax import sweep
+
+_DATASETS = {'pneumonia': ('pneumonia', 2), 'blood': ('blood', 8)}
+
+
+def base_config(dataset: str, method: str) -> ml_collections.ConfigDict:
+  """The default run's recipe (``fedavg_cls`` / ``fedhelp_cls``: 3 large +
+  20 small silos, 30 rounds) on ``dataset``, with DP-SGD switched on."""
+  get = fedhelp_cls.get_config if method == 'fedhelp' else \
+      fedavg_cls.get_config
+  c = get(method)
+  subset, classes = _DATASETS[dataset]
+  c.dataset.subset = subset
+  c.num_classes = classes
+  c.num_devices = 1  # A sweep runs its config axis on one device.
+  c.progress = False
+  c.eval_every = 10
+  c.rounds = _ROUNDS.value
+  c.dp = ml_collections.ConfigDict({'level': 'record', 'clip_norm': 1.0,
+                                    'noise_multiplier': 1.0})
+  return c
+
+
+def calibrate(config, target: float) -> float:
+  """Sigma for ``target`` epsilon over the config's rounds."""
+  raw = experiment.load_raw(config)
+  fed, _ = experiment.build_federation(config, raw)
+  local = config.local
+  silos = privacy.silo_budgets(fed, batch_size=int(local.batch_size),
+                               local_steps=local.get('local_steps'),
+                               local_epochs=local.get('local_epochs'))
+  return privacy.calibrate_noise(
+      silos, rounds=int(config.rounds), target_epsilon=target,
+      batch_size=int(local.batch_size),
+      max_batch=2 * int(local.batch_size), sampling='poisson',
+      delta=1.0 / max(s.n for s in silos), accountant='pld')
+
+
+def summarize(values) -> dict:
+  """Mean, sample SD and 95% t-interval over seeds."""
+  v = np.asarray(values, np.float64)
+  mean, sd = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+  half = (float(sp_stats.t.ppf(0.975, len(v) - 1)) * sd / np.sqrt(len(v))
+          if len(v) > 1 else float('nan'))
+  return {'mean': mean, 'sd': sd, 'ci95': [mean - half, mean + half],
+          'n_seeds': len(v)}
+
+
+def main(argv):
+  del argv
+  base = base_config(_DATASET.value, _METHOD.value)
+  targets = [float(e) for e in _EPSILONS.value]
+  seeds = list(range(_SEEDS.value))
+  t0 = time.time()
+  configs, labels, sigmas = [], [], {}
+  for e in targets:
+    for s in seeds:
+      c = base.copy_and_resolve_references()
+      c.seed = s
+      # Each seed's own federation (its small silos' sizes) sets sigma.
+      sigmas[(e, s)] = calibrate(c, e)
+      c.hparams.dp_noise_multiplier = sigmas[(e, s)]
+      configs.append(c)
+      labels.append((e, s))
+  print(f'[dp_sweep] calibrated noise multipliers: {sigmas} '
+        f'({time.time() - t0:.0f}s)', flush=True)
+  for s in seeds:  # The non-private reference, same recipe.
+    c = base.copy_and_resolve_references()
+    c.seed = s
+    c.dp.level = 'none'
+    configs.append(c)
+    labels.append((float('inf'), s))
+  t_sweep = time.time()
+  results = sweep.run_sweep(configs, verbose=True)
+  sweep_wall = time.time() - t_sweep
+  rows = []
+  for e in targets + [float('inf')]:
+    got = [r for r, (le, _) in zip(results, labels) if le == e]
+    row = {'target_epsilon': e,
+           'noise_multiplier': [sigmas.get((e, s), 0.0) for s in seeds],
+           'epsilon_spent': [r.get('privacy', {}).get('epsilon',
+                                                      float('inf'))
+                             for r in got],
+           'seeds': [r['seed'] for r in got]}
+    for g in ('small', 'large', 'all'):
+      row[g] = summarize([r['final']['summary'][g]['accuracy'] for r in got])
+    rows.append(row)
+    print(f"[dp_sweep] epsilon {e}: sigma {row['noise_multiplier']}, "
+          f"small {row['small']['mean']:.4f}, large {row['large']['mean']:.4f}",
+          flush=True)
+  timing = {'sweep_wall_s': sweep_wall, 'configs': len(configs),
+            'programs': len({r['program'] for r in results})}
+  if _TIME_SEQUENTIAL.value:
+    # Seed 0's private configs: one program, against one by one.
+    chosen = [c for c, (e, s) in zip(configs, labels)
+              if s == 0 and e != float('inf')]
+    t1 = time.time()
+    sweep.run_sweep(chosen, verbose=False)
+    t2 = time.time()
+    for c in chosen:
+      sweep.run_sweep([c], verbose=False)
+    timing.update(timed_configs=len(chosen), one_program_wall_s=t2 - t1,
+                  one_by_one_wall_s=time.time() - t2)
+  out = _OUT.value or os.path.join('experiments', 'results',
+                                   f'dp_{_DATASET.value}')
+  os.makedirs(out, exist_ok=True)
+  reporting.write_json(os.path.join(out, f'{_METHOD.value}.json'), {
+      'dataset': _DATASET.value, 'method': _METHOD.value,
+      'recipe': base.to_dict(), 'rows': rows, 'timing': timing,
+      'accuracy_on': 'each silo\'s own test draw (100 images per silo)',
+      'delta': 'one over the largest silo\'s records',
+      'wall_time_s': time.time() - t0})
+
+
+_DATASET = flags.DEFINE_enum('dataset', 'pneumonia', list(_DATASETS),
+                             'MedMNIST subset.')
+_METHOD = flags.DEFINE_enum('method', 'fedavg', ['fedavg', 'fedhelp'],
+                            'Algorithm.')
+_EPSILONS = flags.DEFINE_list('epsilons', ['0.5', '1', '2', '4', '8'],
+                              'Target epsilons.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
+_ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
+_TIME_SEQUENTIAL = flags.DEFINE_bool(
+    'time_sequential', False, "Also run seed 0's configs one by one.")
+_OUT = flags.DEFINE_string('out', None, 'Output directory.')
+
+if __name__ == '__main__':
+  app.run(main)
