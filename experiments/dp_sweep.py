@@ -61,9 +61,7 @@ def calibrate(config, target: float) -> float:
   raw = experiment.load_raw(config)
   fed, _ = experiment.build_federation(config, raw)
   local = config.local
-  silos = privacy.silo_budgets(fed, batch_size=int(local.batch_size),
-                               local_steps=local.get('local_steps'),
-                               local_epochs=local.get('local_epochs'))
+  silos = experiment.silo_budgets(config, fed)
   return privacy.calibrate_noise(
       silos, rounds=int(config.rounds), target_epsilon=target,
       batch_size=int(local.batch_size),

@@ -590,12 +590,14 @@ def _dead_units(program, groups, state, fed, info, mesh, say):
   return dead
 
 
-def _silo_budgets(config, fed):
+def silo_budgets(config, fed) -> list[privacy.SiloBudget]:
+  """Every real silo's DP-SGD accounting record under ``config``."""
   local = config.local
   return privacy.silo_budgets(
       fed, batch_size=int(local.batch_size),
       local_steps=local.get('local_steps'),
-      local_epochs=local.get('local_epochs'))
+      local_epochs=local.get('local_epochs'),
+      releases=algorithms.spec(config.algorithm).dp_releases)
 
 
 def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
@@ -607,7 +609,7 @@ def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
   try:
     if dp.enabled:
       plan = privacy.plan(
-          dp, _silo_budgets(config, fed), rounds=int(config.rounds),
+          dp, silo_budgets(config, fed), rounds=int(config.rounds),
           noise_multiplier=float(hparams['dp_noise_multiplier']),
           clip_norm=float(hparams['dp_clip_norm']), batch_size=batch,
           max_batch=int(dp.max_batch or 2 * batch))

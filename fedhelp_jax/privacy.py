@@ -134,16 +134,18 @@ def sampling_probability(n, batch_size: int):
   return xp.minimum(1.0, batch_size / xp.maximum(n, 1))
 
 
-def noisy_clipped_grad(example_loss: Callable[..., jax.Array], params, xs,
+def noisy_clipped_grad(example_loss: Callable[..., Any], params, xs,
                        ys, mask: jax.Array, hparams, rng: jax.Array,
-                       denominator: jax.Array):
+                       denominator: jax.Array, *, has_aux: bool = False):
   """DP-SGD's gradient: ``(sum_i clip(g_i) * mask_i + N(0, (sigma C)^2)) /
-  denominator``, and the per-example losses ``[M]``.
+  denominator``, and the per-example losses ``[M]`` (with ``has_aux``,
+  ``(loss, aux)`` per example).
 
-  ``example_loss(params, x, y)`` is ONE record's loss; ``sigma`` and ``C``
-  are ``hparams['dp_noise_multiplier']`` and ``hparams['dp_clip_norm']``.
+  ``example_loss(params, x, y)`` is ONE record's loss (``x`` and ``y`` may
+  be pytrees); ``sigma`` and ``C`` are ``hparams['dp_noise_multiplier']``
+  and ``hparams['dp_clip_norm']``.
   """
-  losses, grads = jax.vmap(jax.value_and_grad(example_loss),
+  losses, grads = jax.vmap(jax.value_and_grad(example_loss, has_aux=has_aux),
                            in_axes=(None, 0, 0))(params, xs, ys)
   weight = mask.astype(jnp.float32)
   grads = jax.tree.map(
@@ -166,12 +168,16 @@ def noisy_clipped_grad(example_loss: Callable[..., jax.Array], params, xs,
 
 
 def step_event(n: int, *, batch_size: int, max_batch: int, sampling: str,
-               noise_multiplier: float, steps: int):
+               noise_multiplier: float, steps: int, releases: int = 1):
   """The dp-accounting event of ``steps`` DP-SGD steps on ONE silo of
-  ``n`` records (one round's worth, or more)."""
+  ``n`` records (one round's worth, or more). ``releases`` Gaussian
+  releases of one batch, each of sensitivity C and noise sigma C, are
+  jointly one Gaussian of sensitivity sqrt(k) C: multiplier sigma/sqrt(k).
+  """
   import dp_accounting  # pylint: disable=g-import-not-at-top
   if noise_multiplier <= 0:
     return dp_accounting.NonPrivateDpEvent()
+  noise_multiplier = noise_multiplier / math.sqrt(releases)
   gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
   if sampling == 'shuffle':
     # Cyclic reads: a record sits in at most ceil(steps * B / n) batches.
@@ -220,9 +226,11 @@ def epsilon_after(event, rounds: int, delta: float, accountant: str,
 
 
 class SiloBudget(NamedTuple):
-  """What the accountant needs of one silo: records and steps per round."""
+  """What the accountant needs of one silo: records, steps per round, and
+  Gaussian releases per step's batch (``AlgorithmSpec.dp_releases``)."""
   n: int
   steps_per_round: int
+  releases: int = 1
 
 
 def run_epsilon(silos, *, rounds: int, noise_multiplier: float,
@@ -232,12 +240,12 @@ def run_epsilon(silos, *, rounds: int, noise_multiplier: float,
   silo's records are protected by its own steps)."""
   cache: dict[tuple[int, int], float] = {}
   for silo in silos:
-    key = (int(silo.n), int(silo.steps_per_round))
+    key = (int(silo.n), int(silo.steps_per_round), int(silo.releases))
     if key not in cache:
       event = step_event(silo.n, batch_size=batch_size, max_batch=max_batch,
                          sampling=sampling,
                          noise_multiplier=noise_multiplier,
-                         steps=silo.steps_per_round)
+                         steps=silo.steps_per_round, releases=silo.releases)
       cache[key] = epsilon_after(event, rounds, delta, accountant)
   return max(cache.values()) if cache else 0.0
 
@@ -253,7 +261,8 @@ def calibrate_noise(silos, *, rounds: int, target_epsilon: float, **kw
 
   def event(sigma):
     one = step_event(worst.n, noise_multiplier=sigma,
-                     steps=worst.steps_per_round, **kw)
+                     steps=worst.steps_per_round, releases=worst.releases,
+                     **kw)
     return dp_accounting.SelfComposedDpEvent(one, int(rounds))
 
   sigma = dp_accounting.calibrate_dp_mechanism(
@@ -270,7 +279,8 @@ def calibrate_noise(silos, *, rounds: int, target_epsilon: float, **kw
 
 def _exposure(silo, batch_size: int) -> float:
   """Expected batches a record of the silo joins per round (a ranking)."""
-  return silo.steps_per_round * min(1.0, batch_size / max(silo.n, 1))
+  return (silo.steps_per_round * silo.releases
+          * min(1.0, batch_size / max(silo.n, 1)))
 
 
 class Plan(NamedTuple):
@@ -292,16 +302,20 @@ class Plan(NamedTuple):
 
 
 def silo_budgets(fed, *, batch_size: int, local_steps: Optional[int],
-                 local_epochs: Optional[float]) -> list[SiloBudget]:
-  """Every real silo's records and DP-SGD steps per round."""
+                 local_epochs: Optional[float],
+                 releases: Optional[Mapping[str, int]] = None
+                 ) -> list[SiloBudget]:
+  """Every real silo's records, DP-SGD steps per round and releases per
+  step (``releases``: group -> count, default 1)."""
   out = []
-  for group in fed.values():
+  for name, group in fed.items():
     for n in np.asarray(group['n']):
       if n <= 0:
         continue
       steps = (local_steps if local_steps is not None
                else math.ceil(local_epochs * int(n) / batch_size))
-      out.append(SiloBudget(int(n), int(steps)))
+      out.append(SiloBudget(int(n), int(steps),
+                            int((releases or {}).get(name, 1))))
   return out
 
 
@@ -383,6 +397,7 @@ def plan(dp: DPConfig, silos, *, rounds: int, noise_multiplier: float,
         [s], rounds=rounds, noise_multiplier=sigma, **kw))
     return worst, step_event(worst.n, noise_multiplier=sigma,
                              steps=worst.steps_per_round,
+                             releases=worst.releases,
                              batch_size=batch_size, max_batch=max_batch,
                              sampling=dp.sampling)
 

@@ -115,10 +115,14 @@ class AlgorithmSpec(NamedTuple):
     recipe: hparam values this algorithm needs in place of a shared
       recipe's (SCAFFOLD's control update assumes momentum 0, where the
       shared recipe uses 0.9); ``experiments.configs.common`` applies them.
-    record_dp: every local step that reads a silo's records goes through
-      ONE ``common.supervised_train`` call per round, so record-level
-      DP-SGD (``config.dp``) clips and noises all of them and the
-      accountant counts them right. Other algorithms are refused.
+    record_dp: every local step that reads a silo's records is clipped
+      and noised under ``config.dp`` (``common.supervised_train`` does it;
+      FedHelp has its own DP path), once per step per release counted in
+      ``dp_releases``. Other algorithms are refused.
+    dp_releases: group -> clipped, noised gradient releases per sampled
+      batch under DP-SGD (default 1; FedHelp's large silos make 2, steps A
+      and B): ``k`` Gaussian releases of multiplier ``sigma`` on one batch
+      are accounted as one of ``sigma / sqrt(k)``.
     silo_dp: its server step reads only the mean of uploads that are
       deltas of the broadcast, so silo-level DP-FedAvg (``dp_fedavg``) can
       clip each upload and noise the mean.
@@ -132,4 +136,5 @@ class AlgorithmSpec(NamedTuple):
   no_sampling: Optional[str] = None
   recipe: Mapping[str, float] = _EMPTY
   record_dp: bool = False
+  dp_releases: Mapping[str, int] = _EMPTY
   silo_dp: bool = False

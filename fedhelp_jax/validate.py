@@ -267,10 +267,9 @@ def _check_dp(config) -> None:
     supported = [n for n in algorithms.names()
                  if algorithms.spec(n).record_dp]
     _fail('dp.level', f"'record' is not available for "
-          f'{config.algorithm!r}: its local steps do not all go through one '
-          'common.supervised_train call per round, so some private-record '
-          'steps would be neither clipped nor noised, or the accountant '
-          'would miscount them.', f'use one of {supported}, or level none.')
+          f'{config.algorithm!r}: not all of its local steps that read a '
+          "silo's records are clipped and noised (or counted by the "
+          'accountant).', f'use one of {supported}, or level none.')
   if config.model.get('norm') == 'batch':
     _fail('model.norm', "'batch' cannot be used with DP-SGD: per-example "
           'gradients and a batch mean over private records do not mix.',

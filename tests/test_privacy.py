@@ -257,7 +257,7 @@ def test_bad_dp_configs_name_the_field(dp, field):
 
 
 def test_record_dp_is_refused_for_an_algorithm_that_cannot_support_it():
-  config = tiny_config.get_config('fedhelp')
+  config = tiny_config.get_config('ditto')
   config.dp = ml_collections.ConfigDict({'level': 'record'})
   with pytest.raises(validate.ConfigError, match='not available'):
     validate.validate_config(config)
@@ -283,3 +283,61 @@ def test_run_sweep_gives_each_noise_level_its_own_epsilon():
         silos, rounds=2, noise_multiplier=sigma, batch_size=16,
         max_batch=64, sampling='poisson', delta=1 / max(s.n for s in silos),
         accountant='pld'))
+
+
+def _fedhelp(private):
+  from fedhelp_jax.algorithms import fedhelp  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  data = {'large': conftest.make_group(rng, [12, 10]),
+          'small': conftest.make_group(rng, [5, 4, 6])}
+  pub = rng.random((8, 8, 8, 1), dtype=np.float32)
+  q = rng.dirichlet([1.0, 1.0], (8,)).astype(np.float32)
+  data['small']['public_x'] = np.repeat(pub[None], 3, axis=0)
+  data['small']['public_q'] = np.repeat(q[None], 3, axis=0)
+  weights = {g: np.full(d['n'].shape, 0.2, np.float32)
+             for g, d in data.items()}
+  small = models.make_model('cnn', num_classes=2, features=(4,), dense=8,
+                            aux_classes=2, norm='group')
+  large = models.make_model('cnn', num_classes=2, features=(6,), dense=12,
+                            norm='group')
+  local = common.LocalConfig(batch_size=4, local_steps=2)
+  if private is not None:
+    local = dataclasses.replace(local, private=private)
+  alg = fedhelp.fedhelp(small, large, tasks.classification(2), local, GROUPS)
+  hp = {k: jnp.float32(v) for k, v in fedhelp.default_hparams().items()}
+  return alg, data, weights, hp
+
+
+def test_fedhelp_dp_at_zero_noise_infinite_clip_equals_fedhelp():
+  """Both sides: the small silos' private CE step and the large silos'
+  steps A and B (S and L_k) go through the DP path."""
+  alg, data, weights, hp = _fedhelp(None)
+  plain, plain_m = _trained(alg, data, weights, hp)
+  shuffle = privacy.PrivateSteps(sampling='shuffle', max_batch=4)
+  alg_dp, _, _, _ = _fedhelp(shuffle)
+  dp, dp_m = _trained(alg_dp, data, weights, dict(hp, **_hp(np.inf, 0.0)))
+  for tree in ('server', 'clients'):
+    for a, b in zip(jax.tree.leaves(getattr(plain, tree)),
+                    jax.tree.leaves(getattr(dp, tree))):
+      np.testing.assert_allclose(a, b, atol=5e-6)
+  for key in ('train_loss', 'large_loss', 'kd_forward', 'kd_backward'):
+    np.testing.assert_allclose(plain_m['large'][key], dp_m['large'][key],
+                               atol=1e-5)
+  # Noise reaches the private large models too (the check can fail).
+  noisy, _ = _trained(alg_dp, data, weights, dict(hp, **_hp(1.0, 1.0)))
+  moved = lambda a, b: max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert moved(plain.clients['large'].large_params,
+               noisy.clients['large'].large_params) > 1e-3
+
+
+def test_two_releases_per_batch_are_one_gaussian_of_sigma_over_root_two():
+  kw = dict(batch_size=16, max_batch=64, sampling='poisson', steps=3)
+  two = privacy.step_event(200, noise_multiplier=2.0, releases=2, **kw)
+  one = privacy.step_event(200, noise_multiplier=2.0 / np.sqrt(2), **kw)
+  assert two == one
+  silos = privacy.silo_budgets(
+      {'large': {'n': np.asarray([200])}, 'small': {'n': np.asarray([30])}},
+      batch_size=16, local_steps=3, local_epochs=None,
+      releases={'large': 2})
+  assert [s.releases for s in silos] == [2, 1]

@@ -253,13 +253,38 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
       'local_steps': jnp.sum(active).astype(jnp.float32)}
 
 
+def require_stateless(model_state) -> None:
+  """DP-SGD refuses models with batch statistics (traced-time check)."""
+  if jax.tree.leaves(model_state):
+    raise ValueError(
+        'DP-SGD needs a model without batch statistics: per-example '
+        'gradients and a private batch mean do not mix (use norm '
+        "'group' or 'none').")
+
+
+def private_batch(local: LocalConfig, key, batch_idx, data):
+  """One DP-SGD step's ``(rows [M], mask [M], denominator)`` for ONE silo.
+
+  'poisson': a truncated Poisson draw (``privacy.poisson_rows``), divided
+  by the EXPECTED batch ``q * n``, a data-free constant, so the noise scale
+  does not depend on the draw. 'shuffle': the ordinary batch ``batch_idx``,
+  divided by its size.
+  """
+  private = local.private
+  if private.sampling == 'poisson':
+    n = data['n']
+    rows, mask = privacy.poisson_rows(key, n, data['x'].shape[0],
+                                      local.batch_size, private.max_batch)
+    denominator = privacy.sampling_probability(n, local.batch_size) * n
+    return rows, mask, jnp.maximum(denominator, 1.0)
+  return (batch_idx, jnp.ones(batch_idx.shape, bool),
+          jnp.float32(local.batch_size))
+
+
 def _private_step(module, task, local, data, hparams, head, extra_loss, tx):
   """One DP-SGD step of ``supervised_train`` (``privacy``): per-example
   gradients of the task loss, clipped and noised; ``extra_loss`` reads no
   record (e.g. FedProx's proximal term), so its gradient is added as is."""
-  private = local.private
-  n, max_examples = data['n'], data['x'].shape[0]
-
   def example_loss(p, ms, x, y):
     out, _ = models.apply_model(module, model_variables(p, ms), x[None],
                                 train=True, head=head)
@@ -267,25 +292,13 @@ def _private_step(module, task, local, data, hparams, head, extra_loss, tx):
 
   def step(carry, batch_idx, key):
     p, ms, opt = carry
-    if jax.tree.leaves(ms):
-      raise ValueError(
-          'DP-SGD needs a model without batch statistics: per-example '
-          'gradients and a private batch mean do not mix (use norm '
-          "'group' or 'none').")
+    require_stateless(ms)
     sample_key, noise_key = jax.random.split(key)
-    if private.sampling == 'poisson':
-      rows, mask = privacy.poisson_rows(sample_key, n, max_examples,
-                                        local.batch_size, private.max_batch)
-      # Poisson DP-SGD divides by the EXPECTED batch, q * n: a data-free
-      # constant, so the noise scale does not depend on the draw.
-      denominator = privacy.sampling_probability(n, local.batch_size) * n
-    else:
-      rows, mask = batch_idx, jnp.ones(batch_idx.shape, bool)
-      denominator = jnp.float32(local.batch_size)
+    rows, mask, denominator = private_batch(local, sample_key, batch_idx,
+                                            data)
     grads, losses = privacy.noisy_clipped_grad(
         lambda q, x, y: example_loss(q, ms, x, y), p, data['x'][rows],
-        data['y'][rows], mask, hparams, noise_key,
-        jnp.maximum(denominator, 1.0))
+        data['y'][rows], mask, hparams, noise_key, denominator)
     if extra_loss is not None:
       grads = jax.tree.map(jnp.add, grads, jax.grad(extra_loss)(p))
     updates, opt = tx.update(grads, opt, p)

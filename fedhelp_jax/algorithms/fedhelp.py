@@ -47,6 +47,7 @@ import optax
 from fedhelp_jax import engine
 from fedhelp_jax import losses
 from fedhelp_jax import models
+from fedhelp_jax import privacy
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -280,16 +281,33 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     tx = common.make_optimizer(local.optimizer, hparams)
     pub_batch = config.public_batch_size or local.batch_size
 
+    def private_grads(priv, ms, batch_idx, key):
+      """The private CE step's gradient: DP-SGD's under ``local.private``
+      (keys folded from the step's, so the public batch's stays as is)."""
+      if local.private is None:
+        def priv_loss(q):
+          out, new_ms = apply(small_module, q, ms, data['x'][batch_idx],
+                              train=True)
+          return jnp.mean(task.loss(out, data['y'][batch_idx])), new_ms
+        (task_loss, ms), grads = jax.value_and_grad(
+            priv_loss, has_aux=True)(priv)
+        return grads, task_loss, ms
+      common.require_stateless(ms)
+      rows, mask, denominator = common.private_batch(
+          local, jax.random.fold_in(key, 1), batch_idx, data)
+
+      def example_loss(q, x, y):
+        out, _ = apply(small_module, q, ms, x[None], train=True)
+        return jnp.mean(task.loss(out, y[None]))
+      grads, per_example = privacy.noisy_clipped_grad(
+          example_loss, priv, data['x'][rows], data['y'][rows], mask,
+          hparams, jax.random.fold_in(key, 2), denominator)
+      return grads, _masked_mean(per_example, mask), ms
+
     def step(carry, batch_idx, key):
       p, ms, opt_priv, opt_pub = carry
       priv = _without(p, _PUBLIC_HEAD)
-
-      def priv_loss(q):
-        out, new_ms = apply(small_module, q, ms, data['x'][batch_idx],
-                            train=True)
-        return jnp.mean(task.loss(out, data['y'][batch_idx])), new_ms
-      (task_loss, ms), grads = jax.value_and_grad(priv_loss, has_aux=True)(
-          priv)
+      grads, task_loss, ms = private_grads(priv, ms, batch_idx, key)
       updates, opt_priv = tx.update(grads, opt_priv, priv)
       priv = optax.apply_updates(priv, updates)
       if not config.fm_kd:
@@ -334,6 +352,80 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
   # ----- large silo: asymmetric dual KD per minibatch. --------------------
 
+  def forward_terms(out, y, l_ref, hparams):
+    """Step A's CE and forward KD (``L_k`` -> ``S``) of a batch."""
+    temp = hparams['temperature']
+    ce = jnp.mean(task.loss(out, y))
+    kd = (scaled_kl(losses.kd_kl(out, l_ref, temperature=temp),
+                    out.shape[-1], temp, config.loss_scaling)
+          if config.dual_kd else jnp.zeros(()))
+    return ce, kd
+
+  def backward_terms(out, y, s_ref, hparams):
+    """Step B's CE, backward KD (``S`` -> ``L_k``) and rank term."""
+    temp = hparams['temperature']
+    ce = jnp.mean(task.loss(out, y))
+    kd, rank = jnp.zeros(()), jnp.zeros(())
+    if config.dual_kd:
+      if config.backward_kl == 'student':
+        kl = losses.kd_kl(out, s_ref, temperature=temp)
+      else:  # KL(p_L || p_S) through p_L, as written in the code.
+        kl = losses.kd_kl(s_ref, out, temperature=temp)
+      kd = scaled_kl(kl, out.shape[-1], temp, config.loss_scaling)
+      if use_rank:
+        rank = reduced_rank(
+            losses.rank_loss(s_ref, out, k=config.rank_k,
+                             sign=config.rank_sign), config.loss_scaling)
+    total = (ce + hparams['lambda_backward'] * kd
+             + hparams['mu_rank'] * rank)
+    return total, (ce, kd, rank)
+
+  def private_dual_step(tx_s, tx_l, data, hparams):
+    """Steps A and B under DP-SGD: BOTH read the private batch, so each is
+    a clipped, noised release (two per sampled batch; the accountant counts
+    them through ``AlgorithmSpec.dp_releases``)."""
+    def step(carry, batch_idx, key):
+      s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
+      common.require_stateless(s_ms)
+      common.require_stateless(l_ms)
+      sample_key, key_a, key_b = jax.random.split(key, 3)
+      rows, mask, denominator = common.private_batch(local, sample_key,
+                                                     batch_idx, data)
+      xb, yb = data['x'][rows], data['y'][rows]
+      logits = lambda module, q, ms, x: apply(module, q, ms, x,
+                                              train=True)[0]
+      l_ref = jax.lax.stop_gradient(
+          apply(large_module, l_p, l_ms, xb, train=False)[0])
+
+      def example_a(q, x, y_ref):
+        y, ref = y_ref
+        ce, kd = forward_terms(logits(small_module, q, s_ms, x[None]),
+                               y[None], ref[None], hparams)
+        return ce + hparams['lambda_forward'] * kd, (ce, kd)
+      grads, (_, (ce_s, kd_f)) = privacy.noisy_clipped_grad(
+          example_a, s_p, xb, (yb, l_ref), mask, hparams, key_a,
+          denominator, has_aux=True)
+      updates, opt_s = tx_s.update(grads, opt_s, s_p)
+      s_p = optax.apply_updates(s_p, updates)
+      s_ref = jax.lax.stop_gradient(
+          apply(small_module, s_p, s_ms, xb, train=False)[0])
+
+      def example_b(q, x, y_ref):
+        y, ref = y_ref
+        return backward_terms(logits(large_module, q, l_ms, x[None]),
+                              y[None], ref[None], hparams)
+      grads, (_, (ce_l, kd_b, rank)) = privacy.noisy_clipped_grad(
+          example_b, l_p, xb, (yb, s_ref), mask, hparams, key_b,
+          denominator, has_aux=True)
+      updates, opt_l = tx_l.update(grads, opt_l, l_p)
+      l_p = optax.apply_updates(l_p, updates)
+      mean = lambda v: _masked_mean(v, mask)
+      return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
+          'train_loss': mean(ce_s), 'large_loss': mean(ce_l),
+          'kd_forward': mean(kd_f), 'kd_backward': mean(kd_b),
+          'rank': mean(rank)}
+    return step
+
   def large_update(client, broadcast, data, hparams, rng):
     if not has_large:
       params, s_state, metrics = common.supervised_train(
@@ -346,13 +438,11 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     idx, active = local.schedule(order_key, data)
     tx_s = common.make_optimizer(local.optimizer, hparams)
     tx_l = common.make_optimizer(large_opt_name, hparams, lr_key='lr_large')
-    temp = hparams['temperature']
 
     def step(carry, batch_idx, key):
       del key  # Deterministic models (no dropout).
       s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
       xb, yb = data['x'][batch_idx], data['y'][batch_idx]
-      zero = jnp.zeros(())
       # Step A: L_k frozen (eval mode, as in the code), S learns from it.
       shared = (config.dual_kd and config.share_large_forward
                 and not jax.tree.leaves(l_ms))
@@ -366,10 +456,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
       def loss_a(q):
         out, new_ms = apply(small_module, q, s_ms, xb, train=True)
-        ce = jnp.mean(task.loss(out, yb))
-        kd = (scaled_kl(losses.kd_kl(out, l_ref, temperature=temp),
-                        out.shape[-1], temp, config.loss_scaling)
-              if config.dual_kd else zero)
+        ce, kd = forward_terms(out, yb, l_ref if config.dual_kd else None,
+                               hparams)
         return ce + hparams['lambda_forward'] * kd, (ce, kd, new_ms)
       (_, (ce_s, kd_f, s_ms)), grads = jax.value_and_grad(
           loss_a, has_aux=True)(s_p)
@@ -381,21 +469,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
             apply(small_module, s_p, s_ms, xb, train=False)[0])
 
       def loss_b_of_logits(out):
-        ce = jnp.mean(task.loss(out, yb))
-        kd, rank = zero, zero
-        if config.dual_kd:
-          if config.backward_kl == 'student':
-            kl = losses.kd_kl(out, s_ref, temperature=temp)
-          else:  # KL(p_L || p_S) through p_L, as written in the code.
-            kl = losses.kd_kl(s_ref, out, temperature=temp)
-          kd = scaled_kl(kl, out.shape[-1], temp, config.loss_scaling)
-          if use_rank:
-            rank = reduced_rank(
-                losses.rank_loss(s_ref, out, k=config.rank_k,
-                                 sign=config.rank_sign), config.loss_scaling)
-        total = (ce + hparams['lambda_backward'] * kd
-                 + hparams['mu_rank'] * rank)
-        return total, (ce, kd, rank)
+        return backward_terms(out, yb, s_ref if config.dual_kd else None,
+                              hparams)
 
       if shared:  # Backward through step A's forward.
         (_, (ce_l, kd_b, rank)), g_out = jax.value_and_grad(
@@ -414,6 +489,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
           'train_loss': ce_s, 'large_loss': ce_l, 'kd_forward': kd_f,
           'kd_backward': kd_b, 'rank': rank}
 
+    if local.private is not None:
+      step = private_dual_step(tx_s, tx_l, data, hparams)
     carry = (broadcast, client.small_model_state, client.large_params,
              client.large_model_state, tx_s.init(broadcast),
              tx_l.init(client.large_params))
@@ -455,6 +532,11 @@ def fedhelp(small_module, large_module, task: tasks.Task,
       name=name, init=init_fn, download=download, local_update=local_update,
       server_update=server_update, eval_variables=eval_variables,
       eval_model=eval_model)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  weight = mask.astype(jnp.float32)
+  return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def _check_public(data, aux_classes: int) -> None:
@@ -512,6 +594,11 @@ def build(config, task, groups, *, name: str = 'fedhelp',
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   local = common.LocalConfig.from_experiment(config)
+  if local.private is not None and cfg.loss_scaling == 'code':
+    raise ValueError(
+        "config.fedhelp.loss_scaling='code' sums the rank term over the "
+        'batch, which per-example DP-SGD gradients cannot reproduce; use '
+        "'paper' with dp.level 'record'.")
   return fedhelp(small, large, task, local, groups,
                  cfg, name=name)
 
@@ -524,6 +611,10 @@ def build_fedavg_fm(config, task, groups) -> types.FederatedAlgorithm:
                dual_kd=False, fm_kd=True)
 
 
+# Under DP-SGD a large silo's steps A and B both read the private batch;
+# a small silo's public FM step reads no private record.
+_DP_RELEASES = {'large': 2, 'small': 1}
+
 # FedHelp and its FM baseline (fm_prepare.prepare_fm places the FM answers).
 SPECS = (
     types.AlgorithmSpec(
@@ -531,8 +622,12 @@ SPECS = (
         prepare=fm_prepare.prepare_fm,
         ranges={'lr_large': common.POSITIVE,
                 'temperature': common.HParamRange(low=0.0, low_open=True,
-                                                  example=1.0)}),
+                                                  example=1.0)},
+        record_dp=True, dp_releases=_DP_RELEASES),
+    # Without L_k its large silos release once per batch: counting 2 is
+    # conservative (a larger epsilon than spent).
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
-                        prepare=fm_prepare.prepare_fm),
+                        prepare=fm_prepare.prepare_fm, record_dp=True,
+                        dp_releases=_DP_RELEASES),
 )
