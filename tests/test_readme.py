@@ -38,3 +38,22 @@ def test_readme_example_trains_and_evaluates():
     for name in ('accuracy', 'macro_f1'):
       assert 0.0 <= summary[name] <= 1.0, (g, name, summary[name])
     assert np.isnan(summary['auc']) or 0.0 <= summary['auc'] <= 1.0
+
+
+def test_readme_algorithm_table_matches_the_registry():
+  """Every registered algorithm has a row, and its sampling and DP
+  columns say what its AlgorithmSpec declares."""
+  from fedhelp_jax import algorithms  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    rows = [l for l in f.read().splitlines() if l.startswith('| `')]
+  listed = {}
+  for row in rows:
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    for name in re.findall(r'`([a-z_]+)`', cells[0]):
+      listed[name] = cells
+  assert sorted(listed) == algorithms.names()
+  for name, cells in listed.items():
+    spec = algorithms.spec(name)
+    assert cells[4] == ('no' if spec.no_sampling else 'yes'), name
+    yes = lambda flag: 'yes' if flag else 'no'
+    assert cells[5] == f'{yes(spec.record_dp)} / {yes(spec.silo_dp)}', name
