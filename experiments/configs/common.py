@@ -38,6 +38,18 @@ def dataset_paths() -> dict[str, Any]:
           for k in ('data_dir', 'manual_dir', 'expected_md5')}
 
 
+def dp_section() -> ml_collections.ConfigDict:
+  """``config.dp`` (``privacy.DPConfig``), off ('none'), with every field
+  present so flags can set it: ``--config.dp.level=record
+  --config.dp.noise_multiplier=1.0 --config.dp.epsilon=8``."""
+  return ml_collections.ConfigDict({
+      'level': 'none', 'clip_norm': 1.0, 'noise_multiplier': 1.0,
+      'sampling': 'poisson', 'max_batch': config_dict.placeholder(int),
+      'accountant': 'pld', 'delta': config_dict.placeholder(float),
+      'epsilon': config_dict.placeholder(float), 'on_budget': 'refuse',
+      'server_clip': 1.0, 'server_noise_multiplier': 1.0})
+
+
 def classification_base() -> ml_collections.ConfigDict:
   """PneumoniaMNIST (real pediatric chest X-rays), 3 large + 20 small silos.
 
@@ -78,6 +90,7 @@ def classification_base() -> ml_collections.ConfigDict:
   # 0: every visible device (on CPU the CLI makes one host device per core,
   # fedhelp_jax/host_devices.py); N > 0 asks for N.
   c.num_devices = 0
+  c.dp = dp_section()
   c.nonfinite = 'stop'
   # Client sampling: silos per group drawn each round (0 = all).
   c.clients_per_round = ml_collections.ConfigDict({'large': 0,
