@@ -79,8 +79,60 @@ def summarize(values) -> dict:
           'n_seeds': len(v)}
 
 
+_MARKER = '<!-- generated below -->'
+
+
+def markdown(results_root: str = os.path.join('experiments', 'results')
+             ) -> str:
+  """Tables of every committed ``dp_*/<method>.json``, from the JSON alone."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  out = []
+  for path in sorted(glob.glob(os.path.join(results_root, 'dp_*', '*.json'))):
+    with open(path) as f:
+      d = json.load(f)
+    rows = d['rows']
+    n = rows[0]['small']['n_seeds']
+    out += [f"### {d['dataset']}, {d['method']} "
+            f"(`{os.path.relpath(path)}`)", '',
+            f'Record-level DP-SGD, {n} seeds per row; accuracy on '
+            f"{d['accuracy_on']}; mean [95% t-interval over seeds]; "
+            f"delta = {d['delta']}.", '',
+            '| target epsilon | epsilon spent (per seed) | noise multiplier '
+            '| small | large | all |', '|---|---|---|---|---|---|']
+    for r in rows:
+      e = r['target_epsilon']
+      label = 'non-private' if e is None else f'{e:g}'
+      spent = ', '.join('inf' if v is None else f'{v:.3g}'
+                        for v in r['epsilon_spent'])
+      sigma = ', '.join(f'{v:.3g}' for v in r['noise_multiplier'])
+      cells = [f"{r[g]['mean']:.3f} [{r[g]['ci95'][0]:.3f}, "
+               f"{r[g]['ci95'][1]:.3f}]" for g in ('small', 'large', 'all')]
+      out.append(f'| {label} | {spent} | {sigma} | ' + ' | '.join(cells)
+                 + ' |')
+    t = d['timing']
+    if 'one_program_wall_s' in t:
+      out += ['', f"Wall time, {t['timed_configs']} configs of seed 0: one "
+              f"program {t['one_program_wall_s']:.0f} s, one by one "
+              f"{t['one_by_one_wall_s']:.0f} s."]
+    out.append('')
+  return '\n'.join(out)
+
+
+def write_markdown(doc: str = os.path.join('docs', 'privacy.md')) -> None:
+  """Replaces what follows the marker in ``doc`` by ``markdown()``."""
+  with open(doc) as f:
+    text = f.read()
+  head = text.split(_MARKER)[0].rstrip('\n')
+  with open(doc, 'w') as f:
+    f.write(f'{head}\n\n{_MARKER}\n\n{markdown()}')
+
+
 def main(argv):
   del argv
+  if _MARKDOWN_ONLY.value:
+    write_markdown()
+    return
   base = base_config(_DATASET.value, _METHOD.value)
   targets = [float(e) for e in _EPSILONS.value]
   seeds = list(range(_SEEDS.value))
@@ -156,6 +208,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
 _TIME_SEQUENTIAL = flags.DEFINE_bool(
     'time_sequential', False, "Also run seed 0's configs one by one.")
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+_MARKDOWN_ONLY = flags.DEFINE_bool(
+    'markdown_only', False, 'Only regenerate the tables of docs/privacy.md '
+    'from the committed JSON.')
 
 if __name__ == '__main__':
   app.run(main)
