@@ -105,7 +105,8 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
       label = 'non-private' if e is None else f'{e:g}'
       spent = ', '.join('inf' if v is None else f'{v:.3g}'
                         for v in r['epsilon_spent'])
-      sigma = ', '.join(f'{v:.3g}' for v in r['noise_multiplier'])
+      sigma = ', '.join(f'{v:.3g}' for v in np.atleast_1d(
+          r['noise_multiplier']))
       cells = [f"{r[g]['mean']:.3f} [{r[g]['ci95'][0]:.3f}, "
                f"{r[g]['ci95'][1]:.3f}]" for g in ('small', 'large', 'all')]
       out.append(f'| {label} | {spent} | {sigma} | ' + ' | '.join(cells)
