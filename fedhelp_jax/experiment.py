@@ -13,10 +13,11 @@ import copy
 import hashlib
 import json
 import os
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from fedhelp_jax import algorithms
@@ -101,6 +102,10 @@ def _load_raw(config) -> dict[str, Any]:
                          seed=int(ds.get('reserve_seed') or 0))
   if ds.name == 'brain_slices':
     return data_lib.brain_federation_raw(config)
+  if ds.name == 'arrays':
+    raise validate.ConfigError(
+        "config.dataset.name: 'arrays' is a user's own data, which this "
+        'call was not given. Fix: pass run_experiment(config, data=...).')
   if ds.name == 'breast_cancer':
     return data_lib.breast_cancer_raw(config)
   raise ValueError(f'config.dataset.name: unknown dataset {ds.name!r}.')
@@ -492,8 +497,55 @@ def _disk_full(error, kept: str, workdir: str,
       f'disk and point --workdir at the copy; {then}.')
 
 
+# Keys of a user's own data (``run_experiment(config, data=...)``); the
+# ``public_*`` split is optional (FedHelp's FM queries need it).
+RAW_KEYS = ('train_x', 'train_y', 'test_x', 'test_y')
+RAW_OPTIONAL = ('public_x', 'public_y')
+
+
+def own_data(config, data: Mapping[str, Any]):
+  """``(config, raw)`` for a user's arrays: checked, and the config's
+  ``dataset`` set to ``{'name': 'arrays', 'fingerprint': <sha256 of the
+  arrays>}`` (a copy), so the run's hash, and thus resume, follows the data.
+
+  ``data``: ``train_x [N, ...]`` float inputs (images ``[N, H, W, C]`` in
+  [0, 1], or table rows), ``train_y [N]`` int labels (or ``[N, H, W]``
+  masks), ``test_x``/``test_y`` likewise, optional ``public_x``/``public_y``.
+  """
+  missing = [k for k in RAW_KEYS if k not in data]
+  unknown = sorted(set(data) - set(RAW_KEYS) - set(RAW_OPTIONAL))
+  if missing or unknown:
+    raise validate.DataError(
+        f'data: missing {missing}, unknown {unknown}; expected '
+        f'{list(RAW_KEYS)} and optionally {list(RAW_OPTIONAL)}.')
+  raw = {k: np.asarray(v) for k, v in data.items()}
+  raw = {k: (v.astype(np.float32) if k.endswith('_x') else
+             v.astype(np.int32)) for k, v in raw.items()}
+  from fedhelp_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  classes = int(config.num_classes) if config.task == 'classification' \
+      else None
+  try:
+    for split in ('train', 'test', 'public'):
+      if f'{split}_x' in raw:
+        data_lib.validate_arrays(
+            raw[f'{split}_x'], raw.get(f'{split}_y'), num_classes=classes,
+            image_shape=raw['train_x'].shape[1:], name=f'data[{split}]')
+  except ValueError as e:
+    raise validate.DataError(str(e)) from None
+  digest = hashlib.sha256()
+  for k in sorted(raw):
+    digest.update(k.encode())
+    digest.update(np.ascontiguousarray(raw[k]).tobytes())
+  config = config.copy_and_resolve_references()
+  config.dataset = ml_collections.ConfigDict(
+      {'name': 'arrays', 'fingerprint': digest.hexdigest()[:16]})
+  return config, raw
+
+
 def run_experiment(config, workdir: Optional[str] = None, *,
-                   resume: Optional[bool] = None) -> dict[str, Any]:
+                   resume: Optional[bool] = None,
+                   data: Optional[Mapping[str, Any]] = None
+                   ) -> dict[str, Any]:
   """Runs one configured federated experiment.
 
   The workdir is locked for the whole run, so a second run on it is
@@ -505,6 +557,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     workdir: output directory for metrics, checkpoints and the summary.
     resume: True to require a checkpoint, False to start fresh, None to
       resume automatically when ``workdir`` has a matching checkpoint.
+    data: the user's own arrays instead of ``config.dataset`` (keys in
+      ``own_data``): partitioned by ``config.partition`` and run with the
+      same validation, checkpoints, logs and summary.
 
   Returns:
     The run summary (also written to ``workdir/summary.json``).
@@ -513,6 +568,9 @@ def run_experiment(config, workdir: Optional[str] = None, *,
     faults.WorkdirLockedError: another run holds ``workdir``.
     faults.Stopped: a signal stopped the run; the same call resumes it.
   """
+  raw = None
+  if data is not None:
+    config, raw = own_data(config, data)
   validate.validate_config(config)
   workdir = workdir or config.get('workdir') or os.path.join(
       'runs', f'{config.algorithm}-{config_hash(config)}')
@@ -521,7 +579,7 @@ def run_experiment(config, workdir: Optional[str] = None, *,
   lock = _lock_workdir(workdir)
   try:
     with faults.StopSignals() as stop:
-      return _run_locked(config, workdir, resume=resume, stop=stop)
+      return _run_locked(config, workdir, resume=resume, stop=stop, raw=raw)
   finally:
     lock.release()
 
@@ -643,7 +701,7 @@ def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
 
 
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
-                stop: faults.StopSignals) -> dict[str, Any]:
+                stop: faults.StopSignals, raw=None) -> dict[str, Any]:
   """``run_experiment`` once the workdir is locked."""
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
   validate.validate_config(config)
@@ -663,7 +721,8 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
       hashed_config=hashed_config(config))
   # A bad resume is refused here, before any data is loaded.
   start_round = manager.check_resume(resume) or 0
-  raw = _load_raw_once_per_machine(config)
+  if raw is None:
+    raw = _load_raw_once_per_machine(config)
   task, fed, info, groups, weights, hparams = prepare_federation(config, raw)
   common_test = _common_test(config, raw)
 

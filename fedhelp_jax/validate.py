@@ -28,7 +28,8 @@ _TASKS = ('classification', 'segmentation')
 PARTITION_KINDS = ('large_small', 'shares')
 _STRATEGIES = ('auto', 'vmap', 'chunked', 'loop')
 _AGGREGATIONS = ('samples', 'uniform', 'group_balanced')
-_DATASETS = ('medmnist', 'brain_slices', 'breast_cancer')
+# 'arrays': a user's own data, given to run_experiment(config, data=...).
+_DATASETS = ('medmnist', 'brain_slices', 'breast_cancer', 'arrays')
 # Which model families can produce outputs for which task.
 _TASK_MODELS = {'classification': ('cnn', 'resnet', 'logreg'),
                 'segmentation': ('unet',)}
