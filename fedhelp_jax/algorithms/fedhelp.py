@@ -191,6 +191,292 @@ def shared_params(params):
   return _without(params, _PUBLIC_HEAD)
 
 
+class _Setup(NamedTuple):
+  """What FedHelp's per-silo pieces read (static, from ``fedhelp()``)."""
+  small_module: Any  # S.
+  large_module: Any  # L_k.
+  task: tasks.Task
+  local: common.LocalConfig
+  config: FedHelpConfig
+  use_rank: bool  # config.use_rank, off for segmentation.
+  has_large: bool  # config.private_large.
+  large_opt_name: str
+  through_main: bool  # config.fm_head == 'main'.
+
+
+def _apply(module, params, state, x, *, train, head='main'):
+  # Params may lack the head that is not applied (e.g. 'aux_head' on the
+  # main head): Flax only needs the submodules that run.
+  out, new_vars = models.apply_model(
+      module, common.model_variables(params, state), x, train=train,
+      head=head)
+  return out, common.split_variables(new_vars)[1]
+
+
+def _forward_terms(ctx, out, y, l_ref, hparams):
+  """Step A's CE and forward KD (``L_k`` -> ``S``) of a batch."""
+  temp = hparams['temperature']
+  ce = jnp.mean(ctx.task.loss(out, y))
+  kd = (scaled_kl(losses.kd_kl(out, l_ref, temperature=temp),
+                  out.shape[-1], temp, ctx.config.loss_scaling)
+        if ctx.config.dual_kd else jnp.zeros(()))
+  return ce, kd
+
+
+def _backward_terms(ctx, out, y, s_ref, hparams):
+  """Step B's CE, backward KD (``S`` -> ``L_k``) and rank term."""
+  temp = hparams['temperature']
+  ce = jnp.mean(ctx.task.loss(out, y))
+  kd, rank = jnp.zeros(()), jnp.zeros(())
+  if ctx.config.dual_kd:
+    if ctx.config.backward_kl == 'student':
+      kl = losses.kd_kl(out, s_ref, temperature=temp)
+    else:  # KL(p_L || p_S) through p_L, as written in the code.
+      kl = losses.kd_kl(s_ref, out, temperature=temp)
+    kd = scaled_kl(kl, out.shape[-1], temp, ctx.config.loss_scaling)
+    if ctx.use_rank:
+      rank = reduced_rank(
+          losses.rank_loss(s_ref, out, k=ctx.config.rank_k,
+                           sign=ctx.config.rank_sign), ctx.config.loss_scaling)
+  total = (ce + hparams['lambda_backward'] * kd
+           + hparams['mu_rank'] * rank)
+  return total, (ce, kd, rank)
+
+
+def _private_dual_step(ctx, tx_s, tx_l, data, hparams):
+  """Steps A and B under DP-SGD: BOTH read the private batch, so each is
+  a clipped, noised release (two per sampled batch; the accountant counts
+  them through ``AlgorithmSpec.dp_releases``)."""
+  def step(carry, batch_idx, key):
+    s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
+    common.require_stateless(s_ms)
+    common.require_stateless(l_ms)
+    sample_key, key_a, key_b = jax.random.split(key, 3)
+    rows, mask, denominator = common.private_batch(ctx.local, sample_key,
+                                                   batch_idx, data)
+    xb, yb = data['x'][rows], data['y'][rows]
+    logits = lambda module, q, ms, x: _apply(module, q, ms, x,
+                                             train=True)[0]
+    l_ref = jax.lax.stop_gradient(
+        _apply(ctx.large_module, l_p, l_ms, xb, train=False)[0])
+
+    def example_a(q, x, y_ref):
+      y, ref = y_ref
+      ce, kd = _forward_terms(ctx, logits(ctx.small_module, q, s_ms, x[None]),
+                              y[None], ref[None], hparams)
+      return ce + hparams['lambda_forward'] * kd, (ce, kd)
+    grads, (_, (ce_s, kd_f)) = privacy.noisy_clipped_grad(
+        example_a, s_p, xb, (yb, l_ref), mask, hparams, key_a,
+        denominator, has_aux=True)
+    updates, opt_s = tx_s.update(grads, opt_s, s_p)
+    s_p = optax.apply_updates(s_p, updates)
+    s_ref = jax.lax.stop_gradient(
+        _apply(ctx.small_module, s_p, s_ms, xb, train=False)[0])
+
+    def example_b(q, x, y_ref):
+      y, ref = y_ref
+      return _backward_terms(ctx, logits(ctx.large_module, q, l_ms, x[None]),
+                             y[None], ref[None], hparams)
+    grads, (_, (ce_l, kd_b, rank)) = privacy.noisy_clipped_grad(
+        example_b, l_p, xb, (yb, s_ref), mask, hparams, key_b,
+        denominator, has_aux=True)
+    updates, opt_l = tx_l.update(grads, opt_l, l_p)
+    l_p = optax.apply_updates(l_p, updates)
+    mean = lambda v: _masked_mean(v, mask)
+    return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
+        'train_loss': mean(ce_s), 'large_loss': mean(ce_l),
+        'kd_forward': mean(kd_f), 'kd_backward': mean(kd_b),
+        'rank': mean(rank)}
+  return step
+
+
+def _small_update(ctx, client, broadcast, data, hparams, rng):
+  if ctx.config.fm_kd:
+    _check_public(data, ctx.task.num_classes if ctx.through_main
+                  else client.public_head['kernel'].shape[-1])
+  order_key, step_key = jax.random.split(rng)
+  idx, active = ctx.local.schedule(order_key, data)
+  # Two optimizers, as in the authors' code: one over (f, h_priv), one over
+  # (f, h_pub); sharing one would let the public step's momentum move
+  # h_priv and vice versa.
+  tx = common.make_optimizer(ctx.local.optimizer, hparams)
+  pub_batch = ctx.config.public_batch_size or ctx.local.batch_size
+
+  def private_grads(priv, ms, batch_idx, key):
+    """The private CE step's gradient: DP-SGD's under ``ctx.local.private``
+    (keys folded from the step's, so the public batch's stays as is)."""
+    if ctx.local.private is None:
+      def priv_loss(q):
+        out, new_ms = _apply(ctx.small_module, q, ms, data['x'][batch_idx],
+                             train=True)
+        return jnp.mean(ctx.task.loss(out, data['y'][batch_idx])), new_ms
+      (task_loss, ms), grads = jax.value_and_grad(
+          priv_loss, has_aux=True)(priv)
+      return grads, task_loss, ms
+    common.require_stateless(ms)
+    rows, mask, denominator = common.private_batch(
+        ctx.local, jax.random.fold_in(key, 1), batch_idx, data)
+
+    def example_loss(q, x, y):
+      out, _ = _apply(ctx.small_module, q, ms, x[None], train=True)
+      return jnp.mean(ctx.task.loss(out, y[None]))
+    grads, per_example = privacy.noisy_clipped_grad(
+        example_loss, priv, data['x'][rows], data['y'][rows], mask,
+        hparams, jax.random.fold_in(key, 2), denominator)
+    return grads, _masked_mean(per_example, mask), ms
+
+  def step(carry, batch_idx, key):
+    p, ms, opt_priv, opt_pub = carry
+    priv = _without(p, _PUBLIC_HEAD)
+    grads, task_loss, ms = private_grads(priv, ms, batch_idx, key)
+    updates, opt_priv = tx.update(grads, opt_priv, priv)
+    priv = optax.apply_updates(priv, updates)
+    if not ctx.config.fm_kd:
+      return (priv, ms, opt_priv, opt_pub), (task_loss, jnp.zeros(()))
+    num_pub = data['public_x'].shape[0]
+    pidx = jax.random.permutation(key, num_pub)[:min(pub_batch, num_pub)]
+    pub = (priv if ctx.through_main else
+           {**_without(priv, _PRIVATE_HEAD), _PUBLIC_HEAD: p[_PUBLIC_HEAD]})
+
+    def pub_loss(q):
+      out, new_ms = _apply(ctx.small_module, q, ms, data['public_x'][pidx],
+                           train=True, head='main' if ctx.through_main
+                          else 'aux')
+      kd = scaled_kl(losses.kd_kl_from_probs(out, data['public_q'][pidx]),
+                     out.shape[-1], 1.0, ctx.config.loss_scaling)
+      return hparams['lambda_fm'] * kd, (kd, new_ms)
+    (_, (fm_loss, ms)), grads = jax.value_and_grad(pub_loss, has_aux=True)(
+        pub)
+    updates, opt_pub = tx.update(grads, opt_pub, pub)
+    pub = optax.apply_updates(pub, updates)
+    p = pub if ctx.through_main else {**pub, _PRIVATE_HEAD: priv[_PRIVATE_HEAD]}
+    return (p, ms, opt_priv, opt_pub), (task_loss, fm_loss)
+
+  params = dict(broadcast)
+  opt_pub = ()
+  if ctx.config.fm_kd and ctx.through_main:
+    opt_pub = tx.init(params)
+  elif ctx.config.fm_kd:
+    params[_PUBLIC_HEAD] = client.public_head
+    opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
+  opt_priv = tx.init(broadcast)
+  (params, s_state, _, _), (task_losses, fm_losses) = (
+      engine.scan_local_steps(step, (params, client.small_model_state,
+                                     opt_priv, opt_pub), idx, active,
+                              step_key))
+  new_client = client._replace(small_model_state=s_state)
+  if ctx.config.fm_kd and not ctx.through_main:
+    new_client = new_client._replace(public_head=params[_PUBLIC_HEAD])
+  metrics = {'train_loss': engine.mean_over_active(task_losses, active),
+             'fm_kd': engine.mean_over_active(fm_losses, active)}
+  return new_client, shared_params(params), metrics
+
+
+def _large_update(ctx, client, broadcast, data, hparams, rng):
+  if not ctx.has_large:
+    params, s_state, metrics = common.supervised_train(
+        ctx.small_module, ctx.task, ctx.local, broadcast, client.small_model_state,
+        data, hparams, rng)
+    return client._replace(small_model_state=s_state), params, metrics
+  # Same key use as common.supervised_train, so with zero KD weights S's
+  # update equals plain supervised training (a test pins this).
+  order_key, step_key = jax.random.split(rng)
+  idx, active = ctx.local.schedule(order_key, data)
+  tx_s = common.make_optimizer(ctx.local.optimizer, hparams)
+  tx_l = common.make_optimizer(ctx.large_opt_name, hparams, lr_key='lr_large')
+
+  def step(carry, batch_idx, key):
+    del key  # Deterministic models (no dropout).
+    s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
+    xb, yb = data['x'][batch_idx], data['y'][batch_idx]
+    # Step A: L_k frozen (eval mode, as in the code), S learns from it.
+    shared = (ctx.config.dual_kd and ctx.config.share_large_forward
+              and not jax.tree.leaves(l_ms))
+    if shared:  # Eval mode = train mode here: one forward for A and B.
+      l_out, l_vjp = jax.vjp(
+          lambda q: _apply(ctx.large_module, q, l_ms, xb, train=True)[0], l_p)
+      l_ref = jax.lax.stop_gradient(l_out)
+    elif ctx.config.dual_kd:
+      l_ref = jax.lax.stop_gradient(
+          _apply(ctx.large_module, l_p, l_ms, xb, train=False)[0])
+
+    def loss_a(q):
+      out, new_ms = _apply(ctx.small_module, q, s_ms, xb, train=True)
+      ce, kd = _forward_terms(ctx, out, yb, l_ref if ctx.config.dual_kd else None,
+                              hparams)
+      return ce + hparams['lambda_forward'] * kd, (ce, kd, new_ms)
+    (_, (ce_s, kd_f, s_ms)), grads = jax.value_and_grad(
+        loss_a, has_aux=True)(s_p)
+    updates, opt_s = tx_s.update(grads, opt_s, s_p)
+    s_p = optax.apply_updates(s_p, updates)
+    # Step B: S frozen (its fresh logits after step A), L_k learns.
+    if ctx.config.dual_kd:
+      s_ref = jax.lax.stop_gradient(
+          _apply(ctx.small_module, s_p, s_ms, xb, train=False)[0])
+
+    def loss_b_of_logits(out):
+      return _backward_terms(ctx, out, yb, s_ref if ctx.config.dual_kd else None,
+                             hparams)
+
+    if shared:  # Backward through step A's forward.
+      (_, (ce_l, kd_b, rank)), g_out = jax.value_and_grad(
+          loss_b_of_logits, has_aux=True)(l_out)
+      (grads,) = l_vjp(g_out)
+    else:
+      def loss_b(q):
+        out, new_ms = _apply(ctx.large_module, q, l_ms, xb, train=True)
+        total, terms = loss_b_of_logits(out)
+        return total, (terms, new_ms)
+      (_, ((ce_l, kd_b, rank), l_ms)), grads = jax.value_and_grad(
+          loss_b, has_aux=True)(l_p)
+    updates, opt_l = tx_l.update(grads, opt_l, l_p)
+    l_p = optax.apply_updates(l_p, updates)
+    return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
+        'train_loss': ce_s, 'large_loss': ce_l, 'kd_forward': kd_f,
+        'kd_backward': kd_b, 'rank': rank}
+
+  if ctx.local.private is not None:
+    step = _private_dual_step(ctx, tx_s, tx_l, data, hparams)
+  carry = (broadcast, client.small_model_state, client.large_params,
+           client.large_model_state, tx_s.init(broadcast),
+           tx_l.init(client.large_params))
+  (s_p, s_ms, l_p, l_ms, _, _), step_metrics = engine.scan_local_steps(
+      step, carry, idx, active, step_key)
+  metrics = {k: engine.mean_over_active(v, active)
+             for k, v in step_metrics.items()}
+  return client._replace(small_model_state=s_ms, large_params=l_p,
+                         large_model_state=l_ms), s_p, metrics
+
+
+def _init(ctx, groups, rng, data):
+  s_key, l_key = jax.random.split(rng)
+  first = groups[0]
+  s_params, s_state = common.init_model(ctx.small_module, s_key,
+                                        common.sample_x(data[first]))
+  clients = {}
+  for g in groups:
+    num = data[g]['x'].shape[0]
+    client = SiloState(small_model_state=common.stack(s_state, num))
+    if g == 'small' and ctx.config.fm_kd and ctx.config.fm_head == 'public':
+      if _PUBLIC_HEAD not in s_params:
+        raise ValueError('FedHelp with fm_kd needs the small model built '
+                         'with aux_classes > 0 (the public head).')
+      client = client._replace(
+          public_head=common.stack(s_params[_PUBLIC_HEAD], num))
+    if g == 'large' and ctx.has_large:
+      # Each large silo owns an independently initialised L_k.
+      inits = [common.init_model(ctx.large_module, jax.random.fold_in(l_key, c),
+                                 common.sample_x(data[g]))
+               for c in range(num)]
+      client = client._replace(
+          large_params=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                    *[p for p, _ in inits]),
+          large_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
+                                         *[s for _, s in inits]))
+    clients[g] = client
+  return {'params': shared_params(s_params)}, clients
+
+
 def fedhelp(small_module, large_module, task: tasks.Task,
             local: common.LocalConfig, groups,
             config: FedHelpConfig = FedHelpConfig(),
@@ -222,293 +508,27 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     raise ValueError(f'FedHelp groups must be among {GROUPS}; got '
                      f'{sorted(unknown)}.')
   seg = task.name == 'segmentation'
-  use_rank = config.use_rank and not seg
-  has_large = config.private_large
-  large_opt_name = config.large_optimizer or local.optimizer
+  ctx = _Setup(small_module, large_module, task, local, config,
+               use_rank=config.use_rank and not seg,
+               has_large=config.private_large,
+               large_opt_name=config.large_optimizer or local.optimizer,
+               through_main=config.fm_head == 'main')
+  has_large = ctx.has_large
 
   def init_fn(rng, data):
-    s_key, l_key = jax.random.split(rng)
-    first = groups[0]
-    s_params, s_state = common.init_model(small_module, s_key,
-                                          common.sample_x(data[first]))
-    clients = {}
-    for g in groups:
-      num = data[g]['x'].shape[0]
-      client = SiloState(small_model_state=common.stack(s_state, num))
-      if g == 'small' and config.fm_kd and config.fm_head == 'public':
-        if _PUBLIC_HEAD not in s_params:
-          raise ValueError('FedHelp with fm_kd needs the small model built '
-                           'with aux_classes > 0 (the public head).')
-        client = client._replace(
-            public_head=common.stack(s_params[_PUBLIC_HEAD], num))
-      if g == 'large' and has_large:
-        # Each large silo owns an independently initialised L_k.
-        inits = [common.init_model(large_module, jax.random.fold_in(l_key, c),
-                                   common.sample_x(data[g]))
-                 for c in range(num)]
-        client = client._replace(
-            large_params=jax.tree.map(lambda *xs: jnp.stack(xs),
-                                      *[p for p, _ in inits]),
-            large_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
-                                           *[s for _, s in inits]))
-      clients[g] = client
-    return {'params': shared_params(s_params)}, clients
+    return _init(ctx, groups, rng, data)
 
   def download(server):
     return types.Download(broadcast=server['params'])
 
-  def apply(module, params, state, x, *, train, head='main'):
-    # Params may lack the head that is not applied (e.g. 'aux_head' on the
-    # main head): Flax only needs the submodules that run.
-    out, new_vars = models.apply_model(
-        module, common.model_variables(params, state), x, train=train,
-        head=head)
-    return out, common.split_variables(new_vars)[1]
-
-  # ----- small silo: a private CE step, then a public FM-KD step. ---------
-
-  through_main = config.fm_head == 'main'
-
-  def small_update(client, broadcast, data, hparams, rng):
-    if config.fm_kd:
-      _check_public(data, task.num_classes if through_main
-                    else client.public_head['kernel'].shape[-1])
-    order_key, step_key = jax.random.split(rng)
-    idx, active = local.schedule(order_key, data)
-    # Two optimizers, as in the authors' code: one over (f, h_priv), one over
-    # (f, h_pub); sharing one would let the public step's momentum move
-    # h_priv and vice versa.
-    tx = common.make_optimizer(local.optimizer, hparams)
-    pub_batch = config.public_batch_size or local.batch_size
-
-    def private_grads(priv, ms, batch_idx, key):
-      """The private CE step's gradient: DP-SGD's under ``local.private``
-      (keys folded from the step's, so the public batch's stays as is)."""
-      if local.private is None:
-        def priv_loss(q):
-          out, new_ms = apply(small_module, q, ms, data['x'][batch_idx],
-                              train=True)
-          return jnp.mean(task.loss(out, data['y'][batch_idx])), new_ms
-        (task_loss, ms), grads = jax.value_and_grad(
-            priv_loss, has_aux=True)(priv)
-        return grads, task_loss, ms
-      common.require_stateless(ms)
-      rows, mask, denominator = common.private_batch(
-          local, jax.random.fold_in(key, 1), batch_idx, data)
-
-      def example_loss(q, x, y):
-        out, _ = apply(small_module, q, ms, x[None], train=True)
-        return jnp.mean(task.loss(out, y[None]))
-      grads, per_example = privacy.noisy_clipped_grad(
-          example_loss, priv, data['x'][rows], data['y'][rows], mask,
-          hparams, jax.random.fold_in(key, 2), denominator)
-      return grads, _masked_mean(per_example, mask), ms
-
-    def step(carry, batch_idx, key):
-      p, ms, opt_priv, opt_pub = carry
-      priv = _without(p, _PUBLIC_HEAD)
-      grads, task_loss, ms = private_grads(priv, ms, batch_idx, key)
-      updates, opt_priv = tx.update(grads, opt_priv, priv)
-      priv = optax.apply_updates(priv, updates)
-      if not config.fm_kd:
-        return (priv, ms, opt_priv, opt_pub), (task_loss, jnp.zeros(()))
-      num_pub = data['public_x'].shape[0]
-      pidx = jax.random.permutation(key, num_pub)[:min(pub_batch, num_pub)]
-      pub = (priv if through_main else
-             {**_without(priv, _PRIVATE_HEAD), _PUBLIC_HEAD: p[_PUBLIC_HEAD]})
-
-      def pub_loss(q):
-        out, new_ms = apply(small_module, q, ms, data['public_x'][pidx],
-                            train=True, head='main' if through_main
-                            else 'aux')
-        kd = scaled_kl(losses.kd_kl_from_probs(out, data['public_q'][pidx]),
-                       out.shape[-1], 1.0, config.loss_scaling)
-        return hparams['lambda_fm'] * kd, (kd, new_ms)
-      (_, (fm_loss, ms)), grads = jax.value_and_grad(pub_loss, has_aux=True)(
-          pub)
-      updates, opt_pub = tx.update(grads, opt_pub, pub)
-      pub = optax.apply_updates(pub, updates)
-      p = pub if through_main else {**pub, _PRIVATE_HEAD: priv[_PRIVATE_HEAD]}
-      return (p, ms, opt_priv, opt_pub), (task_loss, fm_loss)
-
-    params = dict(broadcast)
-    opt_pub = ()
-    if config.fm_kd and through_main:
-      opt_pub = tx.init(params)
-    elif config.fm_kd:
-      params[_PUBLIC_HEAD] = client.public_head
-      opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
-    opt_priv = tx.init(broadcast)
-    (params, s_state, _, _), (task_losses, fm_losses) = (
-        engine.scan_local_steps(step, (params, client.small_model_state,
-                                       opt_priv, opt_pub), idx, active,
-                                step_key))
-    new_client = client._replace(small_model_state=s_state)
-    if config.fm_kd and not through_main:
-      new_client = new_client._replace(public_head=params[_PUBLIC_HEAD])
-    metrics = {'train_loss': engine.mean_over_active(task_losses, active),
-               'fm_kd': engine.mean_over_active(fm_losses, active)}
-    return new_client, shared_params(params), metrics
-
-  # ----- large silo: asymmetric dual KD per minibatch. --------------------
-
-  def forward_terms(out, y, l_ref, hparams):
-    """Step A's CE and forward KD (``L_k`` -> ``S``) of a batch."""
-    temp = hparams['temperature']
-    ce = jnp.mean(task.loss(out, y))
-    kd = (scaled_kl(losses.kd_kl(out, l_ref, temperature=temp),
-                    out.shape[-1], temp, config.loss_scaling)
-          if config.dual_kd else jnp.zeros(()))
-    return ce, kd
-
-  def backward_terms(out, y, s_ref, hparams):
-    """Step B's CE, backward KD (``S`` -> ``L_k``) and rank term."""
-    temp = hparams['temperature']
-    ce = jnp.mean(task.loss(out, y))
-    kd, rank = jnp.zeros(()), jnp.zeros(())
-    if config.dual_kd:
-      if config.backward_kl == 'student':
-        kl = losses.kd_kl(out, s_ref, temperature=temp)
-      else:  # KL(p_L || p_S) through p_L, as written in the code.
-        kl = losses.kd_kl(s_ref, out, temperature=temp)
-      kd = scaled_kl(kl, out.shape[-1], temp, config.loss_scaling)
-      if use_rank:
-        rank = reduced_rank(
-            losses.rank_loss(s_ref, out, k=config.rank_k,
-                             sign=config.rank_sign), config.loss_scaling)
-    total = (ce + hparams['lambda_backward'] * kd
-             + hparams['mu_rank'] * rank)
-    return total, (ce, kd, rank)
-
-  def private_dual_step(tx_s, tx_l, data, hparams):
-    """Steps A and B under DP-SGD: BOTH read the private batch, so each is
-    a clipped, noised release (two per sampled batch; the accountant counts
-    them through ``AlgorithmSpec.dp_releases``)."""
-    def step(carry, batch_idx, key):
-      s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
-      common.require_stateless(s_ms)
-      common.require_stateless(l_ms)
-      sample_key, key_a, key_b = jax.random.split(key, 3)
-      rows, mask, denominator = common.private_batch(local, sample_key,
-                                                     batch_idx, data)
-      xb, yb = data['x'][rows], data['y'][rows]
-      logits = lambda module, q, ms, x: apply(module, q, ms, x,
-                                              train=True)[0]
-      l_ref = jax.lax.stop_gradient(
-          apply(large_module, l_p, l_ms, xb, train=False)[0])
-
-      def example_a(q, x, y_ref):
-        y, ref = y_ref
-        ce, kd = forward_terms(logits(small_module, q, s_ms, x[None]),
-                               y[None], ref[None], hparams)
-        return ce + hparams['lambda_forward'] * kd, (ce, kd)
-      grads, (_, (ce_s, kd_f)) = privacy.noisy_clipped_grad(
-          example_a, s_p, xb, (yb, l_ref), mask, hparams, key_a,
-          denominator, has_aux=True)
-      updates, opt_s = tx_s.update(grads, opt_s, s_p)
-      s_p = optax.apply_updates(s_p, updates)
-      s_ref = jax.lax.stop_gradient(
-          apply(small_module, s_p, s_ms, xb, train=False)[0])
-
-      def example_b(q, x, y_ref):
-        y, ref = y_ref
-        return backward_terms(logits(large_module, q, l_ms, x[None]),
-                              y[None], ref[None], hparams)
-      grads, (_, (ce_l, kd_b, rank)) = privacy.noisy_clipped_grad(
-          example_b, l_p, xb, (yb, s_ref), mask, hparams, key_b,
-          denominator, has_aux=True)
-      updates, opt_l = tx_l.update(grads, opt_l, l_p)
-      l_p = optax.apply_updates(l_p, updates)
-      mean = lambda v: _masked_mean(v, mask)
-      return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
-          'train_loss': mean(ce_s), 'large_loss': mean(ce_l),
-          'kd_forward': mean(kd_f), 'kd_backward': mean(kd_b),
-          'rank': mean(rank)}
-    return step
-
-  def large_update(client, broadcast, data, hparams, rng):
-    if not has_large:
-      params, s_state, metrics = common.supervised_train(
-          small_module, task, local, broadcast, client.small_model_state,
-          data, hparams, rng)
-      return client._replace(small_model_state=s_state), params, metrics
-    # Same key use as common.supervised_train, so with zero KD weights S's
-    # update equals plain supervised training (a test pins this).
-    order_key, step_key = jax.random.split(rng)
-    idx, active = local.schedule(order_key, data)
-    tx_s = common.make_optimizer(local.optimizer, hparams)
-    tx_l = common.make_optimizer(large_opt_name, hparams, lr_key='lr_large')
-
-    def step(carry, batch_idx, key):
-      del key  # Deterministic models (no dropout).
-      s_p, s_ms, l_p, l_ms, opt_s, opt_l = carry
-      xb, yb = data['x'][batch_idx], data['y'][batch_idx]
-      # Step A: L_k frozen (eval mode, as in the code), S learns from it.
-      shared = (config.dual_kd and config.share_large_forward
-                and not jax.tree.leaves(l_ms))
-      if shared:  # Eval mode = train mode here: one forward for A and B.
-        l_out, l_vjp = jax.vjp(
-            lambda q: apply(large_module, q, l_ms, xb, train=True)[0], l_p)
-        l_ref = jax.lax.stop_gradient(l_out)
-      elif config.dual_kd:
-        l_ref = jax.lax.stop_gradient(
-            apply(large_module, l_p, l_ms, xb, train=False)[0])
-
-      def loss_a(q):
-        out, new_ms = apply(small_module, q, s_ms, xb, train=True)
-        ce, kd = forward_terms(out, yb, l_ref if config.dual_kd else None,
-                               hparams)
-        return ce + hparams['lambda_forward'] * kd, (ce, kd, new_ms)
-      (_, (ce_s, kd_f, s_ms)), grads = jax.value_and_grad(
-          loss_a, has_aux=True)(s_p)
-      updates, opt_s = tx_s.update(grads, opt_s, s_p)
-      s_p = optax.apply_updates(s_p, updates)
-      # Step B: S frozen (its fresh logits after step A), L_k learns.
-      if config.dual_kd:
-        s_ref = jax.lax.stop_gradient(
-            apply(small_module, s_p, s_ms, xb, train=False)[0])
-
-      def loss_b_of_logits(out):
-        return backward_terms(out, yb, s_ref if config.dual_kd else None,
-                              hparams)
-
-      if shared:  # Backward through step A's forward.
-        (_, (ce_l, kd_b, rank)), g_out = jax.value_and_grad(
-            loss_b_of_logits, has_aux=True)(l_out)
-        (grads,) = l_vjp(g_out)
-      else:
-        def loss_b(q):
-          out, new_ms = apply(large_module, q, l_ms, xb, train=True)
-          total, terms = loss_b_of_logits(out)
-          return total, (terms, new_ms)
-        (_, ((ce_l, kd_b, rank), l_ms)), grads = jax.value_and_grad(
-            loss_b, has_aux=True)(l_p)
-      updates, opt_l = tx_l.update(grads, opt_l, l_p)
-      l_p = optax.apply_updates(l_p, updates)
-      return (s_p, s_ms, l_p, l_ms, opt_s, opt_l), {
-          'train_loss': ce_s, 'large_loss': ce_l, 'kd_forward': kd_f,
-          'kd_backward': kd_b, 'rank': rank}
-
-    if local.private is not None:
-      step = private_dual_step(tx_s, tx_l, data, hparams)
-    carry = (broadcast, client.small_model_state, client.large_params,
-             client.large_model_state, tx_s.init(broadcast),
-             tx_l.init(client.large_params))
-    (s_p, s_ms, l_p, l_ms, _, _), step_metrics = engine.scan_local_steps(
-        step, carry, idx, active, step_key)
-    metrics = {k: engine.mean_over_active(v, active)
-               for k, v in step_metrics.items()}
-    return client._replace(small_model_state=s_ms, large_params=l_p,
-                           large_model_state=l_ms), s_p, metrics
-
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del personal
     if group == 'large':
-      new_client, params, metrics = large_update(client, broadcast, data,
-                                                 hparams, rng)
+      new_client, params, metrics = _large_update(ctx, client, broadcast,
+                                                  data, hparams, rng)
     else:
-      new_client, params, metrics = small_update(client, broadcast, data,
-                                                 hparams, rng)
+      new_client, params, metrics = _small_update(ctx, client, broadcast,
+                                                  data, hparams, rng)
     # Upload the delta of S's shared params only (FedAvg convention, so
     # server_lr = 1 is a plain average). L_k and h_pub never leave the silo.
     delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
