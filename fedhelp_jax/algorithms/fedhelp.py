@@ -340,8 +340,8 @@ def _small_update(ctx, client, broadcast, data, hparams, rng):
 
     def pub_loss(q):
       out, new_ms = _apply(ctx.small_module, q, ms, data['public_x'][pidx],
-                           train=True, head='main' if ctx.through_main
-                          else 'aux')
+                           train=True,
+                           head='main' if ctx.through_main else 'aux')
       kd = scaled_kl(losses.kd_kl_from_probs(out, data['public_q'][pidx]),
                      out.shape[-1], 1.0, ctx.config.loss_scaling)
       return hparams['lambda_fm'] * kd, (kd, new_ms)
