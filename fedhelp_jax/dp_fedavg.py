@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedhelp_jax import engine
 from fedhelp_jax import privacy
 from fedhelp_jax import types
+from fedhelp_jax.algorithms import common
 
 HPARAMS = ('dp_server_clip', 'dp_server_noise_multiplier', 'dp_cohort')
 _NOISE_TAG = 0x5D1  # fold_in tag of the server noise key (any constant).
@@ -95,13 +95,10 @@ def with_silo_dp(alg: types.FederatedAlgorithm) -> types.FederatedAlgorithm:
     return ServerState(
         alg.server_update_from_mean(server.inner, noisy, hparams), key)
 
-  def server_update(server, uploads, weights, hparams):
-    return server_update_from_mean(
-        server, engine.weighted_mean_groups(uploads, weights), hparams)
-
   return alg._replace(name=f'{alg.name}+silo_dp', init=init,
                       download=download, local_update=local_update,
-                      server_update=server_update,
+                      server_update=common.server_update_via_mean(
+                          server_update_from_mean),
                       server_update_from_mean=server_update_from_mean)
 
 

@@ -329,3 +329,20 @@ def module_builder(factory: Callable[..., types.FederatedAlgorithm]):
     module = models.from_config(config.model, task.num_classes)
     return factory(module, task, LocalConfig.from_experiment(config), groups)
   return build
+
+
+def server_update_via_mean(server_update_from_mean):
+  """``server_update(server, uploads, weights, hparams)`` of an algorithm
+  whose server step needs only the weighted mean of the uploads."""
+  def server_update(server, uploads, weights, hparams):
+    return server_update_from_mean(
+        server, engine.weighted_mean_groups(uploads, weights), hparams)
+  return server_update
+
+
+def broadcast_eval_variables(group, client, broadcast, personal):
+  """Evaluation with the broadcast model and the silo's own model state
+  (the FedAvg family: no personal part)."""
+  del group, personal
+  return model_variables(broadcast, client['model_state'])
+

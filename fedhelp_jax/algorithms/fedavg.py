@@ -26,7 +26,6 @@ from typing import Any
 
 import jax
 
-from fedhelp_jax import engine
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -36,7 +35,8 @@ from fedhelp_jax.algorithms import server_opt
 FEDOPT_NAMES = {'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 
 
-def _init_model(module, groups, data, rng):
+def init_shared_model(module, groups, data, rng):
+  """``(params, model_state)`` of the one model every group trains."""
   return common.init_model(module, rng, common.sample_x(data[groups[0]]))
 
 
@@ -54,7 +54,7 @@ def stateless_clients(model_state, data, groups):
 
 def _init(module, groups, server_optimizer='sgd'):
   def init_fn(rng, data):
-    params, model_state = _init_model(module, groups, data, rng)
+    params, model_state = init_shared_model(module, groups, data, rng)
     return (server_opt.init_server(server_optimizer, params),
             stateless_clients(model_state, data, groups))
   return init_fn
@@ -104,20 +104,13 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
     # Only the weighted mean delta matters: the engine can stream it.
     return server_opt.apply(server_optimizer, server, mean_delta, hparams)
 
-  def server_update(server, uploads, weights, hparams):
-    return server_update_from_mean(
-        server, engine.weighted_mean_groups(uploads, weights), hparams)
-
-  def eval_variables(group, client, broadcast, personal):
-    del group, personal
-    return common.model_variables(broadcast, client['model_state'])
-
   fedopt = {v: k for k, v in FEDOPT_NAMES.items()}
   name = 'fedprox' if proximal else fedopt.get(server_optimizer, 'fedavg')
   return types.FederatedAlgorithm(
       name=name, init=_init(module, groups, server_optimizer),
       download=download, local_update=local_update,
-      server_update=server_update, eval_variables=eval_variables,
+      server_update=common.server_update_via_mean(server_update_from_mean),
+      eval_variables=common.broadcast_eval_variables,
       eval_model=lambda group: module,
       server_update_from_mean=server_update_from_mean)
 
@@ -153,7 +146,7 @@ def local_only(module, task: tasks.Task, local: common.LocalConfig,
 
   def init_fn(rng, data):
     # The one algorithm of this file whose silos keep their model.
-    params, model_state = _init_model(module, groups, data, rng)
+    params, model_state = init_shared_model(module, groups, data, rng)
     clients = {g: {'params': common.stack(params, data[g]['x'].shape[0]),
                    'model_state': common.stack(model_state,
                                                data[g]['x'].shape[0])}

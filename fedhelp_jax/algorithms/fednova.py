@@ -26,7 +26,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedhelp_jax import engine
 from fedhelp_jax import tasks
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -64,8 +63,7 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
   groups = tuple(groups)
 
   def init(rng, data):
-    params, model_state = common.init_model(
-        module, rng, common.sample_x(data[groups[0]]))
+    params, model_state = fedavg.init_shared_model(module, groups, data, rng)
     return ServerState(params), fedavg.stateless_clients(model_state, data,
                                                           groups)
 
@@ -88,18 +86,12 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
     return ServerState(jax.tree.map(lambda x, d: x - step * d, server.params,
                                     mean.normalized_delta))
 
-  def server_update(server, uploads, weights, hparams):
-    return server_update_from_mean(
-        server, engine.weighted_mean_groups(uploads, weights), hparams)
-
-  def eval_variables(group, client, broadcast, personal):
-    del group, personal
-    return common.model_variables(broadcast, client['model_state'])
-
   return types.FederatedAlgorithm(
       name='fednova', init=init, download=download,
-      local_update=local_update, server_update=server_update,
-      eval_variables=eval_variables, eval_model=lambda group: module,
+      local_update=local_update,
+      server_update=common.server_update_via_mean(server_update_from_mean),
+      eval_variables=common.broadcast_eval_variables,
+      eval_model=lambda group: module,
       server_update_from_mean=server_update_from_mean)
 
 
