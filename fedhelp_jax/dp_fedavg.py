@@ -159,8 +159,7 @@ def plan(dp: privacy.DPConfig, group_sizes: dict[str, int],
             round_event(group_sizes, sampled, s), int(r)),
         target, delta, dp_accounting.LowerEndpointAndGuess(0.05, 1.0)))
 
-  mechanism = privacy.Mechanism(
-      epsilon, calibrate, lambda s: round_event(group_sizes, sampled, s))
+  mechanism = privacy.Mechanism(epsilon, calibrate)
   sigma, total, note = privacy.settle(dp, mechanism, rounds=rounds,
                                       sigma=noise_multiplier, delta=delta)
   record = {

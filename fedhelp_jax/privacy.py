@@ -233,21 +233,26 @@ class SiloBudget(NamedTuple):
   releases: int = 1
 
 
-def run_epsilon(silos, *, rounds: int, noise_multiplier: float,
-                batch_size: int, max_batch: int, sampling: str, delta: float,
-                accountant: str) -> float:
-  """The run's epsilon after ``rounds``: the largest over silos (each
-  silo's records are protected by its own steps)."""
-  cache: dict[tuple[int, int], float] = {}
+def silo_epsilons(silos, *, rounds: int, noise_multiplier: float,
+                  batch_size: int, max_batch: int, sampling: str,
+                  delta: float, accountant: str) -> dict[SiloBudget, float]:
+  """Each distinct silo's epsilon after ``rounds`` (silos alike in records,
+  steps and releases are accounted once)."""
+  out: dict[SiloBudget, float] = {}
   for silo in silos:
-    key = (int(silo.n), int(silo.steps_per_round), int(silo.releases))
-    if key not in cache:
+    if silo not in out:
       event = step_event(silo.n, batch_size=batch_size, max_batch=max_batch,
                          sampling=sampling,
                          noise_multiplier=noise_multiplier,
                          steps=silo.steps_per_round, releases=silo.releases)
-      cache[key] = epsilon_after(event, rounds, delta, accountant)
-  return max(cache.values()) if cache else 0.0
+      out[silo] = epsilon_after(event, rounds, delta, accountant)
+  return out
+
+
+def run_epsilon(silos, **kw) -> float:
+  """The run's epsilon: the largest over silos (each silo's records are
+  protected by its own steps); ``kw`` as ``silo_epsilons``."""
+  return max(silo_epsilons(silos, **kw).values(), default=0.0)
 
 
 def calibrate_noise(silos, *, rounds: int, target_epsilon: float, **kw
@@ -326,12 +331,9 @@ class Mechanism(NamedTuple):
     epsilon: ``(sigma, rounds) -> epsilon`` at the run's delta: the worst
       over the protected units (records of every silo, or silos).
     calibrate: ``(target_epsilon, rounds) -> sigma`` spending the target.
-    worst_event: ``(sigma) -> (worst unit, DpEvent of its round)``, for
-      the record.
   """
   epsilon: Callable[[float, int], float]
   calibrate: Callable[[float, int], float]
-  worst_event: Callable[[float], Any]
 
 
 def settle(dp: DPConfig, mechanism: Mechanism, *, rounds: int, sigma: float,
@@ -391,24 +393,19 @@ def plan(dp: DPConfig, silos, *, rounds: int, noise_multiplier: float,
         'dp.max_batch to at least the largest silo.')
   epsilon = lambda sigma, r: run_epsilon(silos, rounds=r,
                                          noise_multiplier=sigma, **kw)
-
-  def worst_event(sigma):
-    worst = max(silos, key=lambda s: run_epsilon(
-        [s], rounds=rounds, noise_multiplier=sigma, **kw))
-    return worst, step_event(worst.n, noise_multiplier=sigma,
-                             steps=worst.steps_per_round,
-                             releases=worst.releases,
-                             batch_size=batch_size, max_batch=max_batch,
-                             sampling=dp.sampling)
-
-  mechanism = Mechanism(
-      epsilon, lambda target, r: calibrate_noise(
-          silos, rounds=r, target_epsilon=target, **kw), worst_event)
+  mechanism = Mechanism(epsilon, lambda target, r: calibrate_noise(
+      silos, rounds=r, target_epsilon=target, **kw))
   sigma, total, note = settle(dp, mechanism, rounds=rounds,
                               sigma=noise_multiplier, delta=delta)
-  worst, event = worst_event(sigma)
+  # The worst silo at the rounds actually run, its epsilon the run's.
+  per_silo = silo_epsilons(silos, rounds=total, noise_multiplier=sigma, **kw)
+  worst = max(per_silo, key=per_silo.get)
+  event = step_event(worst.n, noise_multiplier=sigma,
+                     steps=worst.steps_per_round, releases=worst.releases,
+                     batch_size=batch_size, max_batch=max_batch,
+                     sampling=dp.sampling)
   record = {
-      'level': dp.level, 'epsilon': epsilon(sigma, total), 'delta': delta,
+      'level': dp.level, 'epsilon': per_silo[worst], 'delta': delta,
       'accountant': dp.accountant, 'sampling': dp.sampling,
       'event': repr(event), 'rounds': total, 'noise_multiplier': sigma,
       'clip_norm': clip_norm, 'batch_size': batch_size,
