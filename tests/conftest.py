@@ -81,3 +81,17 @@ def pytest_collection_modifyitems(items):
   3.5 minutes, so starting it last would leave one xdist worker idle while
   the other finishes it (``--dist loadfile`` hands out files in order)."""
   items.sort(key=lambda item: item.path.name != 'test_shard.py')
+
+
+def batch_loss_grad(module, task):
+  """``grad(params, x, y)`` of the mean task loss of a params-only model,
+  jitted: what hand-written reference loops step with."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import models  # pylint: disable=g-import-not-at-top
+
+  def loss(p, xb, yb):
+    out, _ = models.apply_model(module, {'params': p}, xb, train=True)
+    return jnp.mean(task.loss(out, yb))
+  return jax.jit(jax.grad(loss))
+

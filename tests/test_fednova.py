@@ -15,6 +15,7 @@ from fedhelp_jax import tasks
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
 from fedhelp_jax.algorithms import fednova
+from tests import conftest
 from tests import tiny_config
 
 GROUPS = ('large', 'small')
@@ -52,13 +53,7 @@ def _setup(local):
 def _reference_round(module, data, weights, x):
   """One FedNova round as Python loops: tau_i SGD steps per silo, then
   x - server_lr * tau_eff * sum_i p_i (x - y_i) / tau_i."""
-  task = tasks.classification(2)
-
-  def loss(p, xb, yb):
-    out, _ = models.apply_model(module, {'params': p}, xb, train=True)
-    return jnp.mean(task.loss(out, yb))
-
-  grad = jax.jit(jax.grad(loss))
+  grad = conftest.batch_loss_grad(module, tasks.classification(2))
   tmap = jax.tree.map
   total = sum(float(np.sum(w)) for w in weights.values())
   mean_d = tmap(jnp.zeros_like, x)

@@ -39,13 +39,7 @@ def _setup():
 
 def _reference(module, data, weights, x, rounds):
   """Algorithm 1 of the paper as plain Python loops over silos and steps."""
-  task = tasks.classification(2)
-
-  def loss(p, xb, yb):
-    out, _ = models.apply_model(module, {'params': p}, xb, train=True)
-    return jnp.mean(task.loss(out, yb))
-
-  grad = jax.jit(jax.grad(loss))
+  grad = conftest.batch_loss_grad(module, tasks.classification(2))
   tmap = jax.tree.map
   c = tmap(jnp.zeros_like, x)
   c_i = {(g, i): c for g in GROUPS for i in range(len(weights[g]))}
