@@ -754,9 +754,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   dp_plan = privacy_plan(config, fed, hparams, say)
   if dp_plan is not None:
     total = dp_plan.rounds
-    sigma = ('dp_noise_multiplier' if 'dp_noise_multiplier' in hparams
-             else 'dp_server_noise_multiplier')
-    hparams = dict(hparams, **{sigma: jnp.float32(dp_plan.noise_multiplier)})
+    hparams = privacy.with_plan_noise(hparams, dp_plan)
   every = max(1, min(int(config.eval_every), total))
   metric = program.metric
   open_log = lambda: reporting.MetricsLogger(

@@ -324,6 +324,15 @@ def silo_budgets(fed, *, batch_size: int, local_steps: Optional[int],
   return out
 
 
+def with_plan_noise(hparams: Mapping[str, Any], plan: Plan) -> dict:
+  """``hparams`` with the noise multiplier ``plan`` settled (record level's
+  ``dp_noise_multiplier``, or silo level's ``dp_server_noise_multiplier``).
+  """
+  key = ('dp_noise_multiplier' if plan.record['level'] == 'record'
+         else 'dp_server_noise_multiplier')
+  return dict(hparams, **{key: jnp.float32(plan.noise_multiplier)})
+
+
 class Mechanism(NamedTuple):
   """A run's privacy as a function of its noise and length (host side).
 

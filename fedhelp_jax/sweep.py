@@ -48,12 +48,12 @@ import time
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import privacy
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import tasks
@@ -179,9 +179,7 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
           f'{plan.rounds} of {config.rounds}; configs of a sweep share '
           "their rounds: use 'refuse' or 'calibrate'.")
     # Each config's own (maybe calibrated) sigma; epsilon in its result.
-    sigma = ('dp_noise_multiplier' if 'dp_noise_multiplier' in hparams
-             else 'dp_server_noise_multiplier')
-    hparams = dict(hparams, **{sigma: jnp.float32(plan.noise_multiplier)})
+    hparams = privacy.with_plan_noise(hparams, plan)
     record = plan.record
   return _Setup(config, f.task, f.fed, f.info, f.weights, hparams,
                 f.groups, record)
