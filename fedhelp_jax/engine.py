@@ -529,12 +529,59 @@ def _local_with_checks(alg, group, nonfinite):
   return fn
 
 
+@dataclasses.dataclass(frozen=True)
+class Round:
+  """A built federated round: ``round(state, data, weights, hparams) ->
+  (state, metrics)``, with what ``run_rounds`` needs to know about it.
+
+  A frozen dataclass rather than a NamedTuple: ``jax.jit`` keys its cache on
+  a weak reference to the callable, which tuples cannot give.
+
+  Attributes:
+    step: the round function (pure and traceable, except for 'loop').
+    strategy: the resolved client-parallel strategy.
+    nonfinite: 'stop' or 'skip' (see ``build_round``).
+    mesh: the mesh its silos are sharded over, or None.
+    place_state: with a mesh, the layout the scan's output state is
+      constrained to (``shard_state``'s), so one executable can be called
+      again on its own output; None without a mesh.
+  """
+  step: Callable[..., Any]
+  strategy: 'Strategy'
+  nonfinite: str = 'stop'
+  mesh: Any = None
+  place_state: Optional[Callable[[FederatedState], FederatedState]] = None
+
+  def __call__(self, state, data, weights, hparams):
+    return self.step(state, data, weights, hparams)
+
+
+def _round_info(round_fn) -> Round:
+  """``round_fn`` as a ``Round`` (a plain callable gets the defaults)."""
+  if isinstance(round_fn, Round):
+    return round_fn
+  return Round(round_fn, None)
+
+
+class _RoundSpec(NamedTuple):
+  """What ``build_round``'s pieces share (static, host-side)."""
+  alg: types.FederatedAlgorithm
+  groups: tuple[str, ...]
+  strategy: 'Strategy'
+  checked: Mapping[str, Callable[..., Any]]  # Group -> guarded local step.
+  sampled: Mapping[str, int]  # Group -> silos drawn per round.
+  mesh: Any
+  devices: int  # Client devices (1 without a mesh).
+  streamed: bool  # Server mean accumulated while mapping (FedAvg family).
+
+
 def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                 strategy: str = 'auto', chunk_size: Optional[int] = None,
                 nonfinite: str = 'stop', mesh=None,
                 clients_per_round: Optional[Mapping[str, int]] = None,
-                verbose: bool = False) -> Callable[..., Any]:
-  """Builds ``round_fn(state, data, weights, hparams) -> (state, metrics)``.
+                verbose: bool = False) -> Round:
+  """Builds the ``Round``: ``round(state, data, weights, hparams) ->
+  (state, metrics)``.
 
   Args:
     alg: the federated algorithm.
@@ -558,9 +605,9 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     verbose: print the resolved strategy.
 
   Returns:
-    The round function. For strategies other than 'loop' it is pure and
-    traceable (jit it, or use ``run_rounds``); 'loop' returns a host-side
-    Python function for reference and benchmarks.
+    The ``Round``. For strategies other than 'loop' its step is pure and
+    traceable (jit it, or use ``run_rounds``); 'loop' gives a host-side
+    Python function for reference and benchmarks (``_loop_round``).
   """
   if nonfinite not in ('stop', 'skip'):
     raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}.")
@@ -568,113 +615,138 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
   if verbose:
     print(f'[fedhelp_jax] client-parallel strategy: {resolved.describe()}')
   groups = tuple(groups)
-  checked = {g: _local_with_checks(alg, g, nonfinite) for g in groups}
   sampled = {g: int(m) for g, m in (clients_per_round or {}).items() if m}
   unknown = sorted(set(sampled) - set(groups))
   if unknown or any(m < 0 for m in sampled.values()):
     raise ValueError(f'clients_per_round: groups {unknown} are not among '
                      f'{groups}, or a count is negative: {clients_per_round}.')
-  # With a mesh, the m drawn silos are padded to a multiple of the client
-  # devices (weight-0 duplicates) so every device trains m / D of them.
-  devices = 1 if mesh is None else int(mesh.shape['clients'])
-
-  def constrain(tree):
-    if mesh is None:
-      return tree
-    sharding = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec('clients'))
-    return jax.tree.map(
-        lambda x: lax.with_sharding_constraint(x, sharding), tree)
-
-  # The FedAvg family's mean is accumulated as the silos are mapped; the
-  # 'loop' reference keeps the stacked uploads and server_update.
-  streamed = (alg.server_update_from_mean is not None
-              and resolved.name in ('chunked', 'vmap'))
-
-  def finish(state, new_clients, uploads, new_weights, metrics, hparams):
-    if streamed:  # uploads: group -> (weighted sum, weight sum).
-      total = jnp.maximum(sum(uploads[g][1] for g in groups), 1e-12)
-      mean = jax.tree.map(lambda *xs: sum(xs) / total,
-                          *[uploads[g][0] for g in groups])
-      server = alg.server_update_from_mean(state.server, mean, hparams)
-    else:
-      server = alg.server_update(state.server, uploads, new_weights, hparams)
-    metrics = dict(metrics)
-    metrics['server_nonfinite'] = ~_all_finite(server)
-    new_state = FederatedState(server=server, clients=new_clients,
-                               rng=state.rng, round=state.round + 1)
-    return new_state, metrics
+  spec = _RoundSpec(
+      alg=alg, groups=groups, strategy=resolved,
+      checked={g: _local_with_checks(alg, g, nonfinite) for g in groups},
+      sampled=sampled, mesh=mesh,
+      # With a mesh, the m drawn silos are padded to a multiple of the
+      # client devices (weight-0 duplicates) so every device trains m / D.
+      devices=1 if mesh is None else int(mesh.shape['clients']),
+      # The FedAvg family's mean is accumulated as the silos are mapped;
+      # the 'loop' reference keeps the stacked uploads and server_update.
+      streamed=(alg.server_update_from_mean is not None
+                and resolved.name in ('chunked', 'vmap')))
+  if resolved.name == 'loop':
+    return Round(_loop_round(spec), resolved, nonfinite)
 
   def round_fn(state, data, weights, hparams):
     download = alg.download(state.server)
     new_clients, uploads, new_weights, metrics = {}, {}, {}, {}
     for gi, g in enumerate(groups):
-      num = weights[g].shape[0]
-      chex.assert_tree_shape_prefix(state.clients[g], (num,))
-      keys = client_keys(state.rng, state.round, gi, num)
-      personal = None if download.personal is None else download.personal[g]
-      placed = (state.clients[g], personal, data[g], weights[g], keys)
-      idx = None
-      if g in sampled:
-        if sampled[g] > num:
-          raise ValueError(f'clients_per_round[{g!r}] = {sampled[g]} but the '
-                           f'group has {num} silos.')
-        idx, real = _padded_sample(state.rng, state.round, gi, weights[g],
-                                   sampled[g], devices)
-        # mode='clip': a padding row repeats the last silo, weight 0 below.
-        placed = jax.tree.map(lambda x: x.at[idx].get(mode='clip'), placed)
-        placed = placed[:3] + (jnp.where(real, placed[3], 0.0),) + placed[4:]
-        placed = constrain(placed)
-      unplaced = (download.broadcast, hparams)
-      if streamed:
-        if mesh is None:
-          out = map_clients_mean(checked[g], placed, unplaced, resolved)
-        else:
-          out = map_clients_mean_sharded(checked[g], placed, unplaced,
-                                         resolved, mesh)
-        new_clients[g], metrics[g] = constrain((out[0], out[3]))
-        uploads[g], new_weights[g] = (out[1], out[2]), None
-      else:
-        if mesh is None:
-          out = map_clients(checked[g], placed, unplaced, resolved)
-        else:
-          out = map_clients_sharded(checked[g], placed, unplaced, resolved,
-                                    mesh)
-        new_clients[g], uploads[g], new_weights[g], metrics[g] = constrain(
-            out)
-      if idx is not None:
-        # Uploads and weights cover the m drawn (padded: weight-0 rows):
-        # the server averages the sampled. Padding rows index past the group and are
-        # dropped by the scatters.
-        new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
-                                          idx)
-        metrics[g] = _scatter_metrics(metrics[g], idx, num)
-    return finish(state, new_clients, uploads, new_weights, metrics, hparams)
+      (new_clients[g], uploads[g], new_weights[g], metrics[g]) = _group_step(
+          spec, gi, state, download, data[g], weights[g], hparams)
+    return _finish_round(spec, state, new_clients, uploads, new_weights,
+                         metrics, hparams)
 
-  def place_state(state):
-    # The layout shard_state gives a run's input state: a server leaf
-    # computed from client-sharded values (pFedNet's per-silo z) would
-    # otherwise leave the compiled rounds sharded, and the next call of the
-    # same executable would refuse it.
-    replicated = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec())
-    keep = lambda tree: jax.tree.map(
-        lambda x: lax.with_sharding_constraint(x, replicated), tree)
-    return FederatedState(server=keep(state.server),
-                          clients=constrain(dict(state.clients)),
-                          rng=keep(state.rng), round=keep(state.round))
+  return Round(round_fn, resolved, nonfinite, mesh,
+               None if mesh is None else functools.partial(_place_state,
+                                                           mesh))
 
-  if resolved.name != 'loop':
-    round_fn.strategy = resolved
-    round_fn.nonfinite = nonfinite
-    round_fn.place_state = place_state if mesh is not None else None
-    round_fn.mesh = mesh
-    return round_fn
 
-  # Reference: a Python loop of jitted single-silo updates, then a jitted
-  # server step. Same keys and same math as above, no client mapping.
-  local_jit = {g: jax.jit(checked[g]) for g in groups}
-  finish_jit = jax.jit(finish)
+def _constrain(mesh, tree):
+  """``tree``'s leaves constrained to the client axis of ``mesh``."""
+  if mesh is None:
+    return tree
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('clients'))
+  return jax.tree.map(
+      lambda x: lax.with_sharding_constraint(x, sharding), tree)
+
+
+def _place_state(mesh, state: FederatedState) -> FederatedState:
+  """The layout ``shard_state`` gives a run's input state.
+
+  A server leaf computed from client-sharded values (pFedNet's per-silo z)
+  would otherwise leave the compiled rounds sharded, and the next call of
+  the same executable would refuse it.
+  """
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  keep = lambda tree: jax.tree.map(
+      lambda x: lax.with_sharding_constraint(x, replicated), tree)
+  return FederatedState(server=keep(state.server),
+                        clients=_constrain(mesh, dict(state.clients)),
+                        rng=keep(state.rng), round=keep(state.round))
+
+
+def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
+                data, weights, hparams):
+  """One group's silos mapped with the strategy (sampled and sharded as the
+  spec says): ``(new clients, uploads, weights, metrics)``; with a streamed
+  mean the uploads are ``(weighted sum, weight sum)`` and weights None."""
+  g = spec.groups[gi]
+  num = weights.shape[0]
+  chex.assert_tree_shape_prefix(state.clients[g], (num,))
+  keys = client_keys(state.rng, state.round, gi, num)
+  personal = None if download.personal is None else download.personal[g]
+  placed = (state.clients[g], personal, data, weights, keys)
+  idx = None
+  if g in spec.sampled:
+    if spec.sampled[g] > num:
+      raise ValueError(f'clients_per_round[{g!r}] = {spec.sampled[g]} but '
+                       f'the group has {num} silos.')
+    idx, real = _padded_sample(state.rng, state.round, gi, weights,
+                               spec.sampled[g], spec.devices)
+    # mode='clip': a padding row repeats the last silo, weight 0 below.
+    placed = jax.tree.map(lambda x: x.at[idx].get(mode='clip'), placed)
+    placed = placed[:3] + (jnp.where(real, placed[3], 0.0),) + placed[4:]
+    placed = _constrain(spec.mesh, placed)
+  unplaced = (download.broadcast, hparams)
+  if spec.streamed:
+    if spec.mesh is None:
+      out = map_clients_mean(spec.checked[g], placed, unplaced, spec.strategy)
+    else:
+      out = map_clients_mean_sharded(spec.checked[g], placed, unplaced,
+                                     spec.strategy, spec.mesh)
+    new_clients, group_metrics = _constrain(spec.mesh, (out[0], out[3]))
+    upload, new_weights = (out[1], out[2]), None
+  else:
+    if spec.mesh is None:
+      out = map_clients(spec.checked[g], placed, unplaced, spec.strategy)
+    else:
+      out = map_clients_sharded(spec.checked[g], placed, unplaced,
+                                spec.strategy, spec.mesh)
+    new_clients, upload, new_weights, group_metrics = _constrain(spec.mesh,
+                                                                 out)
+  if idx is not None:
+    # Uploads and weights cover the m drawn (padded: weight-0 rows): the
+    # server averages the sampled. Padding rows index past the group and
+    # are dropped by the scatters.
+    new_clients = _scatter_clients(state.clients[g], new_clients, idx)
+    group_metrics = _scatter_metrics(group_metrics, idx, num)
+  return new_clients, upload, new_weights, group_metrics
+
+
+def _finish_round(spec: _RoundSpec, state, new_clients, uploads, new_weights,
+                  metrics, hparams):
+  """The server step and the next ``FederatedState``."""
+  alg, groups = spec.alg, spec.groups
+  if spec.streamed:  # uploads: group -> (weighted sum, weight sum).
+    total = jnp.maximum(sum(uploads[g][1] for g in groups), 1e-12)
+    mean = jax.tree.map(lambda *xs: sum(xs) / total,
+                        *[uploads[g][0] for g in groups])
+    server = alg.server_update_from_mean(state.server, mean, hparams)
+  else:
+    server = alg.server_update(state.server, uploads, new_weights, hparams)
+  metrics = dict(metrics)
+  metrics['server_nonfinite'] = ~_all_finite(server)
+  new_state = FederatedState(server=server, clients=new_clients,
+                             rng=state.rng, round=state.round + 1)
+  return new_state, metrics
+
+
+def _loop_round(spec: _RoundSpec):
+  """The 'loop' reference: a Python loop of jitted single-silo updates,
+  then a jitted server step. Same keys and same math as the compiled
+  round, no client mapping; tests use it as an oracle and benchmarks as
+  FedJAX's baseline."""
+  alg, groups, sampled = spec.alg, spec.groups, spec.sampled
+  local_jit = {g: jax.jit(spec.checked[g]) for g in groups}
+  finish_jit = jax.jit(functools.partial(_finish_round, spec))
   download_jit = jax.jit(alg.download)
 
   def loop_round_fn(state, data, weights, hparams):
@@ -706,8 +778,6 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
     return finish_jit(state, new_clients, uploads, new_weights, metrics,
                       hparams)
 
-  loop_round_fn.strategy = resolved
-  loop_round_fn.nonfinite = nonfinite
   return loop_round_fn
 
 
@@ -829,18 +899,18 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
     metric leaf gains a leading ``[num_rounds]`` axis. The state buffers are
     donated (the caller must not reuse the input state).
   """
-  if getattr(round_fn, 'strategy', None) is not None and (
-      round_fn.strategy.name == 'loop'):
+  info = _round_info(round_fn)
+  if info.strategy is not None and info.strategy.name == 'loop':
     raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
   jitted = jax.jit(run_rounds_unjitted(round_fn, num_rounds),
                    donate_argnums=(0,) if donate else ())
   return CheckedRounds(jitted, check=check, task=task,
-                       nonfinite=getattr(round_fn, 'nonfinite', 'stop'))
+                       nonfinite=info.nonfinite)
 
 
 def run_rounds_unjitted(round_fn, num_rounds):
   """The scan of ``run_rounds`` without jit, for composition (sweeps)."""
-  place = getattr(round_fn, 'place_state', None)
+  place = _round_info(round_fn).place_state
 
   def many(state, data, weights, hparams):
     def body(s, _):
@@ -885,13 +955,13 @@ def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
     ``fn(states, data, weights, hparams) -> (states, metrics)``; metric
     leaves are ``[K, num_rounds, ...]``.
   """
-  if getattr(round_fn, 'strategy', None) is not None and (
-      round_fn.strategy.name == 'loop'):
+  info = _round_info(round_fn)
+  if info.strategy is not None and info.strategy.name == 'loop':
     raise ValueError("run_sweep_rounds needs a compiled strategy, not 'loop'.")
   if config_parallel not in CONFIG_PARALLEL:
     raise ValueError(f'config_parallel={config_parallel!r}: expected one of '
                      f'{CONFIG_PARALLEL}.')
-  mesh = getattr(round_fn, 'mesh', None)
+  mesh = info.mesh
   if mesh is not None and 'configs' not in mesh.axis_names:
     raise ValueError(
         "run_sweep_rounds: the round was built with a 1-D 'clients' mesh; "

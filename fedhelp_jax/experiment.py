@@ -700,9 +700,136 @@ def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
   return plan
 
 
+def _announce(config, program, fed, why_devices: str, say) -> None:
+  """The run's opening lines: silos, strategy, devices, overrides, sampling."""
+  processes = (f'; {jax.process_count()} processes, this one holds '
+               f'{jax.local_device_count()} device(s)'
+               if jax.process_count() > 1 else '')
+  say(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
+      f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
+      f'client-parallel strategy {program.strategy.describe()}; '
+      f'{why_devices}{processes}')
+  overrides = hparam_overrides(config)
+  if overrides:
+    say('[fedhelp_jax] hparams the config sets over the registered defaults: '
+        + ', '.join(f'{k} {old:g} -> {new:g}'
+                    for k, (old, new) in sorted(overrides.items())))
+  sampling = clients_per_round(config)
+  if sampling:
+    say(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
+        'and group (the others wait)')
+
+
+def _nonfinite_failure(e, manager, nonfinite: str) -> NonFiniteError:
+  """``e`` with what was kept and how to go on."""
+  kept = manager.latest_round()
+  where = (f'The last good checkpoint (round {kept}) is kept in '
+           f'{manager.directory}.' if kept else
+           'No checkpoint was written yet.')
+  fix = ('check the data of the silos named, or lower the learning rate '
+         '(config.hparams.lr; a new --workdir or --noresume then starts '
+         'over)')
+  if nonfinite == 'stop':
+    fix += (', or rerun with --config.nonfinite=skip to resume from the '
+            "checkpoint and drop such silos' updates")
+  return NonFiniteError(f'{e} {where} Fix: {fix}.', e.events)
+
+
+def _summary(config, program, result, history, *, total: int,
+             start_round: int, chash: str, num_devices: int, workdir: str,
+             say) -> dict[str, Any]:
+  """``summary.json``'s record of a finished ``run_experiment``; ``history``
+  is the whole metrics log (resumed rounds included)."""
+  metric = program.metric
+  timing = {k: v for k, v in result['timing_s'].items()
+            if k != 'configs_in_program'}
+  already_complete = start_round >= total
+  if already_complete:  # Resumed a finished run: nothing was trained.
+    say(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
+        'nothing to train (the recorded timings are kept).')
+    previous = os.path.join(workdir, 'summary.json')
+    if os.path.exists(previous):
+      with open(previous) as f:
+        timing = json.load(f).get('timing_s', timing)
+  best = {}
+  for rec in history:  # Over the whole history, resumed rounds included.
+    value = rec['summary']['all'][metric]
+    if not best or value > best['value']:
+      best = {'round': rec['round'], 'value': value}
+  best = best or {'round': start_round,
+                  'value': result['final']['summary']['all'][metric]}
+  summary = {
+      'algorithm': config.algorithm, 'dataset': config.dataset.name,
+      'task': program.task.name, 'rounds': total, 'seed': int(config.seed),
+      'metric': metric, 'final': result['final'], 'best': best,
+      'strategy': program.strategy.describe(), 'config_hash': chash,
+      'devices': num_devices, 'processes': jax.process_count(),
+      'timing_s': timing,
+      'already_complete': already_complete,
+      'resumed_from_round': start_round,
+      # Over the whole history (metrics.jsonl), not just this invocation.
+      'skipped_updates': [e for rec in history
+                          for e in rec.get('skipped', [])],
+  }
+  if 'final_common' in result:
+    summary['common_test'] = {k: v for k, v in result['final_common'].items()
+                              if k != 'correct'}
+  return summary
+
+
+def _write_outputs(workdir: str, summary, result, groups,
+                   checkpoints: str) -> None:
+  """``summary.json``, the per-image record, and the printed summary."""
+  if result.get('common_correct'):
+    # Per image, per silo, per evaluation of this invocation: what paired
+    # tests between methods need (stats.paired_comparison).
+    last = result['common_correct']
+    np.savez_compressed(
+        os.path.join(workdir, 'common_test_correct.npz'),
+        rounds=np.asarray([c['round'] for c in last]),
+        **{g: np.stack([c['correct'][g] for c in last]) for g in groups})
+  try:
+    reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
+  except errors.DiskFullError as e:
+    total = summary['rounds']
+    where = f'All {total} rounds are checkpointed in {checkpoints} and logged.'
+    raise _disk_full(e, where, workdir, total) from None
+  reporting.print_summary(summary, groups)
+
+
+def _federation_on_mesh(config, raw, num_devices: int):
+  """``prepare_federation``, padded with dummy silos for a mesh of
+  ``num_devices`` (None with one device): ``(Federation, mesh)``."""
+  federation = prepare_federation(config, raw)
+  if num_devices <= 1:
+    return federation, None
+  mesh = engine.make_mesh(num_devices)
+  fed, weights, info = engine.pad_federation_for_mesh(
+      federation.fed, federation.weights, federation.info, mesh)
+  return federation._replace(fed=fed, weights=weights, info=info), mesh
+
+
+def _write_config(workdir: str, config, chash: str, info, program) -> None:
+  """``config.json``: the config, its hash, the partition and strategy."""
+  try:
+    reporting.write_json(os.path.join(workdir, 'config.json'),
+                         {'config': config.to_dict(), 'config_hash': chash,
+                          'partition': reporting.strict(info),
+                          'strategy': program.strategy.describe()})
+  except errors.DiskFullError as e:
+    raise _disk_full(e, 'Nothing was trained yet.', workdir) from None
+
+
 def _run_locked(config, workdir: str, *, resume: Optional[bool],
                 stop: faults.StopSignals, raw=None) -> dict[str, Any]:
-  """``run_experiment`` once the workdir is locked."""
+  """``run_experiment`` once the workdir is locked.
+
+  Longer than the house's ~80 lines on purpose: the metrics log, progress
+  bar and checkpoint manager are opened here and closed by the one
+  ``finally`` below, and the two hooks handed to ``runner.run`` close over
+  them (``restore`` may reopen the log), so their ownership stays visible
+  in one function.
+  """
   from fedhelp_jax import checkpoint as ckpt_lib  # Lazy: orbax import.
   validate.validate_config(config)
   chash = config_hash(config)
@@ -723,32 +850,12 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   start_round = manager.check_resume(resume) or 0
   if raw is None:
     raw = _load_raw_once_per_machine(config)
-  task, fed, info, groups, weights, hparams = prepare_federation(config, raw)
+  (task, fed, info, groups, weights, hparams), mesh = _federation_on_mesh(
+      config, raw, num_devices)
   common_test = _common_test(config, raw)
-
-  mesh = None
-  if num_devices > 1:
-    mesh = engine.make_mesh(num_devices)
-    fed, weights, info = engine.pad_federation_for_mesh(fed, weights, info,
-                                                        mesh)
   program = runner.build_program(config, task, groups, info, mesh=mesh)
   storage = _storage(program.alg, fed, info, mesh, num_devices)
-  processes = (f'; {jax.process_count()} processes, this one holds '
-               f'{jax.local_device_count()} device(s)'
-               if jax.process_count() > 1 else '')
-  say(f'[fedhelp_jax] {config.algorithm} on {config.dataset.name}: '
-        f'{ {g: int(np.sum(d["n"] > 0)) for g, d in fed.items()} } silos; '
-        f'client-parallel strategy {program.strategy.describe()}; '
-        f'{why_devices}{processes}')
-  overrides = hparam_overrides(config)
-  if overrides:
-    say('[fedhelp_jax] hparams the config sets over the registered defaults: '
-        + ', '.join(f'{k} {old:g} -> {new:g}'
-                    for k, (old, new) in sorted(overrides.items())))
-  sampling = clients_per_round(config)
-  if sampling:
-    say(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
-        'and group (the others wait)')
+  _announce(config, program, fed, why_devices, say)
 
   total = int(config.rounds)
   dp_plan = privacy_plan(config, fed, hparams, say)
@@ -765,13 +872,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
       enabled=primary and config.get('progress', True), every=every)
   logger, progress = open_log(), open_progress()
   if start_round == 0 and primary:
-    try:
-      reporting.write_json(os.path.join(workdir, 'config.json'),
-                           {'config': config.to_dict(), 'config_hash': chash,
-                            'partition': reporting.strict(info),
-                            'strategy': program.strategy.describe()})
-    except errors.DiskFullError as e:
-      raise _disk_full(e, 'Nothing was trained yet.', workdir) from None
+    _write_config(workdir, config, chash, info, program)
   shown = start_round  # The round the progress bar stands at.
 
   def on_eval(k, record, state):
@@ -817,17 +918,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
         restore=restore,
         on_eval=on_eval, common_test=common_test)
   except NonFiniteError as e:
-    kept = manager.latest_round()
-    where = (f'The last good checkpoint (round {kept}) is kept in '
-             f'{manager.directory}.' if kept else
-             'No checkpoint was written yet.')
-    fix = ('check the data of the silos named, or lower the learning rate '
-           '(config.hparams.lr; a new --workdir or --noresume then starts '
-           'over)')
-    if nonfinite == 'stop':
-      fix += (', or rerun with --config.nonfinite=skip to resume from the '
-              "checkpoint and drop such silos' updates")
-    raise NonFiniteError(f'{e} {where} Fix: {fix}.', e.events) from None
+    raise _nonfinite_failure(e, manager, nonfinite) from None
   except errors.DiskFullError as e:
     kept = manager.latest_round()
     where = (f'Kept: the round {kept} checkpoint in {manager.directory} and '
@@ -839,59 +930,14 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
     logger.close()
     manager.close()
 
-  timing = {k: v for k, v in result['timing_s'].items()
-            if k != 'configs_in_program'}
-  already_complete = start_round >= total
-  history = logger.records()
-  if already_complete:  # Resumed a finished run: nothing was trained.
-    say(f'[fedhelp_jax] {workdir} already holds all {total} rounds; '
-          'nothing to train (the recorded timings are kept).')
-    previous = os.path.join(workdir, 'summary.json')
-    if os.path.exists(previous):
-      with open(previous) as f:
-        timing = json.load(f).get('timing_s', timing)
-  best = {}
-  for rec in history:  # Over the whole history, resumed rounds included.
-    value = rec['summary']['all'][metric]
-    if not best or value > best['value']:
-      best = {'round': rec['round'], 'value': value}
-  best = best or {'round': start_round,
-                  'value': result['final']['summary']['all'][metric]}
-  summary = {
-      'algorithm': config.algorithm, 'dataset': config.dataset.name,
-      'task': task.name, 'rounds': total, 'seed': int(config.seed),
-      'metric': metric, 'final': result['final'], 'best': best,
-      'strategy': program.strategy.describe(), 'config_hash': chash,
-      'devices': num_devices, 'processes': jax.process_count(),
-      'timing_s': timing,
-      'already_complete': already_complete,
-      'resumed_from_round': start_round,
-      # Over the whole history (metrics.jsonl), not just this invocation.
-      'skipped_updates': [e for rec in history
-                          for e in rec.get('skipped', [])],
-  }
+  summary = _summary(config, program, result, logger.records(),
+                     total=total, start_round=start_round, chash=chash,
+                     num_devices=num_devices, workdir=workdir, say=say)
   if dp_plan is not None:
     summary['privacy'] = dp_plan.record
-  if not already_complete:
+  if not summary['already_complete']:
     summary['dead_units'] = _dead_units(program, groups, result['state'], fed,
                                         info, mesh, say)
-  if 'final_common' in result:
-    summary['common_test'] = {k: v for k, v in result['final_common'].items()
-                              if k != 'correct'}
-  if primary and result.get('common_correct'):
-    # Per image, per silo, per evaluation of this invocation: what paired
-    # tests between methods need (stats.paired_comparison).
-    last = result['common_correct']
-    np.savez_compressed(
-        os.path.join(workdir, 'common_test_correct.npz'),
-        rounds=np.asarray([c['round'] for c in last]),
-        **{g: np.stack([c['correct'][g] for c in last]) for g in groups})
   if primary:
-    try:
-      reporting.write_json(os.path.join(workdir, 'summary.json'), summary)
-    except errors.DiskFullError as e:
-      where = (f'All {total} rounds are checkpointed in {manager.directory} '
-               'and logged.')
-      raise _disk_full(e, where, workdir, total) from None
-    reporting.print_summary(summary, groups)
+    _write_outputs(workdir, summary, result, groups, manager.directory)
   return summary

@@ -381,10 +381,73 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
     ValueError: a bad policy, K > 1 with a restore hook or a 1-D mesh, or
       K not a multiple of a sweep mesh's config groups.
   """
+  _check_run_args(program, len(members), nonfinite, restore)
+  t_run = time.time()
+  k_configs = len(members)
+  placed = _place(program, members)
+  states, start_round = placed.states, 0
+  if restore is not None:
+    states, start_round = restore(states)
+  # Messages name the config when there are several, or when asked to.
+  prefixes = ([f'{label}: ' for label in labels] if labels else
+              [f'config {k}: ' if k_configs > 1 else '' for k in
+               range(k_configs)])
+  out = [_empty_result(program, m, rounds, start_round, k_configs)
+         for m in members]
+  kept_metrics = []
+  compile_s = steady_s = host_s = 0.0
+  every = max(1, min(int(eval_every), int(rounds)))
+  r = start_round
+  while r < rounds:
+    n = min(every, rounds - r)
+    args = (states, placed.feds, placed.weights, placed.hparams)
+    executable, compiled_s = _chunk_executable(program, n, k_configs,
+                                               placed.shared, args)
+    compile_s += compiled_s
+    t0 = time.time()
+    states, metrics = executable(*args)
+    metrics = engine.fetch(metrics)
+    steady_s += time.time() - t0
+    t0 = time.time()
+    if keep_metrics:
+      kept_metrics.append(metrics)
+    for k, m in enumerate(members):
+      chunk = _Chunk(first_round=r, rounds=n,
+                     metrics=_take(metrics, k) if k_configs > 1 else metrics,
+                     state=_take(states, k) if k_configs > 1 else states)
+      record = _read_chunk(program, out[k], m, chunk, nonfinite=nonfinite,
+                           prefix=prefixes[k], placed=placed,
+                           common_test=common_test, t_run=t_run)
+      if on_eval is not None:
+        on_eval(k, record, chunk.state)
+    host_s += time.time() - t0
+    r += n
+
+  timing = {'compile': compile_s, 'steady': steady_s,
+            'host_between_chunks': host_s, 'wall': time.time() - t_run,
+            'configs_in_program': k_configs}
+  joined = (jax.tree.map(lambda *xs: np.concatenate(xs, 1 if k_configs > 1
+                                                    else 0), *kept_metrics)
+            if kept_metrics else None)
+  for k, (m, res) in enumerate(zip(members, out)):
+    res['state'] = _take(states, k) if k_configs > 1 else states
+    if res['final'] is None:  # Nothing left to run: evaluate what is there.
+      res['final'] = evaluate(program.predict_fn, res['state'], m.fed,
+                              program.task, m.info,
+                              placed.test_inputs if placed.shared else None)
+    res['timing_s'] = timing
+    if keep_metrics:
+      res['round_metrics'] = (_take(joined, k) if k_configs > 1 and joined
+                              is not None else joined)
+  return out
+
+
+def _check_run_args(program: Program, k_configs: int, nonfinite: str,
+                    restore) -> None:
+  """The ``ValueError``s of ``run``: policy, restore hook and mesh shape."""
   if nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f'nonfinite={nonfinite!r}: expected one of '
                      f'{NONFINITE_POLICIES}.')
-  k_configs = len(members)
   mesh = program.mesh
   sweep_mesh = mesh is not None and 'configs' in mesh.axis_names
   if sweep_mesh and k_configs == 1:
@@ -401,7 +464,22 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
         f"run: {k_configs} configs do not divide over the mesh's "
         f"{mesh.shape['configs']} 'configs' device groups; use a multiple "
         'of it, or a mesh with fewer config groups.')
-  t_run = time.time()
+
+
+class _Placed(NamedTuple):
+  """The program's inputs on their devices (stacked on a leading config
+  axis when K > 1; the data only when members hold different silos)."""
+  feds: Any
+  weights: Any
+  states: Any
+  hparams: Any
+  test_inputs: Any  # {group: {'test_x'}}, placed like the state.
+  shared: bool  # Every member holds the same silos (one data copy).
+
+
+def _place(program: Program, members: Sequence[Member]) -> _Placed:
+  """Initial states, stacked when K > 1, and every input on its devices."""
+  k_configs, mesh = len(members), program.mesh
   shared = k_configs == 1 or same_data(members)
   if shared:
     feds, weights = members[0].fed, members[0].weights
@@ -416,12 +494,12 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
                            *[m.hparams for m in members])
   else:
     states, hparams = states[0], members[0].hparams
-  # Placement: host arrays go straight to their devices (with several
-  # processes each contributes only the silos its devices hold).
+  # Host arrays go straight to their devices (with several processes each
+  # contributes only the silos its devices hold).
   test_inputs = {g: {'test_x': d['test_x']} for g, d in members[0].fed.items()}
   if mesh is None:
     feds, weights = jax.device_put((feds, weights))
-  elif not sweep_mesh:
+  elif 'configs' not in mesh.axis_names:
     feds = engine.shard_clients(feds, mesh)
     weights = engine.shard_clients(weights, mesh)
     states = engine.shard_state(states, mesh)
@@ -432,108 +510,87 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
     states = engine.shard_sweep_state(states, mesh)
     hparams = engine.shard_sweep_hparams(hparams, mesh)
     test_inputs = engine.shard_sweep_inputs(test_inputs, mesh, stacked=False)
-  start_round = 0
-  if restore is not None:
-    states, start_round = restore(states)
+  return _Placed(feds, weights, states, hparams, test_inputs, shared)
 
-  # Messages name the config when there are several, or when asked to.
-  prefixes = ([f'{label}: ' for label in labels] if labels else
-              [f'config {k}: ' if k_configs > 1 else '' for k in
-               range(k_configs)])
-  num_silos = [sum(len(ix) for ix in m.info['groups'].values())
-               for m in members]
-  metric = program.metric
-  every = max(1, min(int(eval_every), int(rounds)))
-  out = [{'seed': int(m.seed), 'metric': metric, 'rounds': int(rounds),
-          'start_round': start_round, 'final': None, 'best': {},
-          'history': [], 'train_loss': {g: [] for g in program.groups},
+
+def _chunk_executable(program: Program, rounds: int, k_configs: int,
+                      shared: bool, args) -> tuple[Any, float]:
+  """The compiled ``rounds``-round chunk (cached on the program) and the
+  seconds spent compiling it now (0 when cached)."""
+  key = (rounds, k_configs, not shared)
+  if key in program.executables:
+    return program.executables[key], 0.0
+  fn = (engine.run_sweep_rounds(program.round_fn, rounds,
+                                stacked_data=not shared,
+                                config_parallel=program.config_parallel.name)
+        if k_configs > 1 else engine.run_rounds(program.round_fn, rounds))
+  t0 = time.time()
+  program.executables[key] = fn.lower(*args).compile()
+  return program.executables[key], time.time() - t0
+
+
+def _empty_result(program: Program, member: Member, rounds: int,
+                  start_round: int, k_configs: int) -> dict[str, Any]:
+  return {'seed': int(member.seed), 'metric': program.metric,
+          'rounds': int(rounds), 'start_round': start_round, 'final': None,
+          'best': {}, 'history': [],
+          'train_loss': {g: [] for g in program.groups},
           'events': [], 'nonfinite': [],
           'strategy': program.strategy.describe(),
           'config_parallel': (program.config_parallel.describe()
-                              if k_configs > 1 else None)} for m in members]
-  kept_metrics = []
-  compile_s = steady_s = host_s = 0.0
-  r = start_round
-  while r < rounds:
-    n = min(every, rounds - r)
-    key = (n, k_configs, not shared)
-    if key not in program.executables:
-      fn = (engine.run_sweep_rounds(
-          program.round_fn, n, stacked_data=not shared,
-          config_parallel=program.config_parallel.name)
-            if k_configs > 1 else engine.run_rounds(program.round_fn, n))
-      t0 = time.time()
-      program.executables[key] = fn.lower(states, feds, weights,
-                                          hparams).compile()
-      compile_s += time.time() - t0
-    t0 = time.time()
-    states, metrics = program.executables[key](states, feds, weights, hparams)
-    metrics = engine.fetch(metrics)
-    steady_s += time.time() - t0
-    t0 = time.time()
-    if keep_metrics:
-      kept_metrics.append(metrics)
-    for k, m in enumerate(members):
-      metrics_k = _take(metrics, k) if k_configs > 1 else metrics
-      events, server_round = nonfinite_events(metrics_k, r, m.info)
-      _check_policy(nonfinite, events, server_round, num_silos[k],
-                    prefixes[k])
-      res = out[k]
-      res['events'] += events
-      res['nonfinite'] += [describe_event(e) for e in events]
-      if server_round is not None:
-        res['nonfinite'].append(
-            f'round {server_round}: the server state became non-finite.')
-      if nonfinite == 'skip':
-        for e in events if jax.process_index() == 0 else ():  # Dropped.
-          print(f'[fedhelp_jax] skipped: {describe_event(e)}')
-      losses = round_losses(metrics_k, m.info, program.groups)
-      for g in program.groups:
-        res['train_loss'][g] += losses[g]
-      state_k = _take(states, k) if k_configs > 1 else states
-      ev = evaluate(program.predict_fn, state_k, m.fed, program.task, m.info,
-                    test_inputs if shared else None)
-      if common_test is not None:
-        full = evaluate_common(program.predict_common_fn, state_k, m.fed,
-                               common_test, program.task, m.info)
-        res['final_common'] = full
-        if 'correct' in full:
-          res.setdefault('common_correct', []).append(
-              {'round': r + n, 'correct': full['correct']})
-        ev = {**ev, 'common': {k: v for k, v in full.items()
-                               if k != 'correct'}}
-      res['final'] = ev
-      last_loss = {g: losses[g][-1] for g in program.groups}
-      res['history'].append({'round': r + n, 'summary': ev['summary'],
-                             'train_loss': last_loss})
-      if 'common' in ev:
-        res['history'][-1]['common_summary'] = ev['common']['summary']
-      value = ev['summary']['all'][metric]
-      if not res['best'] or value > res['best']['value']:
-        res['best'] = {'round': r + n, 'value': value}
-      if on_eval is not None:
-        record = {'round': r + n, 'train_loss': last_loss,
-                  'elapsed_s': time.time() - t_run, **ev}
-        if events:
-          record['skipped'] = events
-        on_eval(k, record, state_k)
-    host_s += time.time() - t0
-    r += n
+                              if k_configs > 1 else None)}
 
-  timing = {'compile': compile_s, 'steady': steady_s,
-            'host_between_chunks': host_s, 'wall': time.time() - t_run,
-            'configs_in_program': k_configs}
-  for k, (m, res) in enumerate(zip(members, out)):
-    res['state'] = _take(states, k) if k_configs > 1 else states
-    if res['final'] is None:  # Nothing left to run: evaluate what is there.
-      res['final'] = evaluate(program.predict_fn, res['state'], m.fed,
-                              program.task, m.info,
-                              test_inputs if shared else None)
-    res['timing_s'] = timing
-    if keep_metrics:
-      axis = 1 if k_configs > 1 else 0
-      joined = (jax.tree.map(lambda *xs: np.concatenate(xs, axis),
-                             *kept_metrics) if kept_metrics else None)
-      res['round_metrics'] = (_take(joined, k) if k_configs > 1 and joined
-                              is not None else joined)
-  return out
+
+class _Chunk(NamedTuple):
+  """One config's view of one compiled chunk."""
+  first_round: int  # Rounds run before the chunk.
+  rounds: int
+  metrics: Any  # Host arrays with a leading rounds axis.
+  state: Any  # On device, after the chunk.
+
+
+def _read_chunk(program: Program, res: dict, member: Member, chunk: _Chunk,
+                *, nonfinite: str, prefix: str, placed: _Placed,
+                common_test: Optional[CommonTest],
+                t_run: float) -> dict[str, Any]:
+  """Applies the non-finite policy to one config's chunk, evaluates it and
+  adds it to ``res``; returns the ``on_eval`` record."""
+  r, n = chunk.first_round, chunk.rounds
+  events, server_round = nonfinite_events(chunk.metrics, r, member.info)
+  num_silos = sum(len(ix) for ix in member.info['groups'].values())
+  _check_policy(nonfinite, events, server_round, num_silos, prefix)
+  res['events'] += events
+  res['nonfinite'] += [describe_event(e) for e in events]
+  if server_round is not None:
+    res['nonfinite'].append(
+        f'round {server_round}: the server state became non-finite.')
+  if nonfinite == 'skip':
+    for e in events if jax.process_index() == 0 else ():  # Dropped.
+      print(f'[fedhelp_jax] skipped: {describe_event(e)}')
+  losses = round_losses(chunk.metrics, member.info, program.groups)
+  for g in program.groups:
+    res['train_loss'][g] += losses[g]
+  ev = evaluate(program.predict_fn, chunk.state, member.fed, program.task,
+                member.info, placed.test_inputs if placed.shared else None)
+  if common_test is not None:
+    full = evaluate_common(program.predict_common_fn, chunk.state,
+                           member.fed, common_test, program.task, member.info)
+    res['final_common'] = full
+    if 'correct' in full:
+      res.setdefault('common_correct', []).append(
+          {'round': r + n, 'correct': full['correct']})
+    ev = {**ev, 'common': {k: v for k, v in full.items() if k != 'correct'}}
+  res['final'] = ev
+  last_loss = {g: losses[g][-1] for g in program.groups}
+  res['history'].append({'round': r + n, 'summary': ev['summary'],
+                         'train_loss': last_loss})
+  if 'common' in ev:
+    res['history'][-1]['common_summary'] = ev['common']['summary']
+  value = ev['summary']['all'][program.metric]
+  if not res['best'] or value > res['best']['value']:
+    res['best'] = {'round': r + n, 'value': value}
+  record = {'round': r + n, 'train_loss': last_loss,
+            'elapsed_s': time.time() - t_run, **ev}
+  if events:
+    record['skipped'] = events
+  return record

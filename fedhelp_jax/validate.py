@@ -153,6 +153,27 @@ def validate_config(config: Any) -> None:
   _int(config, 'seed', minimum=0)
   _int(config, 'num_classes', minimum=2)
   _int(config, 'local.batch_size', minimum=1)
+  _check_local(config)
+  _choice('local.optimizer', _get(config, 'local.optimizer'), ('sgd', 'adam'))
+  _choice('strategy', config.get('strategy', 'auto'), _STRATEGIES)
+  _choice('config_parallel', config.get('config_parallel', 'auto'),
+          ('auto', 'vmap', 'map'))
+  _choice('aggregation', config.get('aggregation', 'samples'), _AGGREGATIONS)
+  _choice('nonfinite', config.get('nonfinite', 'stop'), ('stop', 'skip'))
+  _check_devices(config)
+  models_ok = _TASK_MODELS[config.task]
+  model = _get(config, 'model.name')
+  if not isinstance(model, str) or model not in models_ok:
+    _fail('model.name', f'{_show(model)} cannot be used for the '
+          f'{config.task} task.', f'use one of {list(models_ok)}.')
+  _check_hparams(config)
+  _check_dp(config)
+  _check_clients_per_round(config)
+  _check_partition(config)
+
+
+def _check_local(config) -> None:
+  """One of local_steps / local_epochs, in range."""
   steps, epochs = config.local.get('local_steps'), config.local.get(
       'local_epochs')
   if (steps is None) == (epochs is None):
@@ -165,36 +186,31 @@ def validate_config(config: Any) -> None:
       or not 0 < epochs < math.inf):
     _fail('local.local_epochs', f'must be a finite number > 0, got '
           f'{_show(epochs)}.', 'use e.g. 1.0.')
-  _choice('local.optimizer', _get(config, 'local.optimizer'), ('sgd', 'adam'))
-  _choice('strategy', config.get('strategy', 'auto'), _STRATEGIES)
-  _choice('config_parallel', config.get('config_parallel', 'auto'),
-          ('auto', 'vmap', 'map'))
-  _choice('aggregation', config.get('aggregation', 'samples'), _AGGREGATIONS)
-  _choice('nonfinite', config.get('nonfinite', 'stop'), ('stop', 'skip'))
-  if config.get('num_devices') is not None:
-    num_devices = _int(config, 'num_devices', minimum=0)  # 0: all visible.
-    import jax  # pylint: disable=g-import-not-at-top
-    visible = jax.device_count()
-    if num_devices > visible:
-      _fail('num_devices', f'asks for {num_devices} devices but {visible} '
-            f'{jax.default_backend()} device(s) are visible.',
-            f'set it to at most {visible}; on CPU, simulate more with '
-            'XLA_FLAGS=--xla_force_host_platform_device_count=N set before '
-            'jax is imported.')
-  models_ok = _TASK_MODELS[config.task]
-  model = _get(config, 'model.name')
-  if not isinstance(model, str) or model not in models_ok:
-    _fail('model.name', f'{_show(model)} cannot be used for the '
-          f'{config.task} task.', f'use one of {list(models_ok)}.')
-  _check_hparams(config)
-  _check_dp(config)
-  _check_clients_per_round(config)
-  part = config.get('partition')
-  if part is not None:
-    part = _group(config, 'partition')
-  if part is not None and part.get('kind', 'large_small') == 'shares':
+
+
+def _check_devices(config) -> None:
+  """``num_devices`` within what this process sees."""
+  if config.get('num_devices') is None:
+    return
+  num_devices = _int(config, 'num_devices', minimum=0)  # 0: all visible.
+  import jax  # pylint: disable=g-import-not-at-top
+  visible = jax.device_count()
+  if num_devices > visible:
+    _fail('num_devices', f'asks for {num_devices} devices but {visible} '
+          f'{jax.default_backend()} device(s) are visible.',
+          f'set it to at most {visible}; on CPU, simulate more with '
+          'XLA_FLAGS=--xla_force_host_platform_device_count=N set before '
+          'jax is imported.')
+
+
+def _check_partition(config) -> None:
+  """The ``partition`` section, when there is one."""
+  if config.get('partition') is None:
+    return
+  part = _group(config, 'partition')
+  if part.get('kind', 'large_small') == 'shares':
     _check_shares_partition(config, part)
-  elif part is not None:
+  else:
     _choice('partition.kind', part.get('kind', 'large_small'),
             PARTITION_KINDS)
     num_large = _int(config, 'partition.num_large', minimum=0)

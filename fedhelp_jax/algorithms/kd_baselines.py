@@ -28,6 +28,7 @@ FedHelp with the private large models and the dual KD switched off.
 """
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -194,6 +195,38 @@ class FMLSiloState(NamedTuple):
   private_model_state: Any
 
 
+def _mutual_step(shared_module, private, task, tx, hparams, data, carry,
+                 batch_idx, key):
+  """One FML local step: both models on one batch, each distilling from the
+  other's current (stop-gradient) outputs."""
+  del key
+  s_p, s_ms, p_p, p_ms, opt_s, opt_p = carry
+  xb, yb = data['x'][batch_idx], data['y'][batch_idx]
+  temp = hparams['temperature']
+  # Both models read each other's CURRENT outputs (simultaneous update).
+  s_ref = lax.stop_gradient(_apply(shared_module, s_p, s_ms, xb,
+                                   train=False)[0])
+  p_ref = lax.stop_gradient(_apply(private, p_p, p_ms, xb, train=False)[0])
+
+  def mutual_loss(module, model_state, ref, weight, q):
+    out, ms = _apply(module, q, model_state, xb, train=True)
+    ce = jnp.mean(task.loss(out, yb))
+    kd = jnp.mean(losses.kd_kl(out, ref, temperature=temp))
+    return weight * ce + (1 - weight) * kd, (ce, ms)
+
+  shared_loss = functools.partial(mutual_loss, shared_module, s_ms, p_ref,
+                                  hparams['beta'])
+  private_loss = functools.partial(mutual_loss, private, p_ms, s_ref,
+                                   hparams['alpha'])
+  (_, (ce_s, s_ms)), g_s = jax.value_and_grad(shared_loss, has_aux=True)(s_p)
+  (_, (ce_p, p_ms)), g_p = jax.value_and_grad(private_loss, has_aux=True)(p_p)
+  u_s, opt_s = tx.update(g_s, opt_s, s_p)
+  u_p, opt_p = tx.update(g_p, opt_p, p_p)
+  return (optax.apply_updates(s_p, u_s), s_ms,
+          optax.apply_updates(p_p, u_p), p_ms, opt_s, opt_p), {
+              'train_loss': ce_s, 'private_loss': ce_p}
+
+
 def fml(shared_module, private_modules, task: tasks.Task,
         local: common.LocalConfig, groups, *,
         eval_private: bool = True) -> types.FederatedAlgorithm:
@@ -241,39 +274,8 @@ def fml(shared_module, private_modules, task: tasks.Task,
     order_key, step_key = jax.random.split(rng)
     idx, active = local.schedule(order_key, data)
     tx = common.make_optimizer(local.optimizer, hparams)
-    temp = hparams['temperature']
-
-    def step(carry, batch_idx, key):
-      del key
-      s_p, s_ms, p_p, p_ms, opt_s, opt_p = carry
-      xb, yb = data['x'][batch_idx], data['y'][batch_idx]
-      # Both models read each other's CURRENT outputs (simultaneous update).
-      s_ref = lax.stop_gradient(_apply(shared_module, s_p, s_ms, xb,
-                                       train=False)[0])
-      p_ref = lax.stop_gradient(_apply(private, p_p, p_ms, xb,
-                                       train=False)[0])
-
-      def shared_loss(q):
-        out, ms = _apply(shared_module, q, s_ms, xb, train=True)
-        ce = jnp.mean(task.loss(out, yb))
-        kd = jnp.mean(losses.kd_kl(out, p_ref, temperature=temp))
-        return hparams['beta'] * ce + (1 - hparams['beta']) * kd, (ce, ms)
-
-      def private_loss(q):
-        out, ms = _apply(private, q, p_ms, xb, train=True)
-        ce = jnp.mean(task.loss(out, yb))
-        kd = jnp.mean(losses.kd_kl(out, s_ref, temperature=temp))
-        return hparams['alpha'] * ce + (1 - hparams['alpha']) * kd, (ce, ms)
-      (_, (ce_s, s_ms)), g_s = jax.value_and_grad(shared_loss,
-                                                  has_aux=True)(s_p)
-      (_, (ce_p, p_ms)), g_p = jax.value_and_grad(private_loss,
-                                                  has_aux=True)(p_p)
-      u_s, opt_s = tx.update(g_s, opt_s, s_p)
-      u_p, opt_p = tx.update(g_p, opt_p, p_p)
-      return (optax.apply_updates(s_p, u_s), s_ms,
-              optax.apply_updates(p_p, u_p), p_ms, opt_s, opt_p), {
-                  'train_loss': ce_s, 'private_loss': ce_p}
-
+    step = functools.partial(_mutual_step, shared_module, private, task,
+                             tx, hparams, data)
     carry = (broadcast, client.meme_model_state, client.private_params,
              client.private_model_state, tx.init(broadcast),
              tx.init(client.private_params))

@@ -32,8 +32,9 @@ proportions, mean input or mean mask), and the graph (kNN / complete / star)
 is built from the stacked sketches alone.
 """
 
+import functools
 import re
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -122,114 +123,151 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
     raise ValueError(f'local_round must be one of {LOCAL_ROUNDS}, got '
                      f'{local_round!r}.')
   groups = tuple(groups)
-  sizes = [int(num_silos_per_group[g]) for g in groups]
-  num_nodes = sum(sizes)
-  incidence = graph_lib.incidence_matrix(np.asarray(edges), num_nodes)
-  splits = np.cumsum(sizes)[:-1].tolist()
-
-  def labels_of(params):
-    if shared_pattern is None:
-      return params_lib.partition_params(params, personal_pattern)
-    return params_lib.partition_params_strict(params, shared_pattern,
-                                              personal_pattern)
-
-  def split_params(params):
-    return params_lib.split(params, labels_of(params))
-
-  def train(start, model_state, data, hparams, rng):
-    """The silo's local training: joint, or the two phases in order."""
-    if local_round == 'joint':
-      return common.supervised_train(module, task, local, start, model_state,
-                                     data, hparams, rng)
-    labels = labels_of(start)
-    order = ((params_lib.SHARED, params_lib.PERSONAL)
-             if local_round == 'shared_first'
-             else (params_lib.PERSONAL, params_lib.SHARED))
-    params, losses, steps = start, [], 0.0
-    for part, key in zip(order, jax.random.split(rng)):
-      params, model_state, m = common.supervised_train(
-          module, task, local, params, model_state, data, hparams, key,
-          trainable=jax.tree.map(lambda label, part=part: label == part,
-                                 labels))
-      losses.append(m['train_loss'])
-      steps = steps + m['local_steps']
-    return params, model_state, {'train_loss': losses[-1],
-                                 'train_loss_first_phase': losses[0],
-                                 'local_steps': steps}
-
-  def init_fn(rng, data):
-    params, model_state = common.init_model(
-        module, rng, common.sample_x(data[groups[0]]))
-    _, personal = split_params(params)
-    z, _ = ravel_pytree(personal)
-    if z.size == 0:
-      raise ValueError(
-          f'pfednet: the personalized pattern {personal_pattern!r} matched no '
-          'parameter; parameter paths are: '
-          + ', '.join(_param_paths(params)) + '.')
-    clients, zs = {}, {}
-    for g, num in zip(groups, sizes):
-      num_data = int(data[g]['x'].shape[0])
-      if num_data < num:
-        raise ValueError(f'pfednet: group {g!r} has {num_data} silos in the '
-                         f'data but {num} graph nodes.')
-      clients[g] = {'model_state': common.stack(model_state, num_data)}
-      zs[g] = common.stack(z, num_data)
-    return {'params': params, 'z': zs}, clients
-
-  def download(server):
-    return types.Download(broadcast=server['params'], personal=server['z'])
-
-  def local_update(group, client, broadcast, z, data, hparams, rng):
-    del group
-    shared0, personal_template = split_params(broadcast)
-    _, unravel = ravel_pytree(personal_template)
-    start = params_lib.merge(shared0, unravel(z))
-    params, model_state, metrics = train(start, client['model_state'], data,
-                                         hparams, rng)
-    delta = jax.tree.map(lambda a, b: a - b, start, params)
-    delta_shared, delta_personal = split_params(delta)
-    upload = {'shared': delta_shared,
-              'personal': ravel_pytree(delta_personal)[0]}
-    if compress:
-      upload = _compress(upload, hparams['gamma'], ternarize_p, tv_iters)
-    metrics = dict(metrics)
-    metrics['upload_runs'] = _num_runs(upload)
-    metrics['upload_size'] = jnp.asarray(
-        sum(x.size for x in jax.tree.leaves(upload)), jnp.int32)
-    if return_uploads:
-      metrics['upload'] = ravel_pytree(upload)[0]
-    return {'model_state': model_state}, upload, metrics
-
-  def server_update(server, uploads, weights, hparams):
-    shared_delta = engine.weighted_mean_groups(
-        {g: u['shared'] for g, u in uploads.items()}, weights)
-    shared0, personal0 = split_params(server['params'])
-    shared = server_opt.sgd_step(shared0, shared_delta, hparams)
-    # Graph nodes are the real silos; dummy silos appended for a device mesh
-    # (weight 0) keep their rows unchanged.
-    z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
-    grads = jnp.concatenate([uploads[g]['personal'][:n]
-                             for g, n in zip(groups, sizes)])
-    z = prox_lib.graph_prox_admm(
-        z_t, grads, jnp.asarray(incidence), lam=hparams['lam'],
-        eta=hparams['eta'], rho=hparams['rho'], num_iters=admm_iters)
-    parts = jnp.split(z, splits) if splits else [z]
-    new_z = {g: server['z'][g].at[:n].set(part)
-             for g, n, part in zip(groups, sizes, parts)}
-    return {'params': params_lib.merge(shared, personal0), 'z': new_z}
-
-  def eval_variables(group, client, broadcast, z):
-    del group
-    shared, personal_template = split_params(broadcast)
-    _, unravel = ravel_pytree(personal_template)
-    return common.model_variables(params_lib.merge(shared, unravel(z)),
-                                  client['model_state'])
-
+  sizes = tuple(int(num_silos_per_group[g]) for g in groups)
+  setup = _Setup(
+      module=module, task=task, local=local, groups=groups, sizes=sizes,
+      incidence=graph_lib.incidence_matrix(np.asarray(edges), sum(sizes)),
+      splits=tuple(np.cumsum(sizes)[:-1].tolist()),
+      personal_pattern=personal_pattern, shared_pattern=shared_pattern,
+      compress=compress, ternarize_p=ternarize_p, admm_iters=admm_iters,
+      tv_iters=tv_iters, return_uploads=return_uploads,
+      local_round=local_round)
+  bind = lambda fn: functools.partial(fn, setup)
   return types.FederatedAlgorithm(
-      name=name, init=init_fn, download=download,
-      local_update=local_update, server_update=server_update,
-      eval_variables=eval_variables, eval_model=lambda group: module)
+      name=name, init=bind(_init), download=_download,
+      local_update=bind(_local_update), server_update=bind(_server_update),
+      eval_variables=bind(_eval_variables), eval_model=lambda group: module)
+
+
+class _Setup(NamedTuple):
+  """pFedNet's static configuration (see ``pfednet``'s arguments)."""
+  module: Any
+  task: Any
+  local: common.LocalConfig
+  groups: tuple[str, ...]
+  sizes: tuple[int, ...]  # Graph nodes per group, in group order.
+  incidence: np.ndarray  # [E, N] edge-node incidence of the graph.
+  splits: tuple[int, ...]  # Where each group's rows start in the node axis.
+  personal_pattern: str
+  shared_pattern: Optional[str]
+  compress: bool
+  ternarize_p: Optional[float]
+  admm_iters: int
+  tv_iters: int
+  return_uploads: bool
+  local_round: str
+
+
+def _labels_of(setup: _Setup, params):
+  if setup.shared_pattern is None:
+    return params_lib.partition_params(params, setup.personal_pattern)
+  return params_lib.partition_params_strict(params, setup.shared_pattern,
+                                            setup.personal_pattern)
+
+
+def _split_params(setup: _Setup, params):
+  return params_lib.split(params, _labels_of(setup, params))
+
+
+def _train(setup: _Setup, start, model_state, data, hparams, rng):
+  """The silo's local training: joint, or the two phases in order."""
+  module, task, local = setup.module, setup.task, setup.local
+  if setup.local_round == 'joint':
+    return common.supervised_train(module, task, local, start, model_state,
+                                   data, hparams, rng)
+  labels = _labels_of(setup, start)
+  order = ((params_lib.SHARED, params_lib.PERSONAL)
+           if setup.local_round == 'shared_first'
+           else (params_lib.PERSONAL, params_lib.SHARED))
+  params, losses, steps = start, [], 0.0
+  for part, key in zip(order, jax.random.split(rng)):
+    params, model_state, m = common.supervised_train(
+        module, task, local, params, model_state, data, hparams, key,
+        trainable=jax.tree.map(lambda label, part=part: label == part,
+                               labels))
+    losses.append(m['train_loss'])
+    steps = steps + m['local_steps']
+  return params, model_state, {'train_loss': losses[-1],
+                               'train_loss_first_phase': losses[0],
+                               'local_steps': steps}
+
+
+def _init(setup: _Setup, rng, data):
+  groups = setup.groups
+  params, model_state = common.init_model(
+      setup.module, rng, common.sample_x(data[groups[0]]))
+  _, personal = _split_params(setup, params)
+  z, _ = ravel_pytree(personal)
+  if z.size == 0:
+    raise ValueError(
+        f'pfednet: the personalized pattern {setup.personal_pattern!r} '
+        'matched no parameter; parameter paths are: '
+        + ', '.join(_param_paths(params)) + '.')
+  clients, zs = {}, {}
+  for g, num in zip(groups, setup.sizes):
+    num_data = int(data[g]['x'].shape[0])
+    if num_data < num:
+      raise ValueError(f'pfednet: group {g!r} has {num_data} silos in the '
+                       f'data but {num} graph nodes.')
+    clients[g] = {'model_state': common.stack(model_state, num_data)}
+    zs[g] = common.stack(z, num_data)
+  return {'params': params, 'z': zs}, clients
+
+
+def _download(server):
+  return types.Download(broadcast=server['params'], personal=server['z'])
+
+
+def _local_update(setup: _Setup, group, client, broadcast, z, data, hparams,
+                  rng):
+  del group
+  shared0, personal_template = _split_params(setup, broadcast)
+  _, unravel = ravel_pytree(personal_template)
+  start = params_lib.merge(shared0, unravel(z))
+  params, model_state, metrics = _train(setup, start, client['model_state'],
+                                        data, hparams, rng)
+  delta = jax.tree.map(lambda a, b: a - b, start, params)
+  delta_shared, delta_personal = _split_params(setup, delta)
+  upload = {'shared': delta_shared,
+            'personal': ravel_pytree(delta_personal)[0]}
+  if setup.compress:
+    upload = _compress(upload, hparams['gamma'], setup.ternarize_p,
+                       setup.tv_iters)
+  metrics = dict(metrics)
+  metrics['upload_runs'] = _num_runs(upload)
+  metrics['upload_size'] = jnp.asarray(
+      sum(x.size for x in jax.tree.leaves(upload)), jnp.int32)
+  if setup.return_uploads:
+    metrics['upload'] = ravel_pytree(upload)[0]
+  return {'model_state': model_state}, upload, metrics
+
+
+def _server_update(setup: _Setup, server, uploads, weights, hparams):
+  groups, sizes = setup.groups, setup.sizes
+  shared_delta = engine.weighted_mean_groups(
+      {g: u['shared'] for g, u in uploads.items()}, weights)
+  shared0, personal0 = _split_params(setup, server['params'])
+  shared = server_opt.sgd_step(shared0, shared_delta, hparams)
+  # Graph nodes are the real silos; dummy silos appended for a device mesh
+  # (weight 0) keep their rows unchanged.
+  z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
+  grads = jnp.concatenate([uploads[g]['personal'][:n]
+                           for g, n in zip(groups, sizes)])
+  z = prox_lib.graph_prox_admm(
+      z_t, grads, jnp.asarray(setup.incidence), lam=hparams['lam'],
+      eta=hparams['eta'], rho=hparams['rho'], num_iters=setup.admm_iters)
+  parts = jnp.split(z, list(setup.splits)) if setup.splits else [z]
+  new_z = {g: server['z'][g].at[:n].set(part)
+           for g, n, part in zip(groups, sizes, parts)}
+  return {'params': params_lib.merge(shared, personal0), 'z': new_z}
+
+
+def _eval_variables(setup: _Setup, group, client, broadcast, z):
+  del group
+  shared, personal_template = _split_params(setup, broadcast)
+  _, unravel = ravel_pytree(personal_template)
+  return common.model_variables(params_lib.merge(shared, unravel(z)),
+                                client['model_state'])
 
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.01,
