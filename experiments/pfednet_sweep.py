@@ -182,7 +182,7 @@ def upload_bytes(results, setup):
   enc = np.zeros_like(raw)
   for k, res in enumerate(results):
     for g in setup.program.groups:
-      up = np.asarray(res['round_metrics'][g]['upload'])  # [R, C, d]
+      up = np.asarray(res['round_metrics'].silos[g]['upload'])  # [R, C, d]
       for t in range(up.shape[0]):
         for c in range(len(setup.fed.info['groups'][g])):
           raw[k, t] += encode_lib.raw_bytes(up[t, c])

@@ -26,6 +26,7 @@ Client-parallel strategies:
 import dataclasses
 import functools
 import math
+import weakref
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import chex
@@ -34,6 +35,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from fedhelp_jax import guards
 from fedhelp_jax import types
 from fedhelp_jax import federation_checks
 
@@ -474,14 +476,12 @@ def _scatter_clients(full: types.PyTree, part: types.PyTree,
   return jax.tree.map(lambda f, p: f.at[idx].set(p, mode='drop'), full, part)
 
 
-def _scatter_metrics(part: types.Metrics, idx: jax.Array,
-                     num: int) -> dict[str, jax.Array]:
-  """Per-silo metrics of the sampled silos spread to ``[num]`` (zeros for
-  silos not sampled this round) plus ``'sampled'`` (bool ``[num]``)."""
-  out = {k: jnp.zeros((num,) + v.shape[1:], v.dtype).at[idx].set(
-      v, mode='drop') for k, v in part.items()}
-  out['sampled'] = jnp.zeros((num,), bool).at[idx].set(True, mode='drop')
-  return out
+def _scatter_rows(part: types.PyTree, idx: jax.Array,
+                  num: int) -> types.PyTree:
+  """Per-silo values of the sampled silos spread to ``[num]`` rows (zeros,
+  or False, for silos not sampled this round)."""
+  return jax.tree.map(lambda v: jnp.zeros((num,) + v.shape[1:], v.dtype)
+                      .at[idx].set(v, mode='drop'), part)
 
 
 def _all_finite(tree: types.PyTree) -> jax.Array:
@@ -505,20 +505,41 @@ def init_state(alg: types.FederatedAlgorithm, data: types.FederatedData,
                         round=jnp.zeros((), jnp.int32))
 
 
+class RoundMetrics(NamedTuple):
+  """What one compiled round reports. The engine's own flags sit beside the
+  algorithm's metrics, never inside them. Under ``run_rounds`` every leaf
+  gains a leading ``[R]`` axis, under ``run_sweep_rounds`` ``[K, R]``.
+
+  Attributes:
+    round: int32 ``[]``: the 1-based run round these metrics are of.
+    silos: group -> the algorithm's per-silo metrics (``'train_loss'`` and
+      its own keys), leaves ``[C, ...]``; zeros for silos not drawn.
+    nonfinite: group -> bool ``[C]``: the silo's loss, upload or a metric
+      was not finite (with ``nonfinite='skip'`` its update was dropped).
+    sampled: group -> bool ``[C]``: the silo trained this round (all True
+      without client sampling).
+    server_nonfinite: bool ``[]``: the new server state is not finite.
+  """
+  round: jax.Array
+  silos: Mapping[str, types.Metrics]
+  nonfinite: Mapping[str, jax.Array]
+  sampled: Mapping[str, jax.Array]
+  server_nonfinite: jax.Array
+
+
 def _local_with_checks(alg, group, nonfinite):
   """Wraps ``alg.local_update`` for one silo with the non-finite guard.
 
-  A silo whose loss or upload is not finite raises the ``nonfinite`` flag in
-  the round metrics; with ``nonfinite='skip'`` its update is also dropped
-  (weight 0 and its state unchanged), so one bad silo cannot poison the
-  server.
+  Its metrics output is ``(the algorithm's metrics, nonfinite flag)``: a
+  silo whose loss or upload is not finite raises the flag; with
+  ``nonfinite='skip'`` its update is also dropped (weight 0 and its state
+  unchanged), so one bad silo cannot poison the server.
   """
   def fn(client, personal, data, weight, key, broadcast, hparams):
     new_client, upload, metrics = alg.local_update(
         group, client, broadcast, personal, data, hparams, key)
     finite = _all_finite(upload) & _all_finite(metrics)
-    metrics = dict(metrics)
-    metrics['nonfinite'] = ~finite
+    metrics = (dict(metrics), ~finite)
     if nonfinite == 'skip':
       new_client = jax.tree.map(lambda a, b: jnp.where(finite, a, b),
                                 new_client, client)
@@ -676,8 +697,9 @@ def _place_state(mesh, state: FederatedState) -> FederatedState:
 def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
                 data, weights, hparams):
   """One group's silos mapped with the strategy (sampled and sharded as the
-  spec says): ``(new clients, uploads, weights, metrics)``; with a streamed
-  mean the uploads are ``(weighted sum, weight sum)`` and weights None."""
+  spec says): ``(new clients, uploads, weights, (metrics, nonfinite,
+  sampled))``; with a streamed mean the uploads are ``(weighted sum, weight
+  sum)`` and weights None."""
   g = spec.groups[gi]
   num = weights.shape[0]
   chex.assert_tree_shape_prefix(state.clients[g], (num,))
@@ -717,8 +739,17 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
     # server averages the sampled. Padding rows index past the group and
     # are dropped by the scatters.
     new_clients = _scatter_clients(state.clients[g], new_clients, idx)
-    group_metrics = _scatter_metrics(group_metrics, idx, num)
-  return new_clients, upload, new_weights, group_metrics
+    return new_clients, upload, new_weights, _drawn_metrics(group_metrics,
+                                                            idx, num)
+  return new_clients, upload, new_weights, group_metrics + (
+      jnp.ones((num,), bool),)
+
+
+def _drawn_metrics(part, idx: jax.Array, num: int):
+  """The drawn silos' ``(metrics, nonfinite)`` spread to ``[num]`` rows,
+  plus which silos were drawn."""
+  drawn = jnp.zeros((num,), bool).at[idx].set(True, mode='drop')
+  return _scatter_rows(part, idx, num) + (drawn,)
 
 
 def _finish_round(spec: _RoundSpec, state, new_clients, uploads, new_weights,
@@ -732,11 +763,14 @@ def _finish_round(spec: _RoundSpec, state, new_clients, uploads, new_weights,
     server = alg.server_update_from_mean(state.server, mean, hparams)
   else:
     server = alg.server_update(state.server, uploads, new_weights, hparams)
-  metrics = dict(metrics)
-  metrics['server_nonfinite'] = ~_all_finite(server)
   new_state = FederatedState(server=server, clients=new_clients,
                              rng=state.rng, round=state.round + 1)
-  return new_state, metrics
+  return new_state, RoundMetrics(
+      round=state.round + 1,
+      silos={g: metrics[g][0] for g in groups},
+      nonfinite={g: metrics[g][1] for g in groups},
+      sampled={g: metrics[g][2] for g in groups},
+      server_nonfinite=~_all_finite(server))
 
 
 def _loop_round(spec: _RoundSpec):
@@ -774,110 +808,77 @@ def _loop_round(spec: _RoundSpec):
         idx = jnp.asarray(silos, jnp.int32)
         new_clients[g] = _scatter_clients(state.clients[g], new_clients[g],
                                           idx)
-        metrics[g] = _scatter_metrics(metrics[g], idx, num)
+        metrics[g] = _drawn_metrics(metrics[g], idx, num)
+      else:
+        metrics[g] += (jnp.ones((num,), bool),)
     return finish_jit(state, new_clients, uploads, new_weights, metrics,
                       hparams)
 
   return loop_round_fn
 
 
-class NonFiniteRoundError(FloatingPointError):
-  """A round of ``run_rounds`` produced a non-finite loss, upload or server
-  state (library path; the CLI host loop reports its own, richer error)."""
+class CheckedRounds(NamedTuple):
+  """A compiled chunk of rounds plus its host-side guards: the one path by
+  which the library, sweeps and the CLI run rounds.
 
+  Calling it runs ``fn`` and then ``guard`` on the chunk's metrics
+  (``guards.Guard``: the one non-finite policy). With ``check_data`` the
+  first call on a data object runs ``validate.check_federation`` first (bad
+  data fails with a named field before compilation, not as NaN later).
+  ``compile(*args)`` compiles ahead of time and keeps the guards; ``lower``
+  is the jitted function's (benchmarks time the bare executable).
 
-class CheckedRounds:
-  """``run_rounds``'s callable: the jitted scan plus host-side guards.
-
-  On the first call with a given data object it runs
-  ``validate.check_federation`` (bad data fails with a named field before
-  compilation, not as NaN later). After every call it reads the round's
-  non-finite flags: a non-finite server state always raises
-  ``NonFiniteRoundError``, and so does a silo's non-finite loss or upload
-  when the round was built with ``nonfinite='stop'`` (with 'skip' the
-  engine already dropped that update). ``lower`` is the jitted function's,
-  for callers that compile ahead of time and check on their own (the host
-  loops of ``experiment`` and ``sweep``).
+  Attributes:
+    fn: the jitted (or compiled) ``fn(state, data, weights, hparams) ->
+      (state, RoundMetrics)``.
+    guard: the non-finite policy; None checks nothing (benchmarks).
+    sweep: the metrics carry a leading config axis ``[K, R, ...]`` (each
+      config is checked on its own).
+    check_data: validate the data on first use.
+    task: optional ``tasks.Task`` for the data check (label range, shapes).
+    validated: the data already checked (weak references to its leaves, so
+      a new object at a reused address is checked again); None checks the
+      data on every call.
   """
-
-  def __init__(self, jitted, *, nonfinite: str, check: bool, task=None):
-    self._jitted = jitted
-    self._nonfinite = nonfinite
-    self._check = check
-    self._task = task
-    self._checked_ids: set[int] = set()
-    self.lower = jitted.lower
+  fn: Callable[..., Any]
+  guard: Optional[guards.Guard]
+  sweep: bool = False
+  check_data: bool = True
+  task: Any = None
+  validated: Optional[list] = None  # None: check on every call.
 
   def __call__(self, state, data, weights, hparams):
-    if self._check and id(data) not in self._checked_ids:
+    if self.check_data and not self._was_validated(data):
       if not any(isinstance(x, jax.core.Tracer)
                  for x in jax.tree.leaves(data)):
         # Sharded over several processes, each checks the silos it holds.
         federation_checks.check_federation(
-            local_rows(data), local_rows(weights), task=self._task)
-        self._checked_ids.add(id(data))
-    state, metrics = self._jitted(state, data, weights, hparams)
-    if self._check:
-      _raise_if_nonfinite(metrics, self._nonfinite)
+            local_rows(data), local_rows(weights), task=self.task)
+        # A cache of what was checked, like jit's own; it changes no result.
+        if self.validated is not None:
+          self.validated.append([weakref.ref(x)
+                                 for x in jax.tree.leaves(data)])
+    state, metrics = self.fn(state, data, weights, hparams)
+    if self.guard is not None:
+      host = fetch(metrics)
+      self.guard(host, host.round.shape[0] if self.sweep else None)
     return state, metrics
 
+  def _was_validated(self, data) -> bool:
+    leaves = jax.tree.leaves(data)
+    return any(len(refs) == len(leaves) and
+               all(r() is x for r, x in zip(refs, leaves))
+               for refs in self.validated or ())
 
-class NonFiniteEvent(NamedTuple):
-  """One non-finite silo update or server state in a ``[rounds, ...]``
-  metrics tree.
+  def lower(self, *args):
+    return self.fn.lower(*args)
 
-  Attributes:
-    round: 1-based round within the metrics' rounds axis.
-    group: the silo's group, or None for the server state.
-    index: the silo's index within its group (None for the server).
-    train_loss: the silo's train loss that round (None for the server); a
-      finite value means the upload or another metric was not finite.
-  """
-  round: int
-  group: Optional[str]
-  index: Optional[int]
-  train_loss: Optional[float]
+  def compile(self, *args) -> 'CheckedRounds':
+    """The same guards around the ahead-of-time compiled executable."""
+    return self._replace(fn=self.fn.lower(*args).compile(), validated=[])
 
-
-def nonfinite_events(metrics) -> list[NonFiniteEvent]:
-  """Every non-finite silo update and server state, ordered by round.
-
-  Reads the ``'nonfinite'`` flags ``[R, C]`` of each group and
-  ``'server_nonfinite'`` ``[R]`` that every compiled round reports; within a
-  round, silo events come before the server's.
-  """
-  events = []
-  for g in sorted(k for k, m in metrics.items() if isinstance(m, Mapping)
-                  and 'nonfinite' in m):
-    flags = fetch(metrics[g]['nonfinite'])
-    losses = fetch(metrics[g]['train_loss'])
-    for r, c in np.argwhere(flags):
-      events.append(NonFiniteEvent(int(r) + 1, g, int(c),
-                                   float(losses[r, c])))
-  server = fetch(metrics['server_nonfinite'])
-  events += [NonFiniteEvent(int(r) + 1, None, None, None)
-             for r in np.flatnonzero(server)]
-  return sorted(events, key=lambda e: (e.round, e.group is None,
-                                       e.group or '', e.index or 0))
-
-
-def _raise_if_nonfinite(metrics, nonfinite: str) -> None:
-  """Raises ``NonFiniteRoundError`` for a ``[rounds, ...]`` metrics tree."""
-  events = nonfinite_events(metrics)
-  silo = [e for e in events if e.group is not None]
-  if nonfinite == 'stop' and silo:
-    e = silo[0]
-    raise NonFiniteRoundError(
-        f'round {e.round} of this call: silo {e.index} of group {e.group!r} '
-        'produced a non-finite loss or update. Fix: check that silo\'s '
-        "data or lower the learning rate; build_round(nonfinite='skip') "
-        'drops such updates instead.')
-  server = [e for e in events if e.group is None]
-  if server:
-    raise NonFiniteRoundError(
-        f'round {server[0].round} of this call: the server state became '
-        'non-finite. Fix: check the data of the silos and lower the learning '
-        'rate.')
+  def with_guard(self, guard: Optional[guards.Guard]) -> 'CheckedRounds':
+    return self._replace(guard=guard)
 
 
 def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
@@ -889,23 +890,25 @@ def run_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
     round_fn: from ``build_round`` (a compiled strategy).
     num_rounds: rounds per call.
     donate: donate the input state's buffers.
-    check: validate the data on first use and raise on non-finite rounds
-      (see ``CheckedRounds``); benchmarks opt out with ``check=False``.
+    check: validate the data on first use and raise ``NonFiniteError`` on
+      the rounds the round's ``nonfinite`` policy does not allow (see
+      ``guards``); benchmarks opt out with ``check=False``.
     task: optional ``tasks.Task``; with it the first-call check also covers
       the label range and shapes (e.g. label 5 with 2 classes).
 
   Returns:
-    ``fn(state, data, weights, hparams) -> (state, metrics)`` where every
-    metric leaf gains a leading ``[num_rounds]`` axis. The state buffers are
-    donated (the caller must not reuse the input state).
+    A ``CheckedRounds``: ``fn(state, data, weights, hparams) -> (state,
+    RoundMetrics)`` where every leaf gains a leading ``[num_rounds]`` axis.
+    The state buffers are donated (the caller must not reuse the input
+    state).
   """
   info = _round_info(round_fn)
   if info.strategy is not None and info.strategy.name == 'loop':
     raise ValueError("run_rounds needs a compiled strategy, not 'loop'.")
   jitted = jax.jit(run_rounds_unjitted(round_fn, num_rounds),
                    donate_argnums=(0,) if donate else ())
-  return CheckedRounds(jitted, check=check, task=task,
-                       nonfinite=info.nonfinite)
+  return CheckedRounds(jitted, guards.Guard(info.nonfinite) if check
+                       else None, check_data=check, task=task, validated=[])
 
 
 def run_rounds_unjitted(round_fn, num_rounds):
@@ -922,7 +925,8 @@ def run_rounds_unjitted(round_fn, num_rounds):
 
 def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
                      donate: bool = True, stacked_data: bool = False,
-                     config_parallel: str = 'vmap') -> Callable[..., Any]:
+                     config_parallel: str = 'vmap',
+                     check: bool = True) -> CheckedRounds:
   """K configs as ONE program: ``run_rounds`` over a config axis.
 
   The K configs share shapes and differ in state (seeds) and hyperparameter
@@ -950,10 +954,13 @@ def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
       and ``weights`` leaf carries a leading ``[K]`` axis too. This costs K
       copies of the data in device memory.
     config_parallel: one of ``CONFIG_PARALLEL``.
+    check: raise ``NonFiniteError`` on the first config whose rounds the
+      round's ``nonfinite`` policy does not allow (data is not checked here:
+      ``runner`` and ``sweep`` validate each config's silos on the host).
 
   Returns:
-    ``fn(states, data, weights, hparams) -> (states, metrics)``; metric
-    leaves are ``[K, num_rounds, ...]``.
+    A ``CheckedRounds``: ``fn(states, data, weights, hparams) -> (states,
+    RoundMetrics)`` with leaves ``[K, num_rounds, ...]``.
   """
   info = _round_info(round_fn)
   if info.strategy is not None and info.strategy.name == 'loop':
@@ -973,15 +980,17 @@ def run_sweep_rounds(round_fn: Callable[..., Any], num_rounds: int, *,
   many = run_rounds_unjitted(round_fn, num_rounds)
   data_axis = 0 if stacked_data else None
   if config_parallel == 'map':
-    def mapped(states, data, weights, hparams):
+    def configs(states, data, weights, hparams):
       if stacked_data:
         return lax.map(lambda a: many(*a), (states, data, weights, hparams))
       return lax.map(lambda a: many(a[0], data, weights, a[1]),
                      (states, hparams))
-    return jax.jit(mapped, donate_argnums=(0,) if donate else ())
-  batched = jax.vmap(many, in_axes=(0, data_axis, data_axis, 0),
-                     spmd_axis_name=None if mesh is None else 'configs')
-  return jax.jit(batched, donate_argnums=(0,) if donate else ())
+  else:
+    configs = jax.vmap(many, in_axes=(0, data_axis, data_axis, 0),
+                       spmd_axis_name=None if mesh is None else 'configs')
+  jitted = jax.jit(configs, donate_argnums=(0,) if donate else ())
+  return CheckedRounds(jitted, guards.Guard(info.nonfinite) if check
+                       else None, sweep=True, check_data=False, validated=[])
 
 
 # ---------------------------------------------------------------------------
@@ -1316,7 +1325,7 @@ def unpad_clients(tree: types.PyTree, num_real: int,
                   axis: int = 0) -> types.PyTree:
   """Drops dummy silos: keeps the first ``num_real`` entries along ``axis``.
 
-  E.g. ``unpad_clients(metrics['small'], C, axis=1)`` on ``run_rounds``
+  E.g. ``unpad_clients(metrics.silos['small'], C, axis=1)`` on ``run_rounds``
   metrics ``[R, C']``.
   """
   return jax.tree.map(

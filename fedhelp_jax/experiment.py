@@ -26,6 +26,7 @@ from fedhelp_jax import dp_fedavg
 from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import faults
+from fedhelp_jax import guards
 from fedhelp_jax import privacy
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
@@ -35,11 +36,9 @@ from fedhelp_jax import validate
 GROUPS = ('large', 'small')
 
 # The host loop's pieces, named here too for callers of this module.
-NonFiniteError = runner.NonFiniteError
+NonFiniteError = guards.NonFiniteError
 clients_per_round = runner.clients_per_round
-describe_event = runner.describe_event
 evaluate = runner.evaluate
-nonfinite_events = runner.nonfinite_events
 primary_metric = runner.primary_metric
 
 

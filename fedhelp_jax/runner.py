@@ -30,24 +30,13 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
+from fedhelp_jax import guards
 from fedhelp_jax import metrics as metrics_lib
 from fedhelp_jax import reporting
 from fedhelp_jax import tasks
 from fedhelp_jax.algorithms import common
 
-NONFINITE_POLICIES = ('stop', 'skip', 'record')
-
-
-class NonFiniteError(FloatingPointError):
-  """A round produced a non-finite loss or update the policy does not allow.
-
-  Attributes:
-    events: the chunk's non-finite events (``nonfinite_events`` dicts).
-  """
-
-  def __init__(self, message: str, events: Sequence[dict] = ()):
-    super().__init__(message)
-    self.events = list(events)
+NONFINITE_POLICIES = guards.POLICIES
 
 
 def clients_per_round(config) -> dict[str, int]:
@@ -227,78 +216,16 @@ def evaluate_common(predict_common_fn, state, fed, common_test: CommonTest,
   return out
 
 
-def nonfinite_events(round_metrics, first_round, info):
-  """``engine.nonfinite_events`` with global silo ids and run round numbers.
-
-  Returns:
-    ``(events, server_round)``: ``events`` is a list of dicts with 'round',
-    'silo' (global index), 'group', 'index' (within the group), 'quantity'
-    ('train_loss' when the loss itself is non-finite, else 'update': the
-    upload or another local metric) and 'train_loss'; ``server_round`` is the
-    first round whose server state is non-finite, or None.
-  """
-  events, server_round = [], None
-  for e in engine.nonfinite_events(round_metrics):
-    if e.group is None:
-      server_round = server_round or first_round + e.round
-      continue
-    ids = info['groups'][e.group]
-    events.append({
-        'round': first_round + e.round, 'group': e.group, 'index': e.index,
-        'silo': int(ids[e.index]) if e.index < len(ids) else e.index,
-        'quantity': ('update' if np.isfinite(e.train_loss)
-                     else 'train_loss'),
-        'train_loss': e.train_loss})
-  events.sort(key=lambda e: (e['round'], e['silo']))
-  return events, server_round
-
-
-def describe_event(e) -> str:
-  what = ('train_loss' if e['quantity'] == 'train_loss'
-          else 'model update (its train_loss was finite)')
-  return (f"round {e['round']}: silo {e['silo']} (group {e['group']!r}, index "
-          f"{e['index']}) produced a non-finite {what}, train_loss="
-          f"{e['train_loss']}.")
-
-
-def _check_policy(policy: str, events, server_round, num_silos: int,
-                  prefix: str) -> None:
-  """Raises ``NonFiniteError`` when ``policy`` does not allow the events.
-
-  'stop' allows none; 'skip' allows silos whose update the engine dropped,
-  unless every silo of a round was dropped (the server would silently stand
-  still) or the server state itself went non-finite; 'record' allows all.
-  """
-  if policy == 'record':
-    return
-  per_round: dict[int, int] = {}
-  for e in events:
-    per_round[e['round']] = per_round.get(e['round'], 0) + 1
-  all_bad = sorted(r for r, v in per_round.items() if v >= num_silos)
-  if policy == 'skip' and all_bad:
-    problem = (f'round {all_bad[0]}: every silo produced a non-finite '
-               "train_loss or update, so nonfinite='skip' has nothing left "
-               'to aggregate.')
-  elif policy == 'stop' and events:
-    problem = describe_event(events[0])
-  elif server_round is not None:
-    problem = f'round {server_round}: the server state became non-finite.'
-  else:
-    return
-  raise NonFiniteError(prefix + problem, events)
-
-
-def round_losses(round_metrics, info, groups) -> dict[str, list[float]]:
+def round_losses(round_metrics: engine.RoundMetrics, info,
+                 groups) -> dict[str, list[float]]:
   """Per group, per round: mean train loss over the real silos whose update
   was kept (and that were drawn, under client sampling)."""
   out = {}
   for g in groups:
     real = len(info['groups'][g])
-    m = round_metrics[g]
-    loss = np.asarray(m['train_loss'])[:, :real]
-    kept = ~np.asarray(m['nonfinite'], bool)[:, :real]
-    if 'sampled' in m:
-      kept &= np.asarray(m['sampled'], bool)[:, :real]
+    loss = np.asarray(round_metrics.silos[g]['train_loss'])[:, :real]
+    kept = ~np.asarray(round_metrics.nonfinite[g], bool)[:, :real]
+    kept &= np.asarray(round_metrics.sampled[g], bool)[:, :real]
     total = np.where(kept, loss, 0.0).sum(axis=1)
     count = kept.sum(axis=1)
     out[g] = [float(t / c) if c else float('nan')
@@ -372,8 +299,8 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
     (the last evaluation), 'best' ('round' and 'value' of the primary metric
     over this call's evaluations), 'history' ('round', 'summary' and
     'train_loss' per evaluation), 'train_loss' (group -> per-round means),
-    'events' and 'nonfinite' (the non-finite events, as dicts and as
-    messages), 'strategy', 'timing_s' (compile, steady, host between chunks,
+    'events' and 'nonfinite' (the non-finite silo events, as
+    ``guards.NonFiniteEvent`` dicts, and every event as a message), 'strategy', 'timing_s' (compile, steady, host between chunks,
     wall; of the whole program) and 'state' (final, on device).
 
   Raises:
@@ -394,6 +321,11 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
                range(k_configs)])
   out = [_empty_result(program, m, rounds, start_round, k_configs)
          for m in members]
+  # The one non-finite policy (guards), applied inside the chunk's call.
+  guard = guards.Guard(
+      nonfinite, labels=prefixes,
+      silo_ids=([m.info['groups'] for m in members] if k_configs > 1
+                else members[0].info['groups']))
   kept_metrics = []
   compile_s = steady_s = host_s = 0.0
   every = max(1, min(int(eval_every), int(rounds)))
@@ -405,7 +337,7 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
                                                placed.shared, args)
     compile_s += compiled_s
     t0 = time.time()
-    states, metrics = executable(*args)
+    states, metrics = executable.with_guard(guard)(*args)
     metrics = engine.fetch(metrics)
     steady_s += time.time() - t0
     t0 = time.time()
@@ -416,7 +348,7 @@ def run(program: Program, members: Sequence[Member], *, rounds: int,
                      metrics=_take(metrics, k) if k_configs > 1 else metrics,
                      state=_take(states, k) if k_configs > 1 else states)
       record = _read_chunk(program, out[k], m, chunk, nonfinite=nonfinite,
-                           prefix=prefixes[k], placed=placed,
+                           placed=placed,
                            common_test=common_test, t_run=t_run)
       if on_eval is not None:
         on_eval(k, record, chunk.state)
@@ -520,12 +452,14 @@ def _chunk_executable(program: Program, rounds: int, k_configs: int,
   key = (rounds, k_configs, not shared)
   if key in program.executables:
     return program.executables[key], 0.0
+  # The data was validated when the members were built (with the config).
   fn = (engine.run_sweep_rounds(program.round_fn, rounds,
                                 stacked_data=not shared,
                                 config_parallel=program.config_parallel.name)
-        if k_configs > 1 else engine.run_rounds(program.round_fn, rounds))
+        if k_configs > 1 else engine.run_rounds(program.round_fn, rounds)
+        )._replace(check_data=False)
   t0 = time.time()
-  program.executables[key] = fn.lower(*args).compile()
+  program.executables[key] = fn.compile(*args)
   return program.executables[key], time.time() - t0
 
 
@@ -550,23 +484,22 @@ class _Chunk(NamedTuple):
 
 
 def _read_chunk(program: Program, res: dict, member: Member, chunk: _Chunk,
-                *, nonfinite: str, prefix: str, placed: _Placed,
+                *, nonfinite: str, placed: _Placed,
                 common_test: Optional[CommonTest],
                 t_run: float) -> dict[str, Any]:
-  """Applies the non-finite policy to one config's chunk, evaluates it and
-  adds it to ``res``; returns the ``on_eval`` record."""
+  """Records one config's chunk (its non-finite events, which the policy
+  allowed), evaluates it and adds it to ``res``; returns the ``on_eval``
+  record."""
   r, n = chunk.first_round, chunk.rounds
-  events, server_round = nonfinite_events(chunk.metrics, r, member.info)
-  num_silos = sum(len(ix) for ix in member.info['groups'].values())
-  _check_policy(nonfinite, events, server_round, num_silos, prefix)
+  # The policy already passed these (``guards.Guard`` in the call).
+  found = guards.events(chunk.metrics, member.info['groups'])
+  events = [e._asdict() for e in found if e.group is not None]
   res['events'] += events
-  res['nonfinite'] += [describe_event(e) for e in events]
-  if server_round is not None:
-    res['nonfinite'].append(
-        f'round {server_round}: the server state became non-finite.')
+  res['nonfinite'] += [e.describe() for e in found]
   if nonfinite == 'skip':
-    for e in events if jax.process_index() == 0 else ():  # Dropped.
-      print(f'[fedhelp_jax] skipped: {describe_event(e)}')
+    for e in found if jax.process_index() == 0 else ():  # Dropped.
+      if e.group is not None:
+        print(f'[fedhelp_jax] skipped: {e.describe()}')
   losses = round_losses(chunk.metrics, member.info, program.groups)
   for g in program.groups:
     res['train_loss'][g] += losses[g]

@@ -85,7 +85,7 @@ def check_sampling():
                    engine.shard_clients(weights, mesh),
                    engine.replicate(hp, mesh))
   s4, m4 = engine.fetch((s4, m4))
-  sampled = m4['small']['sampled']
+  sampled = m4.sampled['small']
   return {'server': _max_abs_diff(s1.server, s4.server),
           'clients': _max_abs_diff(s1.clients, s4.clients),
           'metrics': _max_abs_diff(m1, m4),

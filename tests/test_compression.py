@@ -124,7 +124,7 @@ def test_fedavg_round_with_topk_uploads():
   new, metrics = round_fn(state, data, weights, hp)
   d = sum(x.size for x in jax.tree.leaves(state.server['params']))
   k = math.ceil(0.01 * d)
-  np.testing.assert_array_equal(metrics['small']['upload_bytes'], 8 * k)
+  np.testing.assert_array_equal(metrics.silos['small']['upload_bytes'], 8 * k)
   moved = jax.tree.map(lambda a, b: np.count_nonzero(np.asarray(a - b)),
                        new.server['params'], state.server['params'])
   # Each of the 5 silos sent k entries: at most 5 k parameters moved.

@@ -88,11 +88,11 @@ def test_zero_noise_infinite_clip_is_plain_fedavg_bit_for_bit():
   for a, b in zip(jax.tree.leaves(plain.server),
                   jax.tree.leaves(dp.server.inner)):
     np.testing.assert_array_equal(a, b)
-  assert float(np.max(metrics['small']['upload_clipped'])) == 0.0
+  assert float(np.max(metrics.silos['small']['upload_clipped'])) == 0.0
   # A finite clip and noise do change it (the check above can fail).
   noisy, metrics = _run(dp_fedavg.with_silo_dp(alg), data, weights,
                         _dp_hp(hp, 1e-3, 1.0))
-  assert float(np.min(metrics['small']['upload_clipped'])) == 1.0
+  assert float(np.min(metrics.silos['small']['upload_clipped'])) == 1.0
   assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
       jax.tree.leaves(plain.server), jax.tree.leaves(noisy.server.inner))
              ) > 1e-4

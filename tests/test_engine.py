@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from fedhelp_jax import engine
+from fedhelp_jax import guards
 from fedhelp_jax import models
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
@@ -82,8 +83,8 @@ def test_compiled_round_equals_loop_reference(two_groups, loop_references,
     s_comp, m_comp = compiled(s_comp, data, weights, hp)
   assert _max_abs_diff(s_loop.server, s_comp.server) < 1e-5
   assert _max_abs_diff(s_loop.clients, s_comp.clients) < 1e-5
-  np.testing.assert_allclose(m_loop['small']['train_loss'],
-                             m_comp['small']['train_loss'], rtol=1e-5)
+  np.testing.assert_allclose(m_loop.silos['small']['train_loss'],
+                             m_comp.silos['small']['train_loss'], rtol=1e-5)
   # The round really trained: the global model moved.
   init = engine.init_state(alg, data, seed=3)
   assert _max_abs_diff(init.server, s_comp.server) > 1e-4
@@ -145,12 +146,12 @@ def test_same_seed_gives_identical_metrics(two_groups):
   runs = [many(engine.init_state(alg, data, seed=7), data, weights,
                _hparams('fedavg')) for _ in range(2)]
   for g in GROUPS:
-    np.testing.assert_array_equal(runs[0][1][g]['train_loss'],
-                                  runs[1][1][g]['train_loss'])
+    np.testing.assert_array_equal(runs[0][1].silos[g]['train_loss'],
+                                  runs[1][1].silos[g]['train_loss'])
   other = many(engine.init_state(alg, data, seed=8), data, weights,
                _hparams('fedavg'))
-  assert not np.array_equal(other[1]['small']['train_loss'],
-                            runs[0][1]['small']['train_loss'])
+  assert not np.array_equal(other[1].silos['small']['train_loss'],
+                            runs[0][1].silos['small']['train_loss'])
 
 
 def test_run_rounds_equals_repeated_round(two_groups):
@@ -165,7 +166,7 @@ def test_run_rounds_equals_repeated_round(two_groups):
     stepped, _ = jax.jit(rf)(stepped, data, weights, hp)
   scanned, metrics = engine.run_rounds(rf, 3, donate=False)(state, data,
                                                             weights, hp)
-  assert metrics['large']['train_loss'].shape == (3, 2)
+  assert metrics.silos['large']['train_loss'].shape == (3, 2)
   assert int(scanned.round) == 3
   assert _max_abs_diff(scanned.server, stepped.server) < 1e-5
 
@@ -199,7 +200,7 @@ def test_nonfinite_silo_is_flagged_and_skipped(two_groups):
     rf = jax.jit(engine.build_round(alg, GROUPS, strategy='vmap',
                                     nonfinite=mode))
     state, metrics = rf(engine.init_state(alg, data, 0), data, weights, hp)
-    np.testing.assert_array_equal(metrics['small']['nonfinite'],
+    np.testing.assert_array_equal(metrics.nonfinite['small'],
                                   [False, True, False])
     finite = all(bool(jnp.all(jnp.isfinite(x)))
                  for x in jax.tree.leaves(state.server))
@@ -243,7 +244,7 @@ def test_library_path_rejects_an_empty_group(two_groups):
 def test_library_path_stops_on_a_non_finite_round(two_groups):
   data, weights = two_groups
   # A huge learning rate overflows every silo in the first round.
-  with pytest.raises(engine.NonFiniteRoundError, match='round 1'):
+  with pytest.raises(guards.NonFiniteError, match='round 1'):
     _library_run(data, weights, lr=1e30)
 
 

@@ -145,4 +145,4 @@ def test_fedadam_and_scaffold_state_survives_donation(two_groups, name):
   run = engine.run_rounds(engine.build_round(alg, GROUPS), 2)
   state, metrics = run(engine.init_state(alg, data, 0), data, weights, hp)
   assert int(state.round) == 2
-  assert np.all(np.isfinite(np.asarray(metrics['small']['train_loss'])))
+  assert np.all(np.isfinite(np.asarray(metrics.silos['small']['train_loss'])))

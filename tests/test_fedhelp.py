@@ -80,8 +80,8 @@ def test_dual_kd_round_matches_loop_reference():
   hp = _hparams()
   ref_state, ref_metrics = _run(alg, 'loop', data, weights, hp, rounds=2)
   # The round does something: KD terms are live and the server moved.
-  assert float(np.min(ref_metrics['large']['kd_forward'])) > 0
-  assert float(np.min(ref_metrics['small']['fm_kd'])) > 0
+  assert float(np.min(ref_metrics.silos['large']['kd_forward'])) > 0
+  assert float(np.min(ref_metrics.silos['small']['fm_kd'])) > 0
   for strategy in ('vmap', 'chunked'):
     state, metrics = _run(alg, strategy, data, weights, hp, rounds=2)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(
@@ -109,7 +109,7 @@ def test_shared_large_forward_equals_two_forward_passes(large_norm):
     runs[share] = _run(alg, 'chunked', data, weights, _hparams())
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b, rtol=1e-5, atol=1e-6), runs[True], runs[False])
-  assert float(np.min(runs[True][1]['large']['kd_backward'])) > 0
+  assert float(np.min(runs[True][1].silos['large']['kd_backward'])) > 0
 
 
 def test_uploads_carry_only_the_shared_small_model():
@@ -201,9 +201,9 @@ def test_segmentation_round_runs_with_pixelwise_kd():
   data, weights = _data(seg=True)
   alg, _, _ = _alg(seg=True)
   state, metrics = _run(alg, 'chunked', data, weights, _hparams())
-  assert np.all(np.asarray(metrics['large']['rank']) == 0)  # Off for seg.
-  assert float(np.min(metrics['large']['kd_forward'])) > 0
-  assert float(np.min(metrics['small']['fm_kd'])) > 0
+  assert np.all(np.asarray(metrics.silos['large']['rank']) == 0)  # Off for seg.
+  assert float(np.min(metrics.silos['large']['kd_forward'])) > 0
+  assert float(np.min(metrics.silos['small']['fm_kd'])) > 0
   assert np.all(np.isfinite(jax.tree.leaves(state.server)[0]))
 
 

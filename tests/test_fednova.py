@@ -86,7 +86,7 @@ def test_fednova_round_matches_the_hand_written_update():
   want = _reference_round(module, data, weights, state.server.params)
   state, metrics = jax.jit(engine.build_round(alg, GROUPS))(
       state, data, weights, hp)
-  np.testing.assert_array_equal(metrics['large']['local_steps'], [1, 3])
+  np.testing.assert_array_equal(metrics.silos['large']['local_steps'], [1, 3])
   _leaves_close(state.server.params, want, atol=2e-6)
 
 

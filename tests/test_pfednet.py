@@ -71,8 +71,8 @@ def test_pfednet_round_equals_loop_reference(two_groups, strategy):
     s_loop, m_loop = loop(s_loop, data, weights, hp)
     s_comp, m_comp = compiled(s_comp, data, weights, hp)
   assert _max_abs_diff(s_loop.server, s_comp.server) < 1e-5
-  np.testing.assert_array_equal(m_loop['small']['upload_runs'],
-                                m_comp['small']['upload_runs'])
+  np.testing.assert_array_equal(m_loop.silos['small']['upload_runs'],
+                                m_comp.silos['small']['upload_runs'])
   # The round did something: shared params moved, personal parts differ
   # between silos, and the TV prox + ternarization made uploads run-length
   # compressible (far fewer runs than coordinates).
@@ -80,8 +80,8 @@ def test_pfednet_round_equals_loop_reference(two_groups, strategy):
   assert _max_abs_diff(init.server['params'], s_comp.server['params']) > 1e-5
   z = np.concatenate([np.asarray(s_comp.server['z'][g]) for g in GROUPS])
   assert np.max(np.abs(z[0] - z[4])) > 1e-5
-  runs = np.asarray(m_comp['large']['upload_runs'])
-  assert np.all(runs < np.asarray(m_comp['large']['upload_size']) / 2)
+  runs = np.asarray(m_comp.silos['large']['upload_runs'])
+  assert np.all(runs < np.asarray(m_comp.silos['large']['upload_size']) / 2)
 
 
 def test_lambda_and_gamma_sweep_equals_sequential_runs(two_groups):
@@ -101,8 +101,8 @@ def test_lambda_and_gamma_sweep_equals_sequential_runs(two_groups):
                               weights, hp)
     got = jax.tree.map(lambda x, k=k: x[k], out)
     assert _max_abs_diff(ref.server, got.server) < 1e-5
-    np.testing.assert_allclose(metrics['small']['train_loss'][k],
-                               ref_metrics['small']['train_loss'], rtol=1e-5)
+    np.testing.assert_allclose(metrics.silos['small']['train_loss'][k],
+                               ref_metrics.silos['small']['train_loss'], rtol=1e-5)
   # The configs really differ: lam=1 fuses the personal parts more.
   spread = [float(np.std(np.concatenate(
       [np.asarray(out.server['z'][g][k]) for g in GROUPS]), axis=0).mean())
@@ -118,7 +118,7 @@ def test_ternarized_uploads_are_ternary(two_groups):
   state, metrics = round_fn(engine.init_state(alg, data, seed=1), data,
                             weights, _hparams(lam=0.02))
   assert np.all(np.isfinite(np.asarray(state.server['z']['small'])))
-  for upload in np.asarray(metrics['small']['upload']):
+  for upload in np.asarray(metrics.silos['small']['upload']):
     # Per tensor {-m, 0, m}: 2 tensors (shared bias, personal kernel).
     assert np.unique(upload).size <= 2 * 2 + 1
     assert np.mean(upload != 0) < 0.5
@@ -152,7 +152,7 @@ def test_ditto_runs_a_round(two_groups):
   state = engine.init_state(alg, data, seed=0)
   new, metrics = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))(
       state, data, weights, hp)
-  assert np.all(np.isfinite(metrics['small']['train_loss']))
+  assert np.all(np.isfinite(metrics.silos['small']['train_loss']))
   assert _max_abs_diff(state.server, new.server) > 1e-5
   assert _max_abs_diff(state.clients['small']['params'],
                        new.clients['small']['params']) > 1e-5

@@ -122,8 +122,8 @@ def test_zero_noise_infinite_clip_equals_plain_training():
                       weights, dict(hp, **_hp(np.inf, 0.0)))
   for a, b in zip(jax.tree.leaves(plain.server), jax.tree.leaves(dp.server)):
     np.testing.assert_allclose(a, b, atol=2e-6)
-  np.testing.assert_allclose(plain_m['small']['train_loss'],
-                             dp_m['small']['train_loss'], atol=1e-5)
+  np.testing.assert_allclose(plain_m.silos['small']['train_loss'],
+                             dp_m.silos['small']['train_loss'], atol=1e-5)
   # ...and the noise moves it (the comparison above can fail).
   noisy, _ = _trained(fedavg.fedavg(module, task, private, GROUPS), data,
                       weights, dict(hp, **_hp(1.0, 1.0)))
@@ -321,7 +321,8 @@ def test_fedhelp_dp_at_zero_noise_infinite_clip_equals_fedhelp():
                     jax.tree.leaves(getattr(dp, tree))):
       np.testing.assert_allclose(a, b, atol=5e-6)
   for key in ('train_loss', 'large_loss', 'kd_forward', 'kd_backward'):
-    np.testing.assert_allclose(plain_m['large'][key], dp_m['large'][key],
+    np.testing.assert_allclose(plain_m.silos['large'][key],
+                               dp_m.silos['large'][key],
                                atol=1e-5)
   # Noise reaches the private large models too (the check can fail).
   noisy, _ = _trained(alg_dp, data, weights, dict(hp, **_hp(1.0, 1.0)))

@@ -26,7 +26,7 @@ def test_readme_example_trains_and_evaluates():
   rounds = 3
   # Training: one loss per round and silo, all finite.
   for g, d in data.items():
-    loss = np.asarray(metrics[g]['train_loss'])
+    loss = np.asarray(metrics.silos[g]['train_loss'])
     assert loss.shape == (rounds, len(d['n'])), (g, loss.shape)
     assert np.all(np.isfinite(loss)), g
   assert int(namespace['state'].round) == rounds

@@ -11,20 +11,26 @@ import numpy as np
 import pytest
 
 from experiments import fedhelp_table_lib
+from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import guards
 from fedhelp_jax import runner
 from tests import test_sweep
 
 _INFO = {'groups': {'small': [4, 5, 6]}}  # 3 real silos, global ids 4..6.
 
 
-def _metrics(train_loss, nonfinite, sampled=None, server=None):
-  m = {'small': {'train_loss': np.asarray(train_loss, np.float32),
-                 'nonfinite': np.asarray(nonfinite, bool)},
-       'server_nonfinite': np.asarray(server or [False] * len(train_loss))}
-  if sampled is not None:
-    m['small']['sampled'] = np.asarray(sampled, bool)
-  return m
+def _metrics(train_loss, nonfinite, sampled=None, server=None,
+             first_round=0):
+  train_loss = np.asarray(train_loss, np.float32)
+  rounds = len(train_loss)
+  return engine.RoundMetrics(
+      round=np.arange(first_round + 1, first_round + rounds + 1),
+      silos={'small': {'train_loss': train_loss}},
+      nonfinite={'small': np.asarray(nonfinite, bool)},
+      sampled={'small': (np.ones(train_loss.shape, bool) if sampled is None
+                         else np.asarray(sampled, bool))},
+      server_nonfinite=np.asarray(server or [False] * rounds))
 
 
 def test_round_losses_average_only_real_kept_and_drawn_silos():
@@ -42,31 +48,48 @@ def test_round_losses_average_only_real_kept_and_drawn_silos():
 def test_nonfinite_events_name_global_silo_and_run_round():
   m = _metrics([[1.0, np.nan, 3.0, 0.0], [1.0, 2.0, 3.0, 0.0]],
                [[False, True, False, False], [False, False, True, False]],
-               server=[False, True])
-  events, server_round = runner.nonfinite_events(m, 10, _INFO)
-  assert [(e['round'], e['silo'], e['quantity']) for e in events] == [
-      (11, 5, 'train_loss'), (12, 6, 'update')]
-  assert server_round == 12
+               server=[False, True], first_round=10)
+  events = guards.events(m, _INFO['groups'])
+  assert [(e.round, e.silo, e.quantity) for e in events] == [
+      (11, 5, 'train_loss'), (12, 6, 'update'), (12, None, 'server')]
+  # Without ids, the column (a dummy's too) names the silo.
+  dummy = _metrics([[1.0, 1.0, 1.0, np.nan]], [[False, False, False, True]])
+  assert [(e.index, e.silo) for e in guards.events(dummy)] == [(3, 3)]
+  assert guards.events(dummy, _INFO['groups']) == []
 
 
-@pytest.mark.parametrize('policy,bad_silos,server,raises', [
-    ('stop', 1, False, True),
-    ('skip', 1, False, False),   # The engine dropped it; the run goes on.
-    ('skip', 3, False, True),    # A round with nothing left to aggregate.
-    ('skip', 0, True, True),     # The server state itself.
-    ('record', 3, True, False),
+@pytest.mark.parametrize('policy,bad_silos,server,drawn,raises', [
+    ('stop', 1, False, 3, True),
+    ('skip', 1, False, 3, False),   # The engine dropped it; the run goes on.
+    ('skip', 3, False, 3, True),    # A round with nothing left to aggregate.
+    ('skip', 1, False, 1, True),    # ... also when only that silo was drawn.
+    ('skip', 0, True, 3, True),     # The server state itself.
+    ('record', 3, True, 3, False),
 ])
-def test_nonfinite_policy(policy, bad_silos, server, raises):
+def test_nonfinite_policy(policy, bad_silos, server, drawn, raises):
   flags = [[c < bad_silos for c in range(3)] + [False]]
+  sampled = [[c < drawn for c in range(3)] + [True]]
   m = _metrics([[np.nan] * bad_silos + [1.0] * (4 - bad_silos)], flags,
-               server=[server])
-  events, server_round = runner.nonfinite_events(m, 0, _INFO)
+               sampled=sampled, server=[server])
+  guard = guards.Guard(policy, silo_ids=_INFO['groups'], labels=['seed 7: '])
   if raises:
-    with pytest.raises(runner.NonFiniteError, match='^seed 7: round 1') as e:
-      runner._check_policy(policy, events, server_round, 3, 'seed 7: ')
-    assert e.value.events == events
+    with pytest.raises(guards.NonFiniteError, match='^seed 7: round 1') as e:
+      guard(m)
+    found = e.value.events
   else:
-    runner._check_policy(policy, events, server_round, 3, 'seed 7: ')
+    (found,) = guard(m)
+  key = lambda events: [(e.round, e.silo, e.quantity) for e in events]
+  assert key(found) == key(guards.events(m, _INFO['groups']))
+  assert len(found) == bad_silos + server
+
+
+def test_sweep_guard_names_the_config_that_failed():
+  ok = _metrics([[1.0, 1.0, 1.0, 0.0]], [[False] * 4])
+  bad = _metrics([[1.0, np.nan, 1.0, 0.0]], [[False, True, False, False]])
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), ok, bad)
+  with pytest.raises(guards.NonFiniteError,
+                     match=r'^config 1: round 1: silo 5 \(group'):
+    guards.Guard('stop', silo_ids=[_INFO['groups']] * 2)(stacked, 2)
 
 
 def _program_and_member():

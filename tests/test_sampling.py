@@ -48,9 +48,9 @@ def test_sampling_all_silos_equals_no_sampling(two_groups):
     s_every, m_every = every(s_every, data, weights, hp)
   assert _leaves_equal(s_plain.server, s_every.server)
   assert _leaves_equal(s_plain.clients, s_every.clients)
-  np.testing.assert_array_equal(m_plain['small']['train_loss'],
-                                m_every['small']['train_loss'])
-  assert bool(np.all(m_every['small']['sampled']))
+  np.testing.assert_array_equal(m_plain.silos['small']['train_loss'],
+                                m_every.silos['small']['train_loss'])
+  assert bool(np.all(m_every.sampled['small']))
 
 
 @pytest.mark.parametrize('strategy', ['vmap', 'chunked'])
@@ -66,8 +66,8 @@ def test_sampling_compiled_equals_loop_reference(two_groups, strategy):
   for _ in range(3):
     s_loop, m_loop = loop(s_loop, data, weights, hp)
     s_comp, m_comp = compiled(s_comp, data, weights, hp)
-    np.testing.assert_array_equal(m_loop['small']['sampled'],
-                                  m_comp['small']['sampled'])
+    np.testing.assert_array_equal(m_loop.sampled['small'],
+                                  m_comp.sampled['small'])
   for a, b in zip(jax.tree.leaves((s_loop.server, s_loop.clients)),
                   jax.tree.leaves((s_comp.server, s_comp.clients))):
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -80,7 +80,7 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
                                         clients_per_round={'small': 1}))
   state = engine.init_state(alg, data, seed=0)
   new, metrics = round_fn(state, data, weights, hp)
-  drawn = np.asarray(metrics['small']['sampled'])
+  drawn = np.asarray(metrics.sampled['small'])
   assert drawn.sum() == 1
   (c,) = np.flatnonzero(drawn)
   idx = engine.sample_clients(state.rng, state.round, 1,
@@ -91,7 +91,7 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
     before = jax.tree.map(lambda t, o=other: t[o], state.clients['small'])
     after = jax.tree.map(lambda t, o=other: t[o], new.clients['small'])
     assert _leaves_equal(before, after)
-    assert float(metrics['small']['train_loss'][other]) == 0.0
+    assert float(metrics.silos['small']['train_loss'][other]) == 0.0
   # The server averages the 2 large silos and the drawn small one only.
   # FedAvg's silos keep no model: each drawn silo's delta is recomputed from
   # the broadcast, its (stateless) client state and its key.
@@ -129,7 +129,7 @@ def test_sampling_keeps_the_state_of_silos_not_drawn(two_groups):
   state = engine.init_state(alg, data, seed=0)
   state, _ = round_fn(state, data, weights, hp)  # Controls move off zero.
   new, metrics = round_fn(state, data, weights, hp)
-  (c,) = np.flatnonzero(np.asarray(metrics['small']['sampled']))
+  (c,) = np.flatnonzero(np.asarray(metrics.sampled['small']))
   take = lambda tree, i: jax.tree.map(lambda t: t[i], tree)
   for i in range(3):
     same = _leaves_equal(take(state.clients['small'], i),

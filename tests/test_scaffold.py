@@ -78,7 +78,7 @@ def test_scaffold_matches_loop_reference_for_two_rounds(strategy):
                                        state.server.params, rounds=2)
   for _ in range(2):
     state, metrics = round_fn(state, data, weights, hp)
-  np.testing.assert_array_equal(metrics['small']['local_steps'], STEPS)
+  np.testing.assert_array_equal(metrics.silos['small']['local_steps'], STEPS)
   close = lambda a, b: [np.testing.assert_allclose(u, v, atol=2e-5)
                         for u, v in zip(jax.tree.leaves(a),
                                         jax.tree.leaves(b))]
