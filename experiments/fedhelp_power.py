@@ -136,8 +136,7 @@ def run_partition(get_config, methods, *, train_seeds, partition_seed: int,
       program = runner.build_program(config, fed.task, fed.groups, fed.info)
       t0 = time.time()
       results = runner.run(
-          program, [runner.Member(int(t), fed.fed, fed.weights, fed.info,
-                                  fed.hparams) for t in train_seeds],
+          program, [fed._replace(seed=int(t)) for t in train_seeds],
           rounds=rounds, eval_every=int(config.eval_every), nonfinite='stop',
           common_test=common,
           labels=[f'{m} seed {t} partition {partition_seed}'

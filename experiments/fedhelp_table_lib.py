@@ -39,8 +39,7 @@ def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
     raise ValueError('rounds must be a multiple of eval_every here.')
   fed = experiment.prepare_federation(config, raw, (fed0, info0))
   program = runner.build_program(config, fed.task, fed.groups, fed.info)
-  members = [runner.Member(seed, fed.fed, fed.weights, fed.info, fed.hparams)
-             for seed in seeds]
+  members = [fed._replace(seed=seed) for seed in seeds]
   batches = ([[m] for m in members] if seed_mode == 'sequential'
              else [members])
   metric = program.metric

@@ -119,8 +119,7 @@ def make_setup(config, raw, fed0, info0, **pfednet_kwargs) -> Setup:
 def _run(setup, seeds, hparams_list, rounds, **kwargs):
   """``runner.run`` of these (seed, hparams) configs as one program; every
   round in one compiled call, non-finite values recorded, not raised."""
-  f = setup.fed
-  members = [runner.Member(seed, f.fed, f.weights, f.info, hp)
+  members = [setup.fed._replace(seed=seed, hparams=hp)
              for seed, hp in zip(seeds, hparams_list)]
   return runner.run(setup.program, members, rounds=rounds, eval_every=rounds,
                     nonfinite='record', **kwargs)

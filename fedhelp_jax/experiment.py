@@ -13,7 +13,7 @@ import copy
 import hashlib
 import json
 import os
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ from fedhelp_jax import validate
 GROUPS = ('large', 'small')
 
 # The host loop's pieces, named here too for callers of this module.
+Federation = runner.Federation
 NonFiniteError = guards.NonFiniteError
 clients_per_round = runner.clients_per_round
 evaluate = runner.evaluate
@@ -376,16 +377,6 @@ def _common_test(config, raw) -> Optional[runner.CommonTest]:
                            np.asarray(raw['test_y']))
 
 
-class Federation(NamedTuple):
-  """The host-side silos of one config, ready to be put on device."""
-  task: tasks.Task
-  fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
-  info: dict[str, Any]
-  groups: tuple[str, ...]
-  weights: dict[str, np.ndarray]
-  hparams: dict[str, jax.Array]
-
-
 def prepare_federation(config, raw, partitioned=None) -> Federation:
   """Validates, partitions, packs and prepares the silos of ``config``.
 
@@ -419,7 +410,8 @@ def prepare_federation(config, raw, partitioned=None) -> Federation:
     # The fixed cohort silo-level DP divides its noisy sum by.
     hparams['dp_cohort'] = jnp.float32(dp_fedavg.cohort(
         _real_silos(fed), runner.clients_per_round(config)))
-  return Federation(task, fed, info, groups, weights, hparams)
+  return Federation(task, fed, info, groups, weights, hparams,
+                    int(config.seed))
 
 
 def _real_silos(fed) -> dict[str, int]:
@@ -849,10 +841,12 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   start_round = manager.check_resume(resume) or 0
   if raw is None:
     raw = _load_raw_once_per_machine(config)
-  (task, fed, info, groups, weights, hparams), mesh = _federation_on_mesh(
-      config, raw, num_devices)
+  federation, mesh = _federation_on_mesh(config, raw, num_devices)
+  fed, info, hparams = federation.fed, federation.info, federation.hparams
+  groups = federation.groups
   common_test = _common_test(config, raw)
-  program = runner.build_program(config, task, groups, info, mesh=mesh)
+  program = runner.build_program(config, federation.task, federation.groups,
+                                 info, mesh=mesh)
   storage = _storage(program.alg, fed, info, mesh, num_devices)
   _announce(config, program, fed, why_devices, say)
 
@@ -911,8 +905,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   nonfinite = config.get('nonfinite', 'stop')
   try:
     (result,) = runner.run(
-        program, [runner.Member(int(config.seed), fed, weights, info,
-                                hparams)],
+        program, [federation._replace(hparams=hparams)],
         rounds=total, eval_every=every, nonfinite=nonfinite,
         restore=restore,
         on_eval=on_eval, common_test=common_test)

@@ -12,7 +12,7 @@ Every run in the project goes through ``run``:
     partition, one by one (reusing the executable) or vmapped.
 
 A ``Program`` holds what is static (algorithm, compiled round, predict
-function); a ``Member`` is one config's data, info, hyperparameters and seed.
+function); a ``Federation`` is one config's data, info, hyperparameters and seed.
 ``run`` compiles ``eval_every`` rounds as one call per chunk length (cached
 on the program, so seeds run one after another reuse the executable), and
 after every chunk, for every config: reads the non-finite flags and applies
@@ -122,13 +122,17 @@ def build_program(config, task, groups, info, *, alg=None,
                  mesh, {}, config_parallel, predict_common_fn)
 
 
-class Member(NamedTuple):
-  """One config of a program: its host silos, weights, info, hparams, seed."""
-  seed: int
-  fed: dict[str, dict[str, np.ndarray]]  # Host arrays, no '_' keys.
-  weights: dict[str, np.ndarray]
+class Federation(NamedTuple):
+  """The host-side silos of one config, ready to be put on device: what
+  ``experiment.prepare_federation`` builds and ``run`` runs (one per config
+  of a program; ``_replace`` another seed or hparams for the next)."""
+  task: tasks.Task
+  fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
   info: dict[str, Any]
+  groups: tuple[str, ...]
+  weights: dict[str, np.ndarray]
   hparams: dict[str, jax.Array]
+  seed: int = 0  # Training seed: initial state, batch order, sampling.
 
 
 # ---------------------------------------------------------------------------
@@ -238,7 +242,7 @@ def round_losses(round_metrics: engine.RoundMetrics, info,
 # ---------------------------------------------------------------------------
 
 
-def same_data(members: Sequence[Member]) -> bool:
+def same_data(members: Sequence[Federation]) -> bool:
   """Whether every member holds the first one's silos and weights."""
   first = members[0]
   for m in members[1:]:
@@ -255,7 +259,7 @@ def _take(tree, k):
   return jax.tree.map(lambda x: x[k], tree)
 
 
-def run(program: Program, members: Sequence[Member], *, rounds: int,
+def run(program: Program, members: Sequence[Federation], *, rounds: int,
         eval_every: int, nonfinite: str = 'record',
         restore: Optional[Callable[[Any], tuple[Any, int]]] = None,
         on_eval: Optional[Callable[[int, dict, Any], None]] = None,
@@ -409,7 +413,7 @@ class _Placed(NamedTuple):
   shared: bool  # Every member holds the same silos (one data copy).
 
 
-def _place(program: Program, members: Sequence[Member]) -> _Placed:
+def _place(program: Program, members: Sequence[Federation]) -> _Placed:
   """Initial states, stacked when K > 1, and every input on its devices."""
   k_configs, mesh = len(members), program.mesh
   shared = k_configs == 1 or same_data(members)
@@ -463,7 +467,7 @@ def _chunk_executable(program: Program, rounds: int, k_configs: int,
   return program.executables[key], time.time() - t0
 
 
-def _empty_result(program: Program, member: Member, rounds: int,
+def _empty_result(program: Program, member: Federation, rounds: int,
                   start_round: int, k_configs: int) -> dict[str, Any]:
   return {'seed': int(member.seed), 'metric': program.metric,
           'rounds': int(rounds), 'start_round': start_round, 'final': None,
@@ -483,7 +487,7 @@ class _Chunk(NamedTuple):
   state: Any  # On device, after the chunk.
 
 
-def _read_chunk(program: Program, res: dict, member: Member, chunk: _Chunk,
+def _read_chunk(program: Program, res: dict, member: Federation, chunk: _Chunk,
                 *, nonfinite: str, placed: _Placed,
                 common_test: Optional[CommonTest],
                 t_run: float) -> dict[str, Any]:

@@ -56,7 +56,6 @@ from fedhelp_jax import experiment
 from fedhelp_jax import privacy
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
-from fedhelp_jax import tasks
 from fedhelp_jax import validate
 
 # May differ inside one program (values only).
@@ -137,13 +136,9 @@ def _unknown(path, prefix, node, part) -> str:
 
 
 class _Setup(NamedTuple):
+  """One config of the sweep: the config, its federation and DP record."""
   config: Any
-  task: tasks.Task
-  fed: dict[str, dict[str, np.ndarray]]  # Host-only ('_') keys dropped.
-  info: dict[str, Any]
-  weights: dict[str, np.ndarray]
-  hparams: dict[str, jax.Array]
-  groups: tuple[str, ...]
+  federation: runner.Federation
   privacy: Optional[dict[str, Any]] = None  # The DP plan's record.
 
 
@@ -181,8 +176,7 @@ def _setup(config, raw_cache: dict[str, Any]) -> _Setup:
     # Each config's own (maybe calibrated) sigma; epsilon in its result.
     hparams = privacy.with_plan_noise(hparams, plan)
     record = plan.record
-  return _Setup(config, f.task, f.fed, f.info, f.weights, hparams,
-                f.groups, record)
+  return _Setup(config, f._replace(hparams=hparams), record)
 
 
 # ---------------------------------------------------------------------------
@@ -207,16 +201,18 @@ def _flatten(tree, prefix='') -> dict[str, Any]:
 def _shapes(s: _Setup) -> dict[str, Any]:
   def describe(x):
     return f'{tuple(np.shape(x))} {np.asarray(x).dtype}'
-  out = {f'{g}/{k}': describe(v) for g, d in s.fed.items()
+  f = s.federation
+  out = {f'{g}/{k}': describe(v) for g, d in f.fed.items()
          for k, v in d.items()}
-  out.update({f'weights/{g}': describe(w) for g, w in s.weights.items()})
-  out.update({f'hparams.{k}': describe(v) for k, v in s.hparams.items()})
+  out.update({f'weights/{g}': describe(w) for g, w in f.weights.items()})
+  out.update({f'hparams.{k}': describe(v) for k, v in f.hparams.items()})
   return out
 
 
 def _static_info(s: _Setup) -> dict[str, Any]:
   return json.loads(json.dumps(
-      {k: v for k, v in s.info.items() if k not in _INFO_REPORTING},
+      {k: v for k, v in s.federation.info.items()
+       if k not in _INFO_REPORTING},
       sort_keys=True, default=str))
 
 
@@ -227,8 +223,9 @@ def _incompatibility(a: _Setup, b: _Setup) -> Optional[str]:
     if fa.get(key, '<unset>') != fb.get(key, '<unset>'):
       return (f"field '{key}' differs ({fa.get(key, '<unset>')!r} vs "
               f"{fb.get(key, '<unset>')!r})")
-  if set(a.hparams) != set(b.hparams):
-    only = sorted(set(a.hparams) ^ set(b.hparams))
+  ha, hb = set(a.federation.hparams), set(b.federation.hparams)
+  if ha != hb:
+    only = sorted(ha ^ hb)
     return f'the hparams names differ ({only} set in only one)'
   sa, sb = _shapes(a), _shapes(b)
   for key in sorted(set(sa) | set(sb)):
@@ -313,10 +310,9 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
   """Runs configs that share one program; one result dict per config."""
   first = setups[0]
   config = first.config
-  info = first.info
+  info = first.federation.info
   mesh = _program_mesh(setups, mesh, verbose)
-  members = [runner.Member(int(s.config.seed), s.fed, s.weights, s.info,
-                           s.hparams) for s in setups]
+  members = [s.federation for s in setups]
   if mesh is not None:  # Each config's silos padded for its 'clients' devices.
     padded = []
     for m in members:
@@ -324,8 +320,8 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
           m.fed, m.weights, m.info, mesh, axis='clients')
       padded.append(m._replace(fed=fed, weights=weights, info=info))
     members = padded
-  program = runner.build_program(config, first.task, first.groups,
-                                 info, mesh=mesh)
+  program = runner.build_program(config, first.federation.task,
+                                 first.federation.groups, info, mesh=mesh)
   if verbose and len(setups) > 1:
     data = ('one copy of the data' if runner.same_data(members) else
             'shapes, not data: data and weights stacked over K')
@@ -339,7 +335,7 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
   for s, res in zip(setups, runs):
     out = {'algorithm': s.config.algorithm,
            'hparams': {h: np.asarray(v).tolist()
-                       for h, v in s.hparams.items()}}
+                       for h, v in s.federation.hparams.items()}}
     out.update({k: res[k] for k in (
         'seed', 'metric', 'rounds', 'final', 'best', 'history', 'train_loss',
         'nonfinite', 'strategy', 'timing_s')})

@@ -18,8 +18,7 @@ def test_common_test_scoring_equals_direct_evaluation():
   fed = experiment.prepare_federation(config, raw)
   common = runner.CommonTest(raw['test_x'][:150], raw['test_y'][:150])
   program = runner.build_program(config, fed.task, fed.groups, fed.info)
-  (res,) = runner.run(program, [runner.Member(0, fed.fed, fed.weights,
-                                              fed.info, fed.hparams)],
+  (res,) = runner.run(program, [fed._replace(seed=0)],
                       rounds=2, eval_every=1, common_test=common)
   state = res['state']
   got = res['final_common']

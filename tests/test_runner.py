@@ -96,8 +96,7 @@ def _program_and_member():
   config = test_sweep._tiny()
   fed = experiment.prepare_federation(config, experiment.load_raw(config))
   program = runner.build_program(config, fed.task, fed.groups, fed.info)
-  member = lambda seed: runner.Member(seed, fed.fed, fed.weights, fed.info,
-                                      fed.hparams)
+  member = lambda seed: fed._replace(seed=seed)
   return config, program, member
 
 
