@@ -37,6 +37,22 @@ GroupData = Mapping[str, jax.Array]
 FederatedData = Mapping[str, GroupData]  # group name -> GroupData.
 
 
+class FederatedState(NamedTuple):
+  """Everything a run needs to continue bit-exactly.
+
+  Attributes:
+    server: the algorithm's server state (unplaced).
+    clients: group name -> placed client state (leaves ``[C_g, ...]``).
+    rng: base PRNG key; per-round, per-group, per-silo streams are derived
+      from it with ``fold_in`` so no key is ever carried or consumed.
+    round: int32 scalar, number of completed rounds.
+  """
+  server: PyTree
+  clients: Mapping[str, PyTree]
+  rng: jax.Array
+  round: jax.Array
+
+
 class Download(NamedTuple):
   """What the server sends at the start of a round.
 
