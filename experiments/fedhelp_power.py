@@ -87,7 +87,7 @@ def image_scores(result, info, last_evals: int) -> dict[str, np.ndarray]:
   """Per group, per image: the fraction of (silo, last evaluations) that
   classified the image correctly (``[N]``; 'all' weights every silo alike,
   as the group summaries do)."""
-  kept = result['common_correct'][-last_evals:]
+  kept = result.common_correct[-last_evals:]
   out = {}
   for g in info['groups']:
     out[g] = np.mean([c['correct'][g].mean(axis=0) for c in kept], axis=0)
@@ -144,7 +144,7 @@ def run_partition(get_config, methods, *, train_seeds, partition_seed: int,
       per_seed = [image_scores(r, fed.info, last_evals) for r in results]
       scores = {g: np.stack([s[g] for s in per_seed]) for g in per_seed[0]}
       out[m] = {'scores': scores, 'wall_s': time.time() - t0,
-                'common_summary': [r['final_common']['summary']
+                'common_summary': [r.final_common['summary']
                                    for r in results]}
       if part:
         np.savez(part, wall_s=out[m]['wall_s'], **scores)

@@ -50,15 +50,15 @@ def run_method(config, raw, fed0, info0, seeds, log, seed_mode='sequential'):
         program, batch, rounds=int(config.rounds),
         eval_every=int(config.eval_every), nonfinite='stop',
         labels=[f'{config.algorithm} seed {m.seed}' for m in batch])
-    timing = results[0]['timing_s']
+    timing = results[0].timing_s
     compile_s += timing['compile']
     for res in results:
       runs.append({
-          'seed': res['seed'], 'final': res['final'],
+          'seed': res.seed, 'final': res.final,
           'curve': [{'round': h['round'],
                      **{g: h['summary'][g][metric]
                         for g in (*fed.groups, 'all')}}
-                    for h in res['history']],
+                    for h in res.history],
           # A vmapped program's run time is shared by its seeds.
           'wall_s': (timing['wall'] if len(batch) == 1 else
                      (timing['wall'] - timing['compile']) / len(batch))})

@@ -126,7 +126,7 @@ def _run(setup, seeds, hparams_list, rounds, **kwargs):
 
 
 def _scores(setup, result):
-  summary = result['final']['summary']
+  summary = result.final['summary']
   return {g: summary[g][setup.program.metric]
           for g in (*setup.program.groups, 'all')}
 
@@ -136,7 +136,7 @@ def run_method(setup, seeds, rounds, log):
   t0 = time.time()
   results = [_run(setup, [seed], [setup.fed.hparams], rounds)[0]
              for seed in seeds]
-  compile_s = sum(r['timing_s']['compile'] for r in results)
+  compile_s = sum(r.timing_s['compile'] for r in results)
   finals = [_scores(setup, r) for r in results]
   wall = time.time() - t0
   log(f'  {setup.program.config.algorithm}: ' + ', '.join(
@@ -155,10 +155,10 @@ def run_sweep(setup, hparams_list, seeds, rounds):
   vmapped = _run(setup, seeds, hparams_list, rounds, keep_metrics=True)
   sequential = [_run(setup, [s], [hp], rounds)[0]
                 for s, hp in zip(seeds, hparams_list)]
-  vm_t = vmapped[0]['timing_s']
-  seq_compile = sum(r['timing_s']['compile'] for r in sequential)
-  seq_steady = sum(r['timing_s']['steady'] for r in sequential)
-  diffs = [_max_abs_diff(v['state'].server, q['state'].server)
+  vm_t = vmapped[0].timing_s
+  seq_compile = sum(r.timing_s['compile'] for r in sequential)
+  seq_steady = sum(r.timing_s['steady'] for r in sequential)
+  diffs = [_max_abs_diff(v.state.server, q.state.server)
            for v, q in zip(vmapped, sequential)]
   timing = {
       'configs': len(hparams_list), 'rounds': rounds,
@@ -177,11 +177,11 @@ def run_sweep(setup, hparams_list, seeds, rounds):
 def upload_bytes(results, setup):
   """``(raw, encoded)`` bytes ``[K, R]`` of all real silos' uploads, from
   ``runner.run`` results kept with their round metrics."""
-  raw = np.zeros((len(results), int(results[0]['rounds'])))
+  raw = np.zeros((len(results), int(results[0].rounds)))
   enc = np.zeros_like(raw)
   for k, res in enumerate(results):
     for g in setup.program.groups:
-      up = np.asarray(res['round_metrics'].silos[g]['upload'])  # [R, C, d]
+      up = np.asarray(res.round_metrics.silos[g]['upload'])  # [R, C, d]
       for t in range(up.shape[0]):
         for c in range(len(setup.fed.info['groups'][g])):
           raw[k, t] += encode_lib.raw_bytes(up[t, c])

@@ -732,7 +732,7 @@ def _summary(config, program, result, history, *, total: int,
   """``summary.json``'s record of a finished ``run_experiment``; ``history``
   is the whole metrics log (resumed rounds included)."""
   metric = program.metric
-  timing = {k: v for k, v in result['timing_s'].items()
+  timing = {k: v for k, v in result.timing_s.items()
             if k != 'configs_in_program'}
   already_complete = start_round >= total
   if already_complete:  # Resumed a finished run: nothing was trained.
@@ -748,11 +748,11 @@ def _summary(config, program, result, history, *, total: int,
     if not best or value > best['value']:
       best = {'round': rec['round'], 'value': value}
   best = best or {'round': start_round,
-                  'value': result['final']['summary']['all'][metric]}
+                  'value': result.final['summary']['all'][metric]}
   summary = {
       'algorithm': config.algorithm, 'dataset': config.dataset.name,
       'task': program.task.name, 'rounds': total, 'seed': int(config.seed),
-      'metric': metric, 'final': result['final'], 'best': best,
+      'metric': metric, 'final': result.final, 'best': best,
       'strategy': program.strategy.describe(), 'config_hash': chash,
       'devices': num_devices, 'processes': jax.process_count(),
       'timing_s': timing,
@@ -762,8 +762,8 @@ def _summary(config, program, result, history, *, total: int,
       'skipped_updates': [e for rec in history
                           for e in rec.get('skipped', [])],
   }
-  if 'final_common' in result:
-    summary['common_test'] = {k: v for k, v in result['final_common'].items()
+  if result.final_common is not None:
+    summary['common_test'] = {k: v for k, v in result.final_common.items()
                               if k != 'correct'}
   return summary
 
@@ -771,10 +771,10 @@ def _summary(config, program, result, history, *, total: int,
 def _write_outputs(workdir: str, summary, result, groups,
                    checkpoints: str) -> None:
   """``summary.json``, the per-image record, and the printed summary."""
-  if result.get('common_correct'):
+  if result.common_correct:
     # Per image, per silo, per evaluation of this invocation: what paired
     # tests between methods need (stats.paired_comparison).
-    last = result['common_correct']
+    last = result.common_correct
     np.savez_compressed(
         os.path.join(workdir, 'common_test_correct.npz'),
         rounds=np.asarray([c['round'] for c in last]),
@@ -928,7 +928,7 @@ def _run_locked(config, workdir: str, *, resume: Optional[bool],
   if dp_plan is not None:
     summary['privacy'] = dp_plan.record
   if not summary['already_complete']:
-    summary['dead_units'] = _dead_units(program, groups, result['state'], fed,
+    summary['dead_units'] = _dead_units(program, groups, result.state, fed,
                                         info, mesh, say)
   if primary:
     _write_outputs(workdir, summary, result, groups, manager.directory)

@@ -265,7 +265,7 @@ def run(program: Program, members: Sequence[Federation], *, rounds: int,
         on_eval: Optional[Callable[[int, dict, Any], None]] = None,
         keep_metrics: bool = False,
         labels: Optional[Sequence[str]] = None,
-        common_test: Optional[CommonTest] = None) -> list[dict[str, Any]]:
+        common_test: Optional[CommonTest] = None) -> list['RunResult']:
   """Runs ``members`` (K >= 1 configs) of ``program`` for ``rounds`` rounds.
 
   K = 1 runs ``engine.run_rounds``; K > 1 one ``engine.run_sweep_rounds``
@@ -288,24 +288,16 @@ def run(program: Program, members: Sequence[Federation], *, rounds: int,
       chunk's last round), 'elapsed_s', the evaluation ('clients', 'summary'
       and maybe 'coverage') and 'skipped' (non-finite events) when any.
     keep_metrics: also return every round's metrics (host arrays with a
-      leading rounds axis) as 'round_metrics'.
+      leading rounds axis) as ``RunResult.round_metrics``.
     labels: per config, a name that prefixes its error messages (default
       'config k' when K > 1).
     common_test: also score every silo on this one test set at every
       evaluation (``evaluate_common``): each record gains ``'common'``
-      (per-silo and per-group metrics), and the result ``'final_common'``
-      (the last evaluation, with per-image correctness) and, for
-      classification, ``'common_correct'``: per evaluation, ``{'round',
-      'correct'}``.
+      (per-silo and per-group metrics), and the result ``final_common`` and
+      ``common_correct`` (see ``RunResult``).
 
   Returns:
-    Per member, a dict: 'seed', 'metric', 'rounds', 'start_round', 'final'
-    (the last evaluation), 'best' ('round' and 'value' of the primary metric
-    over this call's evaluations), 'history' ('round', 'summary' and
-    'train_loss' per evaluation), 'train_loss' (group -> per-round means),
-    'events' and 'nonfinite' (the non-finite silo events, as
-    ``guards.NonFiniteEvent`` dicts, and every event as a message), 'strategy', 'timing_s' (compile, steady, host between chunks,
-    wall; of the whole program) and 'state' (final, on device).
+    Per member, a ``RunResult``.
 
   Raises:
     NonFiniteError: a non-finite round the policy does not allow.
@@ -375,7 +367,54 @@ def run(program: Program, members: Sequence[Federation], *, rounds: int,
     if keep_metrics:
       res['round_metrics'] = (_take(joined, k) if k_configs > 1 and joined
                               is not None else joined)
-  return out
+  return [RunResult(**res) for res in out]
+
+
+class RunResult(NamedTuple):
+  """One config's outcome of ``run``.
+
+  Attributes:
+    seed: the training seed.
+    metric: the primary metric's name ('accuracy' or 'dice').
+    rounds: the round the run stopped after (resumed rounds counted).
+    start_round: the round it started from (a restored checkpoint's).
+    final: the last evaluation: 'clients' (per-silo metrics), 'summary'
+      (group -> metric -> mean; 'all' too) and maybe 'coverage'/'common'.
+    best: 'round' and 'value' of the primary metric over this call's
+      evaluations.
+    history: per evaluation, 'round', 'summary', 'train_loss' (and
+      'common_summary' with a common test set).
+    train_loss: group -> per-round mean over kept, drawn, real silos.
+    events: the non-finite silo events (``guards.NonFiniteEvent`` as dicts).
+    nonfinite: every non-finite event (the server's too) as a message.
+    strategy: the client-parallel strategy, described.
+    config_parallel: how K > 1 configs shared the program (None for one).
+    timing_s: compile, steady, host between chunks and wall seconds (of the
+      whole program), and configs in it.
+    state: the final ``FederatedState`` (on device).
+    round_metrics: with ``keep_metrics``, every round's ``RoundMetrics``.
+    final_common: with a common test set, the last evaluation on it (with
+      per-image correctness for classification).
+    common_correct: with a common test set (classification), per
+      evaluation ``{'round', 'correct'}``.
+  """
+  seed: int
+  metric: str
+  rounds: int
+  start_round: int
+  final: dict[str, Any]
+  best: dict[str, Any]
+  history: list[dict[str, Any]]
+  train_loss: dict[str, list[float]]
+  events: list[dict[str, Any]]
+  nonfinite: list[str]
+  strategy: str
+  config_parallel: Optional[str]
+  timing_s: dict[str, float]
+  state: Any
+  round_metrics: Any = None
+  final_common: Optional[dict[str, Any]] = None
+  common_correct: Optional[list[dict[str, Any]]] = None
 
 
 def _check_run_args(program: Program, k_configs: int, nonfinite: str,

@@ -336,13 +336,13 @@ def _run_program(setups: Sequence[_Setup], *, verbose: bool,
     out = {'algorithm': s.config.algorithm,
            'hparams': {h: np.asarray(v).tolist()
                        for h, v in s.federation.hparams.items()}}
-    out.update({k: res[k] for k in (
+    out.update({k: getattr(res, k) for k in (
         'seed', 'metric', 'rounds', 'final', 'best', 'history', 'train_loss',
         'nonfinite', 'strategy', 'timing_s')})
     if s.privacy is not None:
       out['privacy'] = s.privacy
     if return_states:
-      out['state'] = res['state']
+      out['state'] = res.state
     results.append(out)
   return results
 

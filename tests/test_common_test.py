@@ -20,10 +20,10 @@ def test_common_test_scoring_equals_direct_evaluation():
   program = runner.build_program(config, fed.task, fed.groups, fed.info)
   (res,) = runner.run(program, [fed._replace(seed=0)],
                       rounds=2, eval_every=1, common_test=common)
-  state = res['state']
-  got = res['final_common']
+  state = res.state
+  got = res.final_common
   assert got['n_test_images'] == 150
-  assert [c['round'] for c in res['common_correct']] == [1, 2]
+  assert [c['round'] for c in res.common_correct] == [1, 2]
   accuracy = []
   for g in fed.groups:
     module = program.alg.eval_model(g)

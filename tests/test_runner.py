@@ -105,19 +105,19 @@ def test_program_reuses_its_executable_across_runs_bit_exactly():
   run = lambda seed: runner.run(program, [member(seed)], rounds=2,
                                 eval_every=1)[0]
   first, other, again = run(0), run(1), run(0)
-  assert first['timing_s']['compile'] > 0
-  assert other['timing_s']['compile'] == again['timing_s']['compile'] == 0
+  assert first.timing_s['compile'] > 0
+  assert other.timing_s['compile'] == again.timing_s['compile'] == 0
   assert list(program.executables) == [(1, 1, False)]
-  for a, b in zip(jax.tree.leaves(first['state']),
-                  jax.tree.leaves(again['state'])):
+  for a, b in zip(jax.tree.leaves(first.state),
+                  jax.tree.leaves(again.state)):
     np.testing.assert_array_equal(a, b)
-  assert test_sweep._max_abs_diff(first['state'].server,
-                                  other['state'].server) > 0
-  assert [h['round'] for h in first['history']] == [1, 2]
-  assert first['final']['summary'] == first['history'][-1]['summary']
-  assert first['best']['value'] == max(
-      h['summary']['all']['accuracy'] for h in first['history'])
-  assert len(first['train_loss']['small']) == int(config.rounds)
+  assert test_sweep._max_abs_diff(first.state.server,
+                                  other.state.server) > 0
+  assert [h['round'] for h in first.history] == [1, 2]
+  assert first.final['summary'] == first.history[-1]['summary']
+  assert first.best['value'] == max(
+      h['summary']['all']['accuracy'] for h in first.history)
+  assert len(first.train_loss['small']) == int(config.rounds)
 
 
 def test_fedhelp_table_runs_every_seed_through_the_runner():
