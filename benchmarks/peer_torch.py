@@ -209,7 +209,7 @@ def prepare_torch_round(torch, data, weights, *, batch_size, local_steps,
 
 def _jax_params(alg, data):
   server, _ = jax.eval_shape(alg.init, jax.random.PRNGKey(0), data)
-  return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(server['params']))
+  return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(server.params))
 
 
 def torch_threads(torch, spec) -> list[int]:

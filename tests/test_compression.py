@@ -20,6 +20,7 @@ from fedhelp_jax import types
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
+from fedhelp_jax.algorithms import server_opt
 from tests import tiny_config
 
 GROUPS = ('large', 'small')
@@ -62,7 +63,7 @@ def _fixed_upload_alg(upload):
   def init(rng, data):
     del rng
     num = data['small']['n'].shape[0]
-    return ({'params': jax.tree.map(jnp.zeros_like, upload)},
+    return (server_opt.ServerState(jax.tree.map(jnp.zeros_like, upload)),
             {'small': {'steps': jnp.zeros((num,), jnp.int32)}})
 
   def local_update(group, client, broadcast, personal, data, hparams, key):
@@ -71,7 +72,7 @@ def _fixed_upload_alg(upload):
 
   return types.FederatedAlgorithm(
       name='fixed', init=init,
-      download=lambda s: types.Download(broadcast=s['params']),
+      download=lambda s: types.Download(broadcast=s.params),
       local_update=local_update, server_update=None,
       eval_variables=lambda g, c, b, p: b, eval_model=None)
 
@@ -102,7 +103,7 @@ def test_identity_encoder_without_feedback_changes_nothing_but_metrics():
   data = {'small': {'n': np.ones(2, np.int32)}}
   server, clients = wrapped.init(jax.random.PRNGKey(0), data)
   client = jax.tree.map(lambda x: x[0], clients['small'])
-  out = wrapped.local_update('small', client, server['params'], None, None,
+  out = wrapped.local_update('small', client, server.params, None, None,
                              {}, jax.random.PRNGKey(0))
   jax.tree.map(np.testing.assert_array_equal, out[1], X)
   assert float(out[2]['upload_bytes']) == 4 * 8
@@ -122,11 +123,11 @@ def test_fedavg_round_with_topk_uploads():
   round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
   state = engine.init_state(alg, data, seed=0)
   new, metrics = round_fn(state, data, weights, hp)
-  d = sum(x.size for x in jax.tree.leaves(state.server['params']))
+  d = sum(x.size for x in jax.tree.leaves(state.server.params))
   k = math.ceil(0.01 * d)
   np.testing.assert_array_equal(metrics.silos['small']['upload_bytes'], 8 * k)
   moved = jax.tree.map(lambda a, b: np.count_nonzero(np.asarray(a - b)),
-                       new.server['params'], state.server['params'])
+                       new.server.params, state.server.params)
   # Each of the 5 silos sent k entries: at most 5 k parameters moved.
   assert 0 < sum(jax.tree.leaves(moved)) <= 5 * k
   assert new.clients['small']['residual']['dense']['kernel'].shape[0] == 3

@@ -43,10 +43,10 @@ def test_dead_units_sees_a_forced_collapse():
   assert len(healthy['small']['per_silo']) == 3
   assert all(0.0 <= f < 1.0 for f in healthy['small']['per_silo'])
   # A bias far below every pre-activation kills every unit on every image.
-  params = state.server['params']
+  params = state.server.params
   dead_params = {**params, 'dense': {**params['dense'],
                                      'bias': params['dense']['bias'] - 1e4}}
-  collapsed = state._replace(server={**state.server, 'params': dead_params})
+  collapsed = state._replace(server=state.server._replace(params=dead_params))
   dead = diagnostics.dead_units(alg, GROUPS, collapsed, data)
   assert dead['large']['mean'] == 1.0 and dead['small']['mean'] == 1.0
   jax.clear_caches()

@@ -20,6 +20,7 @@ from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
+from fedhelp_jax.algorithms import server_opt
 from tests import conftest
 from tests import tiny_config
 
@@ -68,12 +69,13 @@ def test_server_noise_std_is_sigma_clip_over_cohort():
   _, _, alg, hp = _setup()
   wrapped = dp_fedavg.with_silo_dp(alg)
   mean = {'w': jnp.zeros((200_000,))}
-  server = dp_fedavg.ServerState({'params': {'w': jnp.zeros((200_000,))}},
-                                 jax.random.PRNGKey(3))
+  server = dp_fedavg.ServerState(
+      server_opt.ServerState({'w': jnp.zeros((200_000,))}),
+      jax.random.PRNGKey(3))
   out = wrapped.server_update_from_mean(server, mean,
                                         _dp_hp(hp, 0.5, 2.0, cohort=4.0))
   # FedAvg's server step: params - server_lr * noisy mean delta.
-  noise = -np.asarray(out.inner['params']['w'])
+  noise = -np.asarray(out.inner.params['w'])
   want = 2.0 * 0.5 / 4.0
   assert abs(noise.std() / want - 1.0) < 0.005
   # The key moved on: the next round draws new noise.

@@ -122,7 +122,7 @@ def test_one_client_one_round_fedavg_equals_plain_sgd():
   order_key, _ = jax.random.split(key)
   idx, _ = local.schedule(order_key, {'n': jnp.int32(12),
                                       'x': data['all']['x'][0]})
-  params = state.server['params']
+  params = state.server.params
   x, y = data['all']['x'][0], data['all']['y'][0]
 
   @jax.jit  # One compile for the five steps (eager would compile per op).
@@ -135,7 +135,7 @@ def test_one_client_one_round_fedavg_equals_plain_sgd():
 
   for t in range(5):
     params = sgd_step(params, x[idx[t]], y[idx[t]])
-  assert _max_abs_diff(params, new_state.server['params']) < 1e-5
+  assert _max_abs_diff(params, new_state.server.params) < 1e-5
 
 
 def test_same_seed_gives_identical_metrics(two_groups):

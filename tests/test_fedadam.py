@@ -70,12 +70,12 @@ def test_fedadam_sgd_lr1_no_momentum_is_fedavg_step_bit_exact():
   d = jax.tree.map(lambda x: (0.1 * x + 0.3).astype(np.float32), p)
   hp = {'server_lr': jnp.float32(1.0)}
   got = server_opt.sgd_step(p, d, hp)
-  new_server = server_opt.apply('sgd', {'params': p}, d, hp)
+  new_server = server_opt.apply('sgd', server_opt.ServerState(p), d, hp)
   for k in p:
     np.testing.assert_array_equal(np.asarray(got[k]), p[k] - d[k])
-    np.testing.assert_array_equal(np.asarray(new_server['params'][k]),
+    np.testing.assert_array_equal(np.asarray(new_server.params[k]),
                                   p[k] - d[k])
-  assert set(new_server) == {'params'}  # FedAvg keeps no optimizer state.
+  assert new_server.opt_state == ()  # FedAvg keeps no optimizer state.
 
 
 def test_fedadam_round_equals_local_training_plus_reddi_server(two_groups):
@@ -90,7 +90,7 @@ def test_fedadam_round_equals_local_training_plus_reddi_server(two_groups):
   hp = _hp('fedadam', server_lr=0.05)
   round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
   state = engine.init_state(alg, data, seed=0)
-  x0 = state.server['params']
+  x0 = state.server.params
   total = sum(float(np.sum(w)) for w in weights.values())
   flat_x0 = jax.flatten_util.ravel_pytree(x0)[0]
   deltas = []
@@ -113,10 +113,10 @@ def test_fedadam_round_equals_local_training_plus_reddi_server(two_groups):
     state, _ = round_fn(state, data, weights, hp)
   want = _reddi('adam', deltas, np.asarray(flat_x0), lr=0.05, b1=0.9,
                 b2=0.99, tau=1e-3)
-  got = np.asarray(jax.flatten_util.ravel_pytree(state.server['params'])[0])
+  got = np.asarray(jax.flatten_util.ravel_pytree(state.server.params)[0])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert np.max(np.abs(got - np.asarray(flat_x0))) > 1e-3  # It moved.
-  assert int(state.server['opt_state'][0].count) == 2
+  assert int(state.server.opt_state[0].count) == 2
 
 
 @pytest.mark.parametrize('name', ['fedadam', 'fedyogi', 'fedadagrad'])

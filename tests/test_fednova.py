@@ -104,9 +104,7 @@ def test_unequal_work_separates_fednova_from_fedavg_equal_work_does_not():
       state = engine.init_state(alg, data, seed=0)
       state, _ = jax.jit(engine.build_round(alg, GROUPS))(state, data,
                                                           weights, hp)
-      server = state.server
-      params.append(server.params if hasattr(server, 'params')
-                    else server['params'])
+      params.append(state.server.params)
     moved[name] = max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(
         jax.tree.leaves(params[0]), jax.tree.leaves(params[1])))
   assert moved['equal'] < 1e-6

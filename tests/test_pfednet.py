@@ -77,8 +77,8 @@ def test_pfednet_round_equals_loop_reference(two_groups, strategy):
   # between silos, and the TV prox + ternarization made uploads run-length
   # compressible (far fewer runs than coordinates).
   init = engine.init_state(alg, data, seed=1)
-  assert _max_abs_diff(init.server['params'], s_comp.server['params']) > 1e-5
-  z = np.concatenate([np.asarray(s_comp.server['z'][g]) for g in GROUPS])
+  assert _max_abs_diff(init.server.params, s_comp.server.params) > 1e-5
+  z = np.concatenate([np.asarray(s_comp.server.z[g]) for g in GROUPS])
   assert np.max(np.abs(z[0] - z[4])) > 1e-5
   runs = np.asarray(m_comp.silos['large']['upload_runs'])
   assert np.all(runs < np.asarray(m_comp.silos['large']['upload_size']) / 2)
@@ -105,7 +105,7 @@ def test_lambda_and_gamma_sweep_equals_sequential_runs(two_groups):
                                ref_metrics.silos['small']['train_loss'], rtol=1e-5)
   # The configs really differ: lam=1 fuses the personal parts more.
   spread = [float(np.std(np.concatenate(
-      [np.asarray(out.server['z'][g][k]) for g in GROUPS]), axis=0).mean())
+      [np.asarray(out.server.z[g][k]) for g in GROUPS]), axis=0).mean())
             for k in range(3)]
   assert spread[1] < spread[0]
 
@@ -117,7 +117,7 @@ def test_ternarized_uploads_are_ternary(two_groups):
   round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
   state, metrics = round_fn(engine.init_state(alg, data, seed=1), data,
                             weights, _hparams(lam=0.02))
-  assert np.all(np.isfinite(np.asarray(state.server['z']['small'])))
+  assert np.all(np.isfinite(np.asarray(state.server.z['small'])))
   for upload in np.asarray(metrics.silos['small']['upload']):
     # Per tensor {-m, 0, m}: 2 tensors (shared bias, personal kernel).
     assert np.unique(upload).size <= 2 * 2 + 1
@@ -138,9 +138,9 @@ def test_fedper_keeps_heads_local_and_averages_the_body(two_groups):
   # no edges), whatever lam says.
   new_lam, _ = round_fn(state, data, weights, dict(hp, lam=jnp.float32(9.0)))
   assert _max_abs_diff(new.server, new_lam.server) == 0.0
-  assert _max_abs_diff(state.server['params']['dense'],
-                       new.server['params']['dense']) > 1e-5
-  z = np.asarray(new.server['z']['small'])
+  assert _max_abs_diff(state.server.params['dense'],
+                       new.server.params['dense']) > 1e-5
+  z = np.asarray(new.server.z['small'])
   assert np.max(np.abs(z[0] - z[1])) > 1e-5
 
 
@@ -210,7 +210,7 @@ def test_prepare_builds_the_graph_from_label_sketches(two_groups):
                          GROUPS, info=info)
   data, weights = two_groups
   state = engine.init_state(alg, data, seed=0)
-  assert state.server['z']['small'].shape == (3, 8 * 2 + 2)
+  assert state.server.z['small'].shape == (3, 8 * 2 + 2)
 
 
 def _clustered_federation():

@@ -96,7 +96,7 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
   # FedAvg's silos keep no model: each drawn silo's delta is recomputed from
   # the broadcast, its (stateless) client state and its key.
   flat = lambda t: np.asarray(jax.flatten_util.ravel_pytree(t)[0])
-  x0 = flat(state.server['params'])
+  x0 = flat(state.server.params)
   local = jax.jit(alg.local_update, static_argnums=0)
 
   def silo_delta(g, i):
@@ -104,14 +104,14 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
     key = engine.client_keys(state.rng, state.round, GROUPS.index(g),
                              len(weights[g]))[i]
     _, delta, _ = local(g, jax.tree.map(take, state.clients[g]),
-                        state.server['params'], None,
+                        state.server.params, None,
                         jax.tree.map(take, data[g]), hp, key)
     return flat(delta)
   parts = [(weights['large'][i], 'large', i) for i in range(2)]
   parts.append((weights['small'][c], 'small', c))
   total = sum(float(w) for w, _, _ in parts)
   mean = sum(float(w) / total * silo_delta(g, i) for w, g, i in parts)
-  np.testing.assert_allclose(flat(new.server['params']), x0 - mean,
+  np.testing.assert_allclose(flat(new.server.params), x0 - mean,
                              atol=1e-6)
 
 

@@ -63,9 +63,8 @@ def _reference(module, data, weights, x, rounds):
 
 
 def _global_params(state):
-  """FedAvg keeps ``{'params'}``; SCAFFOLD a named ``ServerState``."""
-  server = state.server
-  return server['params'] if isinstance(server, dict) else server.params
+  """FedAvg and SCAFFOLD both keep a named server state with ``params``."""
+  return state.server.params
 
 
 @pytest.mark.parametrize('strategy', ['chunked', 'vmap'])

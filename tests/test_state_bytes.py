@@ -112,7 +112,7 @@ def _reference_fedavg(module, local, state, data, weights, lr, rounds):
           logits, yb))
     return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p))
 
-  params = state.server['params']
+  params = state.server.params
   total = sum(float(np.sum(w)) for w in weights.values())
   for r in range(rounds):
     mean = jax.tree.map(jnp.zeros_like, params)
@@ -151,11 +151,11 @@ def test_stateless_fedavg_training_equals_hand_reference(two_groups,
   assert int(state.round) == 2
   assert state.clients == {'large': {'model_state': {}},
                            'small': {'model_state': {}}}
-  got, ref = state.server['params'], want
+  got, ref = state.server.params, want
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
   assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
-      jax.tree.leaves(got), jax.tree.leaves(init.server['params']))) > 1e-4
+      jax.tree.leaves(got), jax.tree.leaves(init.server.params))) > 1e-4
 
   # Every silo is evaluated with the broadcast model.
   probs = engine.build_predict(alg, GROUPS, common.predict_probs(

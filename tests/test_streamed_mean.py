@@ -83,6 +83,6 @@ def test_streamed_mean_memory_does_not_grow_with_silos():
   grow_streamed = temp_bytes(streamed, 64) - temp_bytes(streamed, 8)
   grow_stacked = temp_bytes(stacked, 64) - temp_bytes(stacked, 8)
   model_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(
-      engine.init_state(streamed, _data()[0], seed=0).server['params']))
+      engine.init_state(streamed, _data()[0], seed=0).server.params))
   assert grow_stacked > 40 * model_bytes  # 56 more uploads were stacked.
   assert grow_streamed < 4 * model_bytes, (grow_streamed, model_bytes)

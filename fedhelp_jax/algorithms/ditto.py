@@ -32,10 +32,10 @@ def ditto(module, task, local: common.LocalConfig,
       num = data[g]['x'].shape[0]
       clients[g] = {'params': common.stack(params, num),
                     'model_state': common.stack(model_state, num)}
-    return {'params': params}, clients
+    return server_opt.ServerState(params), clients
 
   def download(server):
-    return types.Download(broadcast=server['params'])
+    return types.Download(broadcast=server.params)
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del group, personal

@@ -83,7 +83,7 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
                      f'expected one of {server_opt.SERVER_OPTIMIZERS}.')
 
   def download(server):
-    return types.Download(broadcast=server['params'])
+    return types.Download(broadcast=server.params)
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del group, personal

@@ -474,7 +474,7 @@ def _init(ctx, groups, rng, data):
           large_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
                                          *[s for _, s in inits]))
     clients[g] = client
-  return {'params': shared_params(s_params)}, clients
+  return server_opt.ServerState(shared_params(s_params)), clients
 
 
 def fedhelp(small_module, large_module, task: tasks.Task,
@@ -519,7 +519,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     return _init(ctx, groups, rng, data)
 
   def download(server):
-    return types.Download(broadcast=server['params'])
+    return types.Download(broadcast=server.params)
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del personal

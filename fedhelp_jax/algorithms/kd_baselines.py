@@ -47,6 +47,27 @@ from fedhelp_jax.algorithms import server_opt
 from fedhelp_jax.algorithms import fedavg
 
 
+class FedDFServer(NamedTuple):
+  """FedDF's server: the global model, the server's public inputs and the
+  key of its distillation batches."""
+  params: Any
+  public_x: jax.Array  # [N_pub, ...] unlabeled inputs.
+  key: jax.Array
+  round: jax.Array  # int32 []: folds the key per round.
+
+
+class CentralServer(NamedTuple):
+  """The pooled ('central') reference: one model trained on every silo's
+  examples, with its optimizer state and the pooled data."""
+  params: Any
+  model_state: Any
+  opt: Any  # The local optimizer's state; persists across rounds.
+  x: jax.Array  # [N, ...] pooled inputs (padded).
+  y: jax.Array  # [N, ...] pooled labels.
+  n: jax.Array  # int32 []: real pooled examples.
+  key: jax.Array
+  round: jax.Array  # int32 [].
+
 def _apply(module, params, state, x, *, train):
   out, new_vars = models.apply_model(
       module, common.model_variables(params, state), x, train=train)
@@ -101,22 +122,22 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
     _, model_state = common.init_model(module, rng,
                                        common.sample_x(data[groups[0]]))
     _check_no_batch_stats(model_state, 'FedDF')
-    server = {'params': server['params'],
-              'public_x': data[holder[0]]['server_public_x'][0],
-              'key': jax.random.fold_in(rng, 17),
-              'round': jnp.zeros((), jnp.int32)}
+    server = FedDFServer(params=server.params,
+                         public_x=data[holder[0]]['server_public_x'][0],
+                         key=jax.random.fold_in(rng, 17),
+                         round=jnp.zeros((), jnp.int32))
     return server, clients
 
   def download(server):
-    return types.Download(broadcast=server['params'])
+    return types.Download(broadcast=server.params)
 
   def logits(params, x):
     return _apply(module, params, {}, x, train=False)[0]
 
   def server_update(server, uploads, weights, hparams):
     avg_delta = engine.weighted_mean_groups(uploads, weights)
-    params = server_opt.sgd_step(server['params'], avg_delta, hparams)
-    public_x = server['public_x']
+    params = server_opt.sgd_step(server.params, avg_delta, hparams)
+    public_x = server.public_x
     total = jnp.maximum(sum(jnp.sum(w) for w in weights.values()), 1e-12)
 
     # Ensemble teacher: weighted mean of the client models' logits on the
@@ -124,7 +145,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
     # client model in memory at a time).
     def add_client(acc, xs):
       delta, w = xs
-      client = jax.tree.map(lambda p, d: p - d, server['params'], delta)
+      client = jax.tree.map(lambda p, d: p - d, server.params, delta)
       return acc + w * logits(client, public_x), None
     ens = jnp.zeros_like(logits(params, public_x))
     for g in sorted(uploads):
@@ -132,7 +153,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
     teacher = ens / total
 
     tx = optax.adam(hparams['server_kd_lr'])
-    key = jax.random.fold_in(server['key'], server['round'])
+    key = jax.random.fold_in(server.key, server.round)
     num = public_x.shape[0]
     batch = min(config.server_batch_size, num)
 
@@ -148,7 +169,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
       return (optax.apply_updates(p, updates), opt), loss
     (params, _), _ = lax.scan(kd_step, (params, tx.init(params)),
                               jax.random.split(key, config.server_steps))
-    return {**server, 'params': params, 'round': server['round'] + 1}
+    return server._replace(params=params, round=server.round + 1)
 
   # The distillation step needs more than the mean delta: no streaming.
   return base._replace(name='feddf', init=init_fn, download=download,
@@ -263,10 +284,10 @@ def fml(shared_module, private_modules, task: tasks.Task,
                                       *[p for p, _ in inits]),
           private_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
                                            *[s for _, s in inits]))
-    return {'params': params}, clients
+    return server_opt.ServerState(params), clients
 
   def download(server):
-    return types.Download(broadcast=server['params'])
+    return types.Download(broadcast=server.params)
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del personal
@@ -354,14 +375,14 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     # placeholders build it here; server_update steps it with the real ones.
     opt = common.make_optimizer(local.optimizer, {
         'lr': jnp.zeros(()), 'momentum': jnp.zeros(())}).init(params)
-    server = {'params': params, 'model_state': model_state, 'opt': opt,
-              'x': x, 'y': y, 'n': n, 'key': jax.random.fold_in(rng, 23),
-              'round': jnp.zeros((), jnp.int32)}
+    server = CentralServer(params=params, model_state=model_state, opt=opt,
+                           x=x, y=y, n=n, key=jax.random.fold_in(rng, 23),
+                           round=jnp.zeros((), jnp.int32))
     return server, clients
 
   def download(server):
-    return types.Download(broadcast={'params': server['params'],
-                                     'model_state': server['model_state']})
+    return types.Download(broadcast={'params': server.params,
+                                     'model_state': server.model_state})
 
   def local_update(group, client, broadcast, personal, data, hparams, rng):
     del group, broadcast, personal, data, hparams, rng
@@ -376,10 +397,10 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
       steps = {'local_steps': local.local_steps * total_silos}
     else:
       steps = {'local_epochs': local.local_epochs}
-    key = jax.random.fold_in(server['key'], server['round'])
+    key = jax.random.fold_in(server.key, server.round)
     order_key, step_key = jax.random.split(key)
     idx, active = engine.local_schedule(
-        order_key, server['n'], server['x'].shape[0],
+        order_key, server.n, server.x.shape[0],
         batch_size=local.batch_size, **steps)
     tx = common.make_optimizer(local.optimizer, hparams)
 
@@ -388,19 +409,18 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
       p, ms, opt = carry
 
       def loss_fn(q):
-        out, new_ms = _apply(module, q, ms, server['x'][batch_idx],
+        out, new_ms = _apply(module, q, ms, server.x[batch_idx],
                              train=True)
-        return jnp.mean(task.loss(out, server['y'][batch_idx])), new_ms
+        return jnp.mean(task.loss(out, server.y[batch_idx])), new_ms
       (_, ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
       updates, opt = tx.update(grads, opt, p)
       return (optax.apply_updates(p, updates), ms, opt), ()
 
     (params, ms, opt), _ = engine.scan_local_steps(
-        step, (server['params'], server['model_state'], server['opt']), idx,
-        active,
+        step, (server.params, server.model_state, server.opt), idx, active,
         step_key)
-    return {**server, 'params': params, 'model_state': ms,
-            'round': server['round'] + 1, 'opt': opt}
+    return server._replace(params=params, model_state=ms, opt=opt,
+                           round=server.round + 1)
 
   def eval_variables(group, client, broadcast, personal):
     del group, client, personal

@@ -117,35 +117,40 @@ def step(name: str, params: types.Params, opt_state: Any,
   return optax.apply_updates(params, updates), opt_state
 
 
-def init_server(name: str, params: types.Params) -> dict[str, Any]:
-  """Server state ``{'params'}`` plus ``'opt_state'`` for stateful rules.
+class ServerState(NamedTuple):
+  """The server of a one-global-model algorithm (the FedAvg family, Ditto,
+  FedHelp, FML): the same two fields whatever the server optimizer.
 
-  Plain SGD (FedAvg) keeps no state, so its server state stays
-  ``{'params'}``: checkpoints of FedAvg runs are unchanged.
+  Attributes:
+    params: the global model's params.
+    opt_state: the server optimizer's optax state; ``()`` for plain SGD,
+      which keeps none (FedAvg's server step is stateless).
   """
-  if name == 'sgd':
-    return {'params': params}
-  return {'params': params, 'opt_state': init(name, params)}
+  params: types.Params
+  opt_state: Any = ()
 
 
-def apply(name: str, server: dict[str, Any], mean_delta: types.PyTree,
-          hparams: types.HParams) -> dict[str, Any]:
-  """``server`` after one step on ``mean_delta``; other keys pass through."""
-  opt_state = server.get('opt_state')
-  if opt_state is None:
-    opt_state = server_optimizer(name, hparams).init(server['params'])
-  params, opt_state = step(name, server['params'], opt_state, mean_delta,
+def init_server(name: str, params: types.Params) -> ServerState:
+  """The ``ServerState`` of ``params`` under server optimizer ``name``."""
+  return ServerState(params, () if name == 'sgd' else init(name, params))
+
+
+def apply(name: str, server: ServerState, mean_delta: types.PyTree,
+          hparams: types.HParams) -> ServerState:
+  """``server`` after one step of optimizer ``name`` on ``mean_delta``."""
+  stateless = name == 'sgd'
+  opt_state = (server_optimizer(name, hparams).init(server.params)
+               if stateless else server.opt_state)
+  params, opt_state = step(name, server.params, opt_state, mean_delta,
                            hparams)
-  new = dict(server, params=params)
-  if 'opt_state' in server:
-    new['opt_state'] = opt_state
-  return new
+  return server._replace(params=params,
+                         opt_state=() if stateless else opt_state)
 
 
 def sgd_step(params: types.Params, mean_delta: types.PyTree,
              hparams: types.HParams) -> types.Params:
   """``params - server_lr * mean_delta`` (the stateless FedAvg step)."""
-  return apply('sgd', {'params': params}, mean_delta, hparams)['params']
+  return apply('sgd', ServerState(params), mean_delta, hparams).params
 
 
 def default_hparams(name: str) -> dict[str, float]:

@@ -139,6 +139,12 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
       eval_variables=bind(_eval_variables), eval_model=lambda group: module)
 
 
+class PFedNetServer(NamedTuple):
+  """pFedNet's server: the shared model and every silo's ADMM variable."""
+  params: Any  # The global model (its personalized block unused here).
+  z: Any  # group -> [C_g, ...]: each silo's z_i, sent back as `personal`.
+
+
 class _Setup(NamedTuple):
   """pFedNet's static configuration (see ``pfednet``'s arguments)."""
   module: Any
@@ -211,11 +217,11 @@ def _init(setup: _Setup, rng, data):
                        f'data but {num} graph nodes.')
     clients[g] = {'model_state': common.stack(model_state, num_data)}
     zs[g] = common.stack(z, num_data)
-  return {'params': params, 'z': zs}, clients
+  return PFedNetServer(params, zs), clients
 
 
 def _download(server):
-  return types.Download(broadcast=server['params'], personal=server['z'])
+  return types.Download(broadcast=server.params, personal=server.z)
 
 
 def _local_update(setup: _Setup, group, client, broadcast, z, data, hparams,
@@ -246,20 +252,20 @@ def _server_update(setup: _Setup, server, uploads, weights, hparams):
   groups, sizes = setup.groups, setup.sizes
   shared_delta = engine.weighted_mean_groups(
       {g: u['shared'] for g, u in uploads.items()}, weights)
-  shared0, personal0 = _split_params(setup, server['params'])
+  shared0, personal0 = _split_params(setup, server.params)
   shared = server_opt.sgd_step(shared0, shared_delta, hparams)
   # Graph nodes are the real silos; dummy silos appended for a device mesh
   # (weight 0) keep their rows unchanged.
-  z_t = jnp.concatenate([server['z'][g][:n] for g, n in zip(groups, sizes)])
+  z_t = jnp.concatenate([server.z[g][:n] for g, n in zip(groups, sizes)])
   grads = jnp.concatenate([uploads[g]['personal'][:n]
                            for g, n in zip(groups, sizes)])
   z = prox_lib.graph_prox_admm(
       z_t, grads, jnp.asarray(setup.incidence), lam=hparams['lam'],
       eta=hparams['eta'], rho=hparams['rho'], num_iters=setup.admm_iters)
   parts = jnp.split(z, list(setup.splits)) if setup.splits else [z]
-  new_z = {g: server['z'][g].at[:n].set(part)
+  new_z = {g: server.z[g].at[:n].set(part)
            for g, n, part in zip(groups, sizes, parts)}
-  return {'params': params_lib.merge(shared, personal0), 'z': new_z}
+  return PFedNetServer(params_lib.merge(shared, personal0), new_z)
 
 
 def _eval_variables(setup: _Setup, group, client, broadcast, z):
