@@ -12,7 +12,9 @@ a program (a seed draws the small silos' sizes, so seeds differ in shapes).
 Every config reports the epsilon its own federation spends. The
 non-private runs (the same recipe, ``dp.level='none'``) come from the same
 call. ``--time_sequential`` also runs seed 0's configs one by one and
-records both wall times.
+records both wall times. ``--timing_only`` runs just that comparison (on a
+quiet machine; e.g. ``--rounds=2``) and writes it, with the device, to
+``benchmarks/results/dp_sweep-<backend>.json``.
 
 Writes ``<out>/<method>.json``: per target epsilon, the calibrated sigma,
 the epsilons spent, and per group (small, large, all) the mean accuracy
@@ -69,6 +71,37 @@ def calibrate(config, target: float) -> float:
       delta=1.0 / max(s.n for s in silos), accountant='pld')
 
 
+def time_one_program(configs) -> dict:
+  """Wall seconds of ``configs`` as one ``run_sweep`` call against one
+  ``run_sweep`` call per config (each compiles its own program)."""
+  t0 = time.time()
+  sweep.run_sweep(configs, verbose=False)
+  t1 = time.time()
+  for c in configs:
+    sweep.run_sweep([c], verbose=False)
+  return {'timed_configs': len(configs), 'one_program_wall_s': t1 - t0,
+          'one_by_one_wall_s': time.time() - t1}
+
+
+def write_timing(base, targets) -> None:
+  """``time_one_program`` on seed 0's private configs, with the device."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  record = common.device_record()
+  configs = []
+  for e in targets:
+    c = base.copy_and_resolve_references()
+    c.seed = 0
+    c.hparams.dp_noise_multiplier = calibrate(c, e)
+    configs.append(c)
+  record.update(time_one_program(configs), dataset=_DATASET.value,
+                method=_METHOD.value, target_epsilons=targets,
+                rounds=int(base.rounds),
+                note='wall seconds include compilation; one program is one '
+                     'run_sweep call, one by one is one call per config')
+  print(record, flush=True)
+  print(common.write_result('dp_sweep', record, common.RESULTS_DIR))
+
+
 def summarize(values) -> dict:
   """Mean, sample SD and 95% t-interval over seeds."""
   v = np.asarray(values, np.float64)
@@ -117,6 +150,19 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
               f"program {t['one_program_wall_s']:.0f} s, one by one "
               f"{t['one_by_one_wall_s']:.0f} s."]
     out.append('')
+  for path in sorted(glob.glob(os.path.join('benchmarks', 'results',
+                                            'dp_sweep-*.json'))):
+    with open(path) as f:
+      t = json.load(f)
+    out += [f'### One program against one by one (`{path}`)', '',
+            f"{t['timed_configs']} private configs ({t['dataset']}, "
+            f"{t['method']}, seed 0, target epsilons {t['target_epsilons']}, "
+            f"{t['rounds']} rounds) on {t['device']} ({t['host_cpu_model']}, "
+            f"{t['host_cpus']} CPUs, load {t.get('load_avg_1m_at_start')} at "
+            f"start): one `run_sweep` call {t['one_program_wall_s']:.0f} s, "
+            f"one call per config {t['one_by_one_wall_s']:.0f} s "
+            f"(ratio {t['one_by_one_wall_s'] / t['one_program_wall_s']:.2f}; "
+            'compilation included).', '']
   return '\n'.join(out)
 
 
@@ -135,6 +181,9 @@ def main(argv):
     write_markdown()
     return
   base = base_config(_DATASET.value, _METHOD.value)
+  if _TIMING_ONLY.value:
+    write_timing(base, [float(e) for e in _EPSILONS.value])
+    return
   targets = [float(e) for e in _EPSILONS.value]
   seeds = list(range(_SEEDS.value))
   t0 = time.time()
@@ -178,15 +227,9 @@ def main(argv):
             'programs': len({r['program'] for r in results})}
   if _TIME_SEQUENTIAL.value:
     # Seed 0's private configs: one program, against one by one.
-    chosen = [c for c, (e, s) in zip(configs, labels)
-              if s == 0 and e != float('inf')]
-    t1 = time.time()
-    sweep.run_sweep(chosen, verbose=False)
-    t2 = time.time()
-    for c in chosen:
-      sweep.run_sweep([c], verbose=False)
-    timing.update(timed_configs=len(chosen), one_program_wall_s=t2 - t1,
-                  one_by_one_wall_s=time.time() - t2)
+    timing.update(time_one_program(
+        [c for c, (e, s) in zip(configs, labels)
+         if s == 0 and e != float('inf')]))
   out = _OUT.value or os.path.join('experiments', 'results',
                                    f'dp_{_DATASET.value}')
   os.makedirs(out, exist_ok=True)
@@ -208,6 +251,9 @@ _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
 _ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
 _TIME_SEQUENTIAL = flags.DEFINE_bool(
     'time_sequential', False, "Also run seed 0's configs one by one.")
+_TIMING_ONLY = flags.DEFINE_bool(
+    'timing_only', False, "Only time seed 0's private configs as one "
+    'program against one by one (benchmarks/results/dp_sweep-*.json).')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _MARKDOWN_ONLY = flags.DEFINE_bool(
     'markdown_only', False, 'Only regenerate the tables of docs/privacy.md '
