@@ -47,7 +47,7 @@ def main(argv):
     if stop_after:  # A preempted run: stop after a checkpointed chunk.
       kwargs['rounds'] = stop_after[0]
     results = real_run(*args, **kwargs)
-    kept['server'] = engine.fetch(results[0]['state'].server)
+    kept['server'] = engine.fetch(results[0].state.server)
     return results
 
   runner.run = run_and_keep
