@@ -855,6 +855,18 @@ class CheckedRounds(NamedTuple):
   validated: Optional[list] = None  # None: check on every call.
 
   def __call__(self, state, data, weights, hparams):
+    state, metrics, _, _ = self._guarded(state, data, weights, hparams)
+    return state, metrics
+
+  def call_on_host(self, state, data, weights, hparams):
+    """Like calling it, but returns ``(state, host metrics, events per
+    config)``: the metrics as the guard fetched them and the guard's
+    ``NonFiniteEvent``s, so a host loop reads neither twice. Needs a
+    guard."""
+    state, _, host, found = self._guarded(state, data, weights, hparams)
+    return state, host, found
+
+  def _guarded(self, state, data, weights, hparams):
     if self.check_data and not self._was_validated(data):
       if not any(isinstance(x, jax.core.Tracer)
                  for x in jax.tree.leaves(data)):
@@ -866,10 +878,11 @@ class CheckedRounds(NamedTuple):
           self.validated.append([weakref.ref(x)
                                  for x in jax.tree.leaves(data)])
     state, metrics = self.fn(state, data, weights, hparams)
+    host = found = None
     if self.guard is not None:
       host = fetch(metrics)
-      self.guard(host, host.round.shape[0] if self.sweep else None)
-    return state, metrics
+      found = self.guard(host, host.round.shape[0] if self.sweep else None)
+    return state, metrics, host, found
 
   def _was_validated(self, data) -> bool:
     leaves = jax.tree.leaves(data)

@@ -333,8 +333,8 @@ def run(program: Program, members: Sequence[Federation], *, rounds: int,
                                                placed.shared, args)
     compile_s += compiled_s
     t0 = time.time()
-    states, metrics = executable.with_guard(guard)(*args)
-    metrics = engine.fetch(metrics)
+    # The guard's fetch and events serve the records below too.
+    states, metrics, found = executable.with_guard(guard).call_on_host(*args)
     steady_s += time.time() - t0
     t0 = time.time()
     if keep_metrics:
@@ -343,8 +343,8 @@ def run(program: Program, members: Sequence[Federation], *, rounds: int,
       chunk = _Chunk(first_round=r, rounds=n,
                      metrics=_take(metrics, k) if k_configs > 1 else metrics,
                      state=_take(states, k) if k_configs > 1 else states)
-      record = _read_chunk(program, out[k], m, chunk, nonfinite=nonfinite,
-                           placed=placed,
+      record = _read_chunk(program, out[k], m, chunk, found[k],
+                           nonfinite=nonfinite, placed=placed,
                            common_test=common_test, t_run=t_run)
       if on_eval is not None:
         on_eval(k, record, chunk.state)
@@ -527,15 +527,15 @@ class _Chunk(NamedTuple):
 
 
 def _read_chunk(program: Program, res: dict, member: Federation, chunk: _Chunk,
-                *, nonfinite: str, placed: _Placed,
+                found: Sequence[guards.NonFiniteEvent], *, nonfinite: str,
+                placed: _Placed,
                 common_test: Optional[CommonTest],
                 t_run: float) -> dict[str, Any]:
   """Records one config's chunk (its non-finite events, which the policy
   allowed), evaluates it and adds it to ``res``; returns the ``on_eval``
   record."""
   r, n = chunk.first_round, chunk.rounds
-  # The policy already passed these (``guards.Guard`` in the call).
-  found = guards.events(chunk.metrics, member.info['groups'])
+  # ``found``: the chunk's events, which the policy allowed (the guard).
   events = [e._asdict() for e in found if e.group is not None]
   res['events'] += events
   res['nonfinite'] += [e.describe() for e in found]
