@@ -95,6 +95,18 @@ def from_config(section) -> UploadEncoder | None:
   return None
 
 
+class ErrorFeedbackState(NamedTuple):
+  """A silo's client state under an encoder with error feedback.
+
+  Attributes:
+    inner: the wrapped algorithm's own client state.
+    residual: like the broadcast (placed: ``[C, ...]``), what the encoder
+      has dropped so far; added to the next upload before encoding.
+  """
+  inner: Any
+  residual: Any
+
+
 def with_upload_encoder(alg: types.FederatedAlgorithm, encoder: UploadEncoder,
                         *, error_feedback: bool = True
                         ) -> types.FederatedAlgorithm:
@@ -102,9 +114,8 @@ def with_upload_encoder(alg: types.FederatedAlgorithm, encoder: UploadEncoder,
 
   The upload must have the broadcast's structure (a delta of the shared
   model, as in the FedAvg family and FedHelp's ``S``). With
-  ``error_feedback`` each silo's client state becomes ``{'inner': <alg's>,
-  'residual': <what the encoder dropped so far>}``; the residual is added
-  to the next upload before encoding.
+  ``error_feedback`` each silo's client state becomes an
+  ``ErrorFeedbackState``.
   """
   def init(rng, data):
     server, clients = alg.init(rng, data)
@@ -114,31 +125,34 @@ def with_upload_encoder(alg: types.FederatedAlgorithm, encoder: UploadEncoder,
     out = {}
     for g, client in clients.items():
       num = jax.tree.leaves(data[g])[0].shape[0]
-      out[g] = {'inner': client, 'residual': jax.tree.map(
+      out[g] = ErrorFeedbackState(client, jax.tree.map(
           lambda p, num=num: jnp.zeros((num,) + jnp.shape(p),
-                                       jnp.result_type(p)), broadcast)}
+                                       jnp.result_type(p)), broadcast))
     return server, out
 
-  def local_update(group, client, broadcast, personal, data, hparams, key):
-    inner = client['inner'] if error_feedback else client
+  def local_update(silo, hparams, key):
+    client = silo.state
+    inner = client.inner if error_feedback else client
     key, encode_key = jax.random.split(key)
-    new_inner, upload, metrics = alg.local_update(
-        group, inner, broadcast, personal, data, hparams, key)
-    if jax.tree.structure(upload) != jax.tree.structure(broadcast):
+    out = alg.local_update(silo._replace(state=inner), hparams, key)
+    upload = out.upload
+    if jax.tree.structure(upload) != jax.tree.structure(silo.broadcast):
       raise ValueError(f'{alg.name}: its upload is not a delta of the '
                        'broadcast model, so it cannot be encoded.')
     if error_feedback:
-      upload = jax.tree.map(jnp.add, upload, client['residual'])
+      upload = jax.tree.map(jnp.add, upload, client.residual)
     sent, nbytes = encoder.encode(upload, encode_key)
-    metrics = {**metrics, 'upload_bytes': nbytes}
+    out = out._replace(upload=sent,
+                       metrics={**out.metrics, 'upload_bytes': nbytes})
     if not error_feedback:
-      return new_inner, sent, metrics
+      return out
     residual = jax.tree.map(jnp.subtract, upload, sent)
-    return {'inner': new_inner, 'residual': residual}, sent, metrics
+    return out._replace(state=ErrorFeedbackState(out.state, residual))
 
-  def eval_variables(group, client, broadcast, personal):
-    inner = client['inner'] if error_feedback else client
-    return alg.eval_variables(group, inner, broadcast, personal)
+  def eval_variables(silo):
+    if error_feedback:
+      silo = silo._replace(state=silo.state.inner)
+    return alg.eval_variables(silo)
 
   return alg._replace(name=f'{alg.name}+{encoder.name}', init=init,
                       local_update=local_update,

@@ -72,15 +72,14 @@ def with_silo_dp(alg: types.FederatedAlgorithm) -> types.FederatedAlgorithm:
   def download(server):
     return alg.download(server.inner)
 
-  def local_update(group, client, broadcast, personal, data, hparams, key):
-    new_client, upload, metrics = alg.local_update(
-        group, client, broadcast, personal, data, hparams, key)
-    if jax.tree.structure(upload) != jax.tree.structure(broadcast):
+  def local_update(silo, hparams, key):
+    out = alg.local_update(silo, hparams, key)
+    if jax.tree.structure(out.upload) != jax.tree.structure(silo.broadcast):
       raise ValueError(f'{alg.name}: its upload is not a delta of the '
                        'broadcast model, so it cannot be clipped per silo.')
-    upload, clipped = clip_upload(upload, hparams['dp_server_clip'])
-    return new_client, upload, {**metrics,
-                                'upload_clipped': clipped.astype(jnp.float32)}
+    upload, clipped = clip_upload(out.upload, hparams['dp_server_clip'])
+    return out._replace(upload=upload, metrics={
+        **out.metrics, 'upload_clipped': clipped.astype(jnp.float32)})
 
   def server_update_from_mean(server, mean, hparams):
     key, noise_key = jax.random.split(server.noise_key)

@@ -537,16 +537,26 @@ class RoundMetrics(NamedTuple):
 def _local_with_checks(alg, group, nonfinite):
   """Wraps ``alg.local_update`` for one silo with the non-finite guard.
 
-  Its metrics output is ``(the algorithm's metrics, nonfinite flag)``: a
-  silo whose loss or upload is not finite raises the flag; with
+  Its metrics output is ``(metrics, nonfinite flag)``, where metrics is
+  ``{'train_loss': ..., **the algorithm's metrics}``: a silo whose loss,
+  upload or a metric is not finite raises the flag; with
   ``nonfinite='skip'`` its update is also dropped (weight 0 and its state
   unchanged), so one bad silo cannot poison the server.
   """
   def fn(client, personal, data, weight, key, broadcast, hparams):
-    new_client, upload, metrics = alg.local_update(
-        group, client, broadcast, personal, data, hparams, key)
+    out = alg.local_update(
+        types.SiloInput(group, client, broadcast, personal, data), hparams,
+        key)
+    if not isinstance(out, types.SiloOutput):
+      raise TypeError(f'{alg.name}: local_update returned '
+                      f'{type(out).__name__}, not a types.SiloOutput.')
+    if 'train_loss' in out.metrics:
+      raise ValueError(f'{alg.name}: SiloOutput.metrics names '
+                       "'train_loss'; it is SiloOutput.train_loss.")
+    new_client, upload = out.state, out.upload
+    metrics = {'train_loss': out.train_loss, **out.metrics}
     finite = _all_finite(upload) & _all_finite(metrics)
-    metrics = (dict(metrics), ~finite)
+    metrics = (metrics, ~finite)
     if nonfinite == 'skip':
       new_client = jax.tree.map(lambda a, b: jnp.where(finite, a, b),
                                 new_client, client)
@@ -1043,7 +1053,8 @@ def build_predict(alg: types.FederatedAlgorithm, groups: Sequence[str],
       module = alg.eval_model(g)
 
       def one(client, personal, test_x, broadcast, g=g, module=module):
-        variables = alg.eval_variables(g, client, broadcast, personal)
+        variables = alg.eval_variables(
+            types.SiloInput(g, client, broadcast, personal))
         return apply_fn(module, variables, test_x)
 
       personal = None if download.personal is None else download.personal[g]
@@ -1077,7 +1088,8 @@ def build_predict_common(alg: types.FederatedAlgorithm, groups: Sequence[str],
 
       def one(client, personal, n, broadcast, x, g=g, module=module):
         del n
-        variables = alg.eval_variables(g, client, broadcast, personal)
+        variables = alg.eval_variables(
+            types.SiloInput(g, client, broadcast, personal))
         return apply_fn(module, variables, x)
 
       personal = None if download.personal is None else download.personal[g]

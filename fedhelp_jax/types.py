@@ -23,7 +23,7 @@ Data layout of one group (a plain dict, so it is a pytree)::
 """
 
 import types as _pytypes
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
 
 import jax
 
@@ -65,6 +65,93 @@ class Download(NamedTuple):
   personal: Optional[Mapping[str, PyTree]] = None
 
 
+class SiloInput(NamedTuple):
+  """What ONE silo's local step (and its evaluation) sees.
+
+  Attributes:
+    group: the silo's group name (a static string: the engine maps each
+      group's silos with its own trace).
+    state: this silo's client state (the group's placed state, sliced).
+    broadcast: ``Download.broadcast``, the same for every silo.
+    personal: this silo's slice of ``Download.personal[group]``, or None.
+    data: this silo's slice of its group's ``GroupData``; None where the
+      silo is only evaluated (``eval_variables``).
+  """
+  group: str
+  state: PyTree
+  broadcast: PyTree
+  personal: Optional[PyTree] = None
+  data: Optional[GroupData] = None
+
+
+class SiloOutput(NamedTuple):
+  """What ONE silo's local step returns.
+
+  Attributes:
+    state: the silo's new client state (same structure as ``SiloInput.state``).
+    upload: what the silo sends to the server (``server_update`` reads it).
+    train_loss: float32 ``[]``, the silo's training loss this round. It is
+      required: the engine's non-finite guard and every log read it.
+    metrics: the algorithm's other per-silo scalars, by name (it must not
+      name ``train_loss``); the engine reports them as
+      ``RoundMetrics.silos[group]`` beside ``train_loss``.
+  """
+  state: PyTree
+  upload: PyTree
+  train_loss: jax.Array
+  metrics: Metrics = _pytypes.MappingProxyType({})
+
+
+class InitFn(Protocol):
+  def __call__(self, rng: PRNGKey, data: FederatedData
+               ) -> tuple[PyTree, Mapping[str, PyTree]]:
+    """``(server_state, client_states)``; ``client_states`` maps group name
+    -> placed (stacked, leaves ``[C_g, ...]``) client state."""
+
+
+class DownloadFn(Protocol):
+  def __call__(self, server: PyTree) -> 'Download':
+    """What the server sends at the start of a round."""
+
+
+class LocalUpdateFn(Protocol):
+  def __call__(self, silo: SiloInput, hparams: HParams, rng: PRNGKey
+               ) -> SiloOutput:
+    """One silo's local work in a round."""
+
+
+class ServerUpdateFn(Protocol):
+  def __call__(self, server: PyTree, uploads: Mapping[str, PyTree],
+               weights: Mapping[str, jax.Array], hparams: HParams) -> PyTree:
+    """The new server state from every group's placed uploads (leaves
+    ``[C_g, ...]``) and weights (``[C_g]``, zero for dummy or dropped
+    silos)."""
+
+
+class ServerUpdateFromMeanFn(Protocol):
+  def __call__(self, server: PyTree, mean_upload: PyTree, hparams: HParams
+               ) -> PyTree:
+    """The new server state from the weighted mean of every upload."""
+
+
+class EvalVariablesFn(Protocol):
+  def __call__(self, silo: SiloInput) -> Variables:
+    """The model variables ONE silo is evaluated with (``silo.data`` is
+    None)."""
+
+
+def broadcast_download(server: PyTree) -> Download:
+  """The default ``download``: every silo gets ``server.params``."""
+  return Download(broadcast=server.params)
+
+
+def broadcast_eval_variables(silo: SiloInput) -> Variables:
+  """The default ``eval_variables``: the broadcast model with the silo's
+  own non-param collections (its state's ``model_state`` field, e.g.
+  BatchNorm statistics kept FedBN-style)."""
+  return {'params': silo.broadcast, **silo.state.model_state}
+
+
 class FederatedAlgorithm(NamedTuple):
   """A federated algorithm as pure functions (optax's pair idea, per round).
 
@@ -73,36 +160,34 @@ class FederatedAlgorithm(NamedTuple):
 
   Attributes:
     name: lower-case algorithm name.
-    init: ``(rng, spec) -> (server_state, client_states)`` where
-      ``client_states`` maps group name -> placed (stacked) client state.
-    download: ``(server_state) -> Download``.
-    local_update: ``(group, client_state, broadcast, personal, data, hparams,
-      rng) -> (client_state, upload, metrics)`` for ONE silo of ``group`` (a
-      static string). ``data`` is one silo's slice of the group's data.
-    server_update: ``(server_state, uploads, weights, hparams) ->
-      server_state`` where uploads and weights map group -> placed values
-      (weights ``[C_g]``, zero for padded dummy silos).
-    eval_variables: ``(group, client_state, broadcast, personal) ->
-      variables``: the model variables ONE silo is evaluated with
-      (``personal`` is that silo's slice, or None).
-    eval_model: ``group -> flax module`` used to predict with those variables.
-    server_update_from_mean: optional ``(server_state, mean_upload,
-      hparams) -> server_state`` for algorithms whose server step needs
-      only the weighted mean of every group's uploads (the FedAvg family).
-      It must agree with ``server_update`` given that mean
-      (``engine.weighted_mean_groups``). With it, and silos mapped in
-      sequence (the 'chunked' strategy), the engine streams the mean: each
-      silo's upload is added to a running weighted sum as the silos are
-      mapped, and no ``[C, ...]`` stack of uploads is ever built.
+    groups: the silo group names it was built for, in order.
+    init: ``InitFn``.
+    local_update: ``LocalUpdateFn``: ``(SiloInput, hparams, rng) ->
+      SiloOutput`` for ONE silo.
+    server_update: ``ServerUpdateFn``.
+    eval_model: ``group -> flax module`` used to predict with
+      ``eval_variables``' variables.
+    download: ``DownloadFn``; by default every silo gets ``server.params``.
+    eval_variables: ``EvalVariablesFn``; by default the broadcast model
+      with the silo's own ``model_state``.
+    server_update_from_mean: optional ``ServerUpdateFromMeanFn`` for
+      algorithms whose server step needs only the weighted mean of every
+      group's uploads (the FedAvg family). It must agree with
+      ``server_update`` given that mean (``engine.weighted_mean_groups``).
+      With it, and silos mapped in sequence (the 'chunked' strategy), the
+      engine streams the mean: each silo's upload is added to a running
+      weighted sum as the silos are mapped, and no ``[C, ...]`` stack of
+      uploads is ever built.
   """
   name: str
-  init: Callable[..., Any]
-  download: Callable[..., Download]
-  local_update: Callable[..., Any]
-  server_update: Callable[..., Any]
-  eval_variables: Callable[..., Any]
+  groups: tuple[str, ...]
+  init: InitFn
+  local_update: LocalUpdateFn
+  server_update: ServerUpdateFn
   eval_model: Callable[[str], Any]
-  server_update_from_mean: Optional[Callable[..., Any]] = None
+  download: DownloadFn = broadcast_download
+  eval_variables: EvalVariablesFn = broadcast_eval_variables
+  server_update_from_mean: Optional[ServerUpdateFromMeanFn] = None
 
 
 _EMPTY: Mapping[str, Any] = _pytypes.MappingProxyType({})

@@ -95,3 +95,16 @@ def batch_loss_grad(module, task):
     return jnp.mean(task.loss(out, yb))
   return jax.jit(jax.grad(loss))
 
+
+
+def jit_silo_update(alg):
+  """``alg.local_update`` of ONE silo, jitted, taking ``(group, state,
+  broadcast, personal, data, hparams, rng)`` (``group`` static) and
+  returning its ``types.SiloOutput``: how reference tests step one silo."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from fedhelp_jax import types  # pylint: disable=g-import-not-at-top
+
+  def one(group, state, broadcast, personal, data, hparams, rng):
+    return alg.local_update(
+        types.SiloInput(group, state, broadcast, personal, data), hparams, rng)
+  return jax.jit(one, static_argnums=0)

@@ -9,6 +9,7 @@ from fedhelp_jax import experiment
 from fedhelp_jax import metrics as metrics_lib
 from fedhelp_jax import models
 from fedhelp_jax import runner
+from fedhelp_jax import types
 from tests import test_sweep
 
 
@@ -29,8 +30,8 @@ def test_common_test_scoring_equals_direct_evaluation():
     module = program.alg.eval_model(g)
     for c in range(len(fed.info['groups'][g])):
       client = jax.tree.map(lambda x, c=c: x[c], state.clients[g])
-      variables = program.alg.eval_variables(
-          g, client, program.alg.download(state.server).broadcast, None)
+      variables = program.alg.eval_variables(types.SiloInput(
+          g, client, program.alg.download(state.server).broadcast))
       out, _ = models.apply_model(module, variables, common.x, train=False)
       probs = np.asarray(fed.task.predict(out))
       direct = metrics_lib.classification_metrics(probs, common.y)

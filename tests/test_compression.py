@@ -66,15 +66,14 @@ def _fixed_upload_alg(upload):
     return (server_opt.ServerState(jax.tree.map(jnp.zeros_like, upload)),
             {'small': {'steps': jnp.zeros((num,), jnp.int32)}})
 
-  def local_update(group, client, broadcast, personal, data, hparams, key):
-    del group, broadcast, personal, data, hparams, key
-    return {'steps': client['steps'] + 1}, upload, {'train_loss': 0.0}
+  def local_update(silo, hparams, key):
+    del hparams, key
+    return types.SiloOutput({'steps': silo.state['steps'] + 1}, upload, 0.0)
 
   return types.FederatedAlgorithm(
-      name='fixed', init=init,
-      download=lambda s: types.Download(broadcast=s.params),
-      local_update=local_update, server_update=None,
-      eval_variables=lambda g, c, b, p: b, eval_model=None)
+      name='fixed', groups=('small',), init=init, local_update=local_update,
+      server_update=None, eval_variables=lambda silo: silo.broadcast,
+      eval_model=None)
 
 
 def test_error_feedback_sends_everything_eventually():
@@ -86,14 +85,15 @@ def test_error_feedback_sends_everything_eventually():
   broadcast = alg.download(server).broadcast
   total = jax.tree.map(jnp.zeros_like, X)
   for t in range(1, 6):
-    client, sent, metrics = alg.local_update(
-        'small', client, broadcast, None, None, {}, jax.random.PRNGKey(t))
+    client, sent, _, metrics = alg.local_update(
+        types.SiloInput('small', client, broadcast), {},
+        jax.random.PRNGKey(t))
     total = jax.tree.map(jnp.add, total, sent)
     # What was sent plus what is held back is everything uploaded so far.
     jax.tree.map(lambda s, r, x, t=t: np.testing.assert_allclose(
-        s + r, t * x, rtol=1e-6), total, client['residual'], X)
+        s + r, t * x, rtol=1e-6), total, client.residual, X)
     assert float(metrics['upload_bytes']) == 24
-  assert int(client['inner']['steps']) == 5  # The algorithm's own state.
+  assert int(client.inner['steps']) == 5  # The algorithm's own state.
 
 
 def test_identity_encoder_without_feedback_changes_nothing_but_metrics():
@@ -103,10 +103,10 @@ def test_identity_encoder_without_feedback_changes_nothing_but_metrics():
   data = {'small': {'n': np.ones(2, np.int32)}}
   server, clients = wrapped.init(jax.random.PRNGKey(0), data)
   client = jax.tree.map(lambda x: x[0], clients['small'])
-  out = wrapped.local_update('small', client, server.params, None, None,
+  out = wrapped.local_update(types.SiloInput('small', client, server.params),
                              {}, jax.random.PRNGKey(0))
-  jax.tree.map(np.testing.assert_array_equal, out[1], X)
-  assert float(out[2]['upload_bytes']) == 4 * 8
+  jax.tree.map(np.testing.assert_array_equal, out.upload, X)
+  assert float(out.metrics['upload_bytes']) == 4 * 8
 
 
 def test_fedavg_round_with_topk_uploads():
@@ -130,7 +130,7 @@ def test_fedavg_round_with_topk_uploads():
                        new.server.params, state.server.params)
   # Each of the 5 silos sent k entries: at most 5 k parameters moved.
   assert 0 < sum(jax.tree.leaves(moved)) <= 5 * k
-  assert new.clients['small']['residual']['dense']['kernel'].shape[0] == 3
+  assert new.clients['small'].residual['dense']['kernel'].shape[0] == 3
 
 
 def test_unknown_kind_is_refused():

@@ -16,6 +16,7 @@ from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
 from fedhelp_jax.algorithms import scaffold
 from fedhelp_jax.algorithms import server_opt
+from tests.conftest import jit_silo_update
 
 GROUPS = ('large', 'small')
 
@@ -96,7 +97,7 @@ def test_fedadam_round_equals_local_training_plus_reddi_server(two_groups):
   deltas = []
   # FedAdam's silos keep no model: each silo's delta is recomputed from
   # the round's broadcast, its (stateless) client state and its key.
-  local = jax.jit(alg.local_update, static_argnums=0)
+  local = jit_silo_update(alg)
   for _ in range(2):
     broadcast = alg.download(state.server).broadcast
     mean = np.zeros_like(np.asarray(flat_x0))
@@ -104,9 +105,8 @@ def test_fedadam_round_equals_local_training_plus_reddi_server(two_groups):
       keys = engine.client_keys(state.rng, state.round, gi, len(weights[g]))
       for c, w in enumerate(weights[g]):
         take = lambda t, c=c: t[c]
-        _, delta, _ = local(g, jax.tree.map(take, state.clients[g]),
-                            broadcast, None, jax.tree.map(take, data[g]), hp,
-                            keys[c])
+        delta = local(g, jax.tree.map(take, state.clients[g]), broadcast,
+                      None, jax.tree.map(take, data[g]), hp, keys[c]).upload
         mean += w / total * np.asarray(
             jax.flatten_util.ravel_pytree(delta)[0])
     deltas.append(mean)

@@ -3,6 +3,7 @@
 
 import inspect
 
+from conftest import jit_silo_update
 from conftest import make_group
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from fedhelp_jax import engine
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
+from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedhelp
 
@@ -141,8 +143,9 @@ def test_uploads_carry_only_the_shared_small_model():
   broadcast = alg.download(state.server).broadcast
   uploads = {}
   for g in GROUPS:
-    _, upload, _ = jax.eval_shape(
-        lambda c, d, k, g=g: alg.local_update(g, c, broadcast, None, d, hp, k),
+    upload = jax.eval_shape(
+        lambda c, d, k, g=g: alg.local_update(
+            types.SiloInput(g, c, broadcast, None, d), hp, k).upload,
         take0(state.clients[g]), take0(data[g]), jax.random.PRNGKey(0))
     uploads[g] = upload
     # Exactly the structure of the server's S (no 'aux_head', no L_k).
@@ -203,8 +206,8 @@ def test_zero_kd_weights_reduce_to_supervised_training(group):
   broadcast = alg.download(state.server).broadcast
   client, silo = take(state.clients[group]), take(data[group])
   key = jax.random.PRNGKey(7)
-  _, delta, _ = jax.jit(lambda c, d, k: alg.local_update(
-      group, c, broadcast, None, d, hp, k))(client, silo, key)
+  delta = jit_silo_update(alg)(group, client, broadcast, None, silo, hp,
+                               key).upload
   params, _, _ = jax.jit(lambda d, k: common.supervised_train(
       small, task, local, broadcast, client.small_model_state, d, hp,
       k))(silo, key)
@@ -212,8 +215,8 @@ def test_zero_kd_weights_reduce_to_supervised_training(group):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                delta, expected)
   # With the default weights the KD terms do change S's update.
-  _, delta_kd, _ = jax.jit(lambda c, d, k: alg.local_update(
-      group, c, broadcast, None, d, _hparams(), k))(client, silo, key)
+  delta_kd = jit_silo_update(alg)(group, client, broadcast, None, silo,
+                                  _hparams(), key).upload
   assert not np.allclose(delta_kd['dense']['kernel'],
                          expected['dense']['kernel'])
 
@@ -300,8 +303,8 @@ def test_code_loss_scaling_is_paper_scaling_with_rescaled_weights(group):
                       lambda_backward=1.0 / classes,
                       mu_rank=0.2 * local.batch_size,
                       lambda_fm=1.0 / classes, temperature=1.0)
-  update = lambda alg, h: jax.jit(lambda c, d, k: alg.local_update(
-      group, c, broadcast, None, d, h, k))(client, silo, key)
+  update = lambda alg, h: jit_silo_update(alg)(group, client, broadcast,
+                                               None, silo, h, key)
   got, want = update(code, hp), update(paper, hp_paper)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                got[:2], want[:2])
@@ -361,17 +364,16 @@ def test_fm_through_the_main_head_matches_a_loop_reference():
   client, silo = take(state.clients['small']), take(data['small'])
   key = jax.random.PRNGKey(5)
   hp = _hparams()
-  _, delta, metrics = jax.jit(lambda c, d, k: alg.local_update(
-      'small', c, broadcast, None, d, hp, k))(client, silo, key)
+  _, delta, _, metrics = jit_silo_update(alg)('small', client, broadcast,
+                                              None, silo, hp, key)
   want = _main_head_reference(small, task, local, broadcast, silo, hp, key)
   jax.tree.map(lambda d, b, w: np.testing.assert_allclose(b - d, w,
                                                           atol=2e-6),
                delta, broadcast, want)
   assert float(metrics['fm_kd']) > 0
   # The FM step really moved the task head (the comparison can fail).
-  _, plain, _ = jax.jit(lambda c, d, k: alg.local_update(
-      'small', c, broadcast, None, d, _hparams(lambda_fm=0.0), k))(
-          client, silo, key)
+  plain = jit_silo_update(alg)('small', client, broadcast, None, silo,
+                               _hparams(lambda_fm=0.0), key).upload
   assert not np.allclose(plain['head']['kernel'], delta['head']['kernel'])
 
 

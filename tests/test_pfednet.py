@@ -154,8 +154,8 @@ def test_ditto_runs_a_round(two_groups):
       state, data, weights, hp)
   assert np.all(np.isfinite(metrics.silos['small']['train_loss']))
   assert _max_abs_diff(state.server, new.server) > 1e-5
-  assert _max_abs_diff(state.clients['small']['params'],
-                       new.clients['small']['params']) > 1e-5
+  assert _max_abs_diff(state.clients['small'].params,
+                       new.clients['small'].params) > 1e-5
 
 
 # ---------------------------------------------------------------------------
@@ -323,9 +323,8 @@ def test_two_phase_round_matches_a_hand_written_masked_sgd(local_round):
         {'lr': 0.1, 'momentum': 0.0, 'server_lr': 1.0, 'lam': 0.0,
          'eta': 1.0, 'rho': 1.0, 'gamma': 0.0}.items()}
   key = jax.random.PRNGKey(5)
-  _, upload, metrics = jax.jit(
-      lambda c, b, z, d, k: alg.local_update('small', c, b, z, d, hp, k))(
-          client, download.broadcast, z, silo, key)
+  _, upload, _, metrics = conftest.jit_silo_update(alg)(
+      'small', client, download.broadcast, z, silo, hp, key)
   assert float(metrics['local_steps']) == 2 * 3
 
   # By hand: start from the silo's model, then per phase the local schedule

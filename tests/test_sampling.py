@@ -14,6 +14,7 @@ from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fedavg
 from tests import tiny_config
+from tests.conftest import jit_silo_update
 
 GROUPS = ('large', 'small')
 
@@ -97,15 +98,15 @@ def test_sampling_trains_only_the_drawn_silos(two_groups):
   # the broadcast, its (stateless) client state and its key.
   flat = lambda t: np.asarray(jax.flatten_util.ravel_pytree(t)[0])
   x0 = flat(state.server.params)
-  local = jax.jit(alg.local_update, static_argnums=0)
+  local = jit_silo_update(alg)
 
   def silo_delta(g, i):
     take = lambda t: t[i]
     key = engine.client_keys(state.rng, state.round, GROUPS.index(g),
                              len(weights[g]))[i]
-    _, delta, _ = local(g, jax.tree.map(take, state.clients[g]),
-                        state.server.params, None,
-                        jax.tree.map(take, data[g]), hp, key)
+    delta = local(g, jax.tree.map(take, state.clients[g]),
+                  state.server.params, None,
+                  jax.tree.map(take, data[g]), hp, key).upload
     return flat(delta)
   parts = [(weights['large'][i], 'large', i) for i in range(2)]
   parts.append((weights['small'][c], 'small', c))

@@ -52,8 +52,8 @@ def test_stateless_fedavg_family_keeps_zero_bytes_per_silo():
                       tasks.classification(2),
                       common.LocalConfig(batch_size=4, local_steps=2), GROUPS)
   _, clients = jax.eval_shape(alg.init, jax.random.PRNGKey(0), _fed())
-  assert clients == {'large': {'model_state': {}},
-                     'small': {'model_state': {}}}
+  assert clients == {'large': common.SiloModelState({}),
+                     'small': common.SiloModelState({})}
 
 
 def test_state_bytes_of_stateful_methods_are_what_they_keep():
@@ -149,8 +149,8 @@ def test_stateless_fedavg_training_equals_hand_reference(two_groups,
                                              strategy='chunked'), 2)
   state, _ = run(engine.init_state(alg, data, seed=3), data, weights, hp)
   assert int(state.round) == 2
-  assert state.clients == {'large': {'model_state': {}},
-                           'small': {'model_state': {}}}
+  assert state.clients == {'large': common.SiloModelState({}),
+                           'small': common.SiloModelState({})}
   got, ref = state.server.params, want
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

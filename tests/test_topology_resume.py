@@ -62,9 +62,9 @@ def _alg(server_rows):
     num = data['small']['n'].shape[0]
     return ({'w': jnp.zeros(3), 'rows': jnp.zeros((server_rows(num), 2))},
             {'small': {'v': jnp.zeros((num, 3))}})
-  return types.FederatedAlgorithm(name='rows', init=init, download=None,
+  return types.FederatedAlgorithm(name='rows', groups=('small',), init=init,
                                   local_update=None, server_update=None,
-                                  eval_variables=None, eval_model=None)
+                                  eval_model=None)
 
 
 def _data(num):

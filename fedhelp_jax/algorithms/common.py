@@ -3,7 +3,7 @@
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -340,9 +340,38 @@ def server_update_via_mean(server_update_from_mean):
   return server_update
 
 
-def broadcast_eval_variables(group, client, broadcast, personal):
-  """Evaluation with the broadcast model and the silo's own model state
-  (the FedAvg family: no personal part)."""
-  del group, personal
-  return model_variables(broadcast, client['model_state'])
+class SiloModel(NamedTuple):
+  """The client state of a silo that keeps its own model between rounds
+  (Local-only, Ditto's personal model).
 
+  Attributes:
+    params: the silo's model params (placed: leaves ``[C, ...]``).
+    model_state: its non-param collections, e.g. ``{'batch_stats': ...}``
+      (placed); ``{}`` for a model without any.
+  """
+  params: types.Params
+  model_state: types.PyTree
+
+
+class SiloModelState(NamedTuple):
+  """The client state of a silo that keeps no model between rounds (the
+  FedAvg family): local training starts from the broadcast, so only the
+  non-param collections stay (FedBN-style).
+
+  Attributes:
+    model_state: e.g. ``{'batch_stats': ...}`` (placed: leaves ``[C,
+      ...]``); ``{}`` for a model without any, so the state has no leaves.
+  """
+  model_state: types.PyTree
+
+
+def silo_output(state, upload, metrics) -> types.SiloOutput:
+  """A ``SiloOutput`` from a training helper's metrics dict, whose
+  ``'train_loss'`` entry becomes the required field."""
+  metrics = dict(metrics)
+  return types.SiloOutput(state, upload, metrics.pop('train_loss'), metrics)
+
+
+def own_model_eval_variables(silo: types.SiloInput):
+  """Evaluation with the silo's own model (a ``SiloModel`` state)."""
+  return model_variables(silo.state.params, silo.state.model_state)

@@ -30,44 +30,39 @@ def ditto(module, task, local: common.LocalConfig,
     clients = {}
     for g in groups:
       num = data[g]['x'].shape[0]
-      clients[g] = {'params': common.stack(params, num),
-                    'model_state': common.stack(model_state, num)}
+      clients[g] = common.SiloModel(common.stack(params, num),
+                                    common.stack(model_state, num))
     return server_opt.ServerState(params), clients
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, personal
+  def local_update(silo, hparams, rng):
+    broadcast = silo.broadcast
     global_key, personal_key = jax.random.split(rng)
     new_global, model_state, m_global = common.supervised_train(
-        module, task, local, broadcast, client['model_state'], data, hparams,
-        global_key)
+        module, task, local, broadcast, silo.state.model_state, silo.data,
+        hparams, global_key)
 
     def prox(p):
       diff = jax.tree.map(lambda a, b: a - b, p, broadcast)
       return 0.5 * hparams['ditto_lam'] * common.tree_sq_norm(diff)
 
     new_personal, model_state, m_personal = common.supervised_train(
-        module, task, local, client['params'], model_state, data, hparams,
-        personal_key, extra_loss=prox)
+        module, task, local, silo.state.params, model_state, silo.data,
+        hparams, personal_key, extra_loss=prox)
     delta = jax.tree.map(lambda a, b: a - b, broadcast, new_global)
-    metrics = {'train_loss': m_personal['train_loss'],
-               'global_train_loss': m_global['train_loss']}
-    return {'params': new_personal, 'model_state': model_state}, delta, metrics
+    return types.SiloOutput(
+        common.SiloModel(new_personal, model_state), delta,
+        m_personal['train_loss'],
+        {'global_train_loss': m_global['train_loss']})
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
-  def eval_variables(group, client, broadcast, personal):
-    del group, broadcast, personal
-    return common.model_variables(client['params'], client['model_state'])
-
   return types.FederatedAlgorithm(
-      name='ditto', init=init_fn, download=download,
-      local_update=local_update, server_update=server_update,
-      eval_variables=eval_variables, eval_model=lambda group: module)
+      name='ditto', groups=groups, init=init_fn, local_update=local_update,
+      server_update=server_update,
+      eval_variables=common.own_model_eval_variables,
+      eval_model=lambda group: module)
 
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,

@@ -48,8 +48,8 @@ def stateless_clients(model_state, data, groups):
   arrives with the broadcast every round, so a per-silo copy would be a
   dead leaf (donated, checkpointed, never read).
   """
-  return {g: {'model_state': common.stack(model_state, data[g]['x'].shape[0])}
-          for g in groups}
+  return {g: common.SiloModelState(
+      common.stack(model_state, data[g]['x'].shape[0])) for g in groups}
 
 
 def _init(module, groups, server_optimizer='sgd'):
@@ -82,23 +82,21 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
     raise ValueError(f'Unknown server optimizer {server_optimizer!r}; '
                      f'expected one of {server_opt.SERVER_OPTIMIZERS}.')
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, personal
+  def local_update(silo, hparams, rng):
+    broadcast = silo.broadcast
     extra = None
     if proximal:
       def extra(p):
         diff = jax.tree.map(lambda a, b: a - b, p, broadcast)
         return 0.5 * hparams['mu'] * common.tree_sq_norm(diff)
     params, model_state, metrics = common.supervised_train(
-        module, task, local, broadcast, client['model_state'], data, hparams,
-        rng, extra_loss=extra)
+        module, task, local, broadcast, silo.state.model_state, silo.data,
+        hparams, rng, extra_loss=extra)
     delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
     # The trained model leaves with the upload; the silo keeps only
     # model_state (the next round starts from the new broadcast).
-    return {'model_state': model_state}, delta, metrics
+    return common.silo_output(common.SiloModelState(model_state), delta,
+                              metrics)
 
   def server_update_from_mean(server, mean_delta, hparams):
     # Only the weighted mean delta matters: the engine can stream it.
@@ -107,10 +105,9 @@ def fedavg(module, task: tasks.Task, local: common.LocalConfig, groups,
   fedopt = {v: k for k, v in FEDOPT_NAMES.items()}
   name = 'fedprox' if proximal else fedopt.get(server_optimizer, 'fedavg')
   return types.FederatedAlgorithm(
-      name=name, init=_init(module, groups, server_optimizer),
-      download=download, local_update=local_update,
+      name=name, groups=groups, init=_init(module, groups, server_optimizer),
+      local_update=local_update,
       server_update=common.server_update_via_mean(server_update_from_mean),
-      eval_variables=common.broadcast_eval_variables,
       eval_model=lambda group: module,
       server_update_from_mean=server_update_from_mean)
 
@@ -129,34 +126,30 @@ def local_only(module, task: tasks.Task, local: common.LocalConfig,
     del server
     return types.Download(broadcast={})
 
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, broadcast, personal
+  def local_update(silo, hparams, rng):
     params, model_state, metrics = common.supervised_train(
-        module, task, local, client['params'], client['model_state'], data,
-        hparams, rng)
-    return {'params': params, 'model_state': model_state}, {}, metrics
+        module, task, local, silo.state.params, silo.state.model_state,
+        silo.data, hparams, rng)
+    return common.silo_output(common.SiloModel(params, model_state), {},
+                              metrics)
 
   def server_update(server, uploads, weights, hparams):
     del uploads, weights, hparams
     return server
 
-  def eval_variables(group, client, broadcast, personal):
-    del group, broadcast, personal
-    return common.model_variables(client['params'], client['model_state'])
-
   def init_fn(rng, data):
     # The one algorithm of this file whose silos keep their model.
     params, model_state = init_shared_model(module, groups, data, rng)
-    clients = {g: {'params': common.stack(params, data[g]['x'].shape[0]),
-                   'model_state': common.stack(model_state,
-                                               data[g]['x'].shape[0])}
-               for g in groups}
+    clients = {g: common.SiloModel(
+        common.stack(params, data[g]['x'].shape[0]),
+        common.stack(model_state, data[g]['x'].shape[0])) for g in groups}
     return {}, clients
 
   return types.FederatedAlgorithm(
-      name='local', init=init_fn, download=download,
+      name='local', groups=groups, init=init_fn, download=download,
       local_update=local_update, server_update=server_update,
-      eval_variables=eval_variables, eval_model=lambda group: module)
+      eval_variables=common.own_model_eval_variables,
+      eval_model=lambda group: module)
 
 
 def default_hparams(name: str) -> dict[str, Any]:

@@ -518,38 +518,31 @@ def fedhelp(small_module, large_module, task: tasks.Task,
   def init_fn(rng, data):
     return _init(ctx, groups, rng, data)
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del personal
-    if group == 'large':
-      new_client, params, metrics = _large_update(ctx, client, broadcast,
-                                                  data, hparams, rng)
-    else:
-      new_client, params, metrics = _small_update(ctx, client, broadcast,
-                                                  data, hparams, rng)
+  def local_update(silo, hparams, rng):
+    update = _large_update if silo.group == 'large' else _small_update
+    new_client, params, metrics = update(ctx, silo.state, silo.broadcast,
+                                         silo.data, hparams, rng)
     # Upload the delta of S's shared params only (FedAvg convention, so
     # server_lr = 1 is a plain average). L_k and h_pub never leave the silo.
-    delta = jax.tree.map(lambda a, b: a - b, broadcast, params)
-    return new_client, delta, metrics
+    delta = jax.tree.map(lambda a, b: a - b, silo.broadcast, params)
+    return common.silo_output(new_client, delta, metrics)
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
-  def eval_variables(group, client, broadcast, personal):
-    del personal
-    if group == 'large' and has_large:
-      return common.model_variables(client.large_params,
-                                    client.large_model_state)
-    return common.model_variables(broadcast, client.small_model_state)
+  def eval_variables(silo):
+    if silo.group == 'large' and has_large:
+      return common.model_variables(silo.state.large_params,
+                                    silo.state.large_model_state)
+    return common.model_variables(silo.broadcast,
+                                  silo.state.small_model_state)
 
   def eval_model(group):
     return large_module if group == 'large' and has_large else small_module
 
   return types.FederatedAlgorithm(
-      name=name, init=init_fn, download=download, local_update=local_update,
+      name=name, groups=groups, init=init_fn, local_update=local_update,
       server_update=server_update, eval_variables=eval_variables,
       eval_model=eval_model)
 

@@ -67,19 +67,17 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
     return ServerState(params), fedavg.stateless_clients(model_state, data,
                                                           groups)
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, personal
+  def local_update(silo, hparams, rng):
+    broadcast = silo.broadcast
     params, model_state, metrics = common.supervised_train(
-        module, task, local, broadcast, client['model_state'], data, hparams,
-        rng)
+        module, task, local, broadcast, silo.state.model_state, silo.data,
+        hparams, rng)
     work = work_norm(metrics['local_steps'], hparams['momentum'])
     # A silo that took no step (a dummy) has a zero delta: keep it finite.
     scale = 1.0 / jnp.maximum(work, 1.0)
     delta = jax.tree.map(lambda a, b: (a - b) * scale, broadcast, params)
-    return {'model_state': model_state}, Upload(delta, work), metrics
+    return common.silo_output(common.SiloModelState(model_state),
+                              Upload(delta, work), metrics)
 
   def server_update_from_mean(server, mean, hparams):
     step = hparams['server_lr'] * mean.work  # server_lr * tau_eff.
@@ -87,10 +85,8 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
                                     mean.normalized_delta))
 
   return types.FederatedAlgorithm(
-      name='fednova', init=init, download=download,
-      local_update=local_update,
+      name='fednova', groups=groups, init=init, local_update=local_update,
       server_update=common.server_update_via_mean(server_update_from_mean),
-      eval_variables=common.broadcast_eval_variables,
       eval_model=lambda group: module,
       server_update_from_mean=server_update_from_mean)
 

@@ -128,9 +128,6 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
                          round=jnp.zeros((), jnp.int32))
     return server, clients
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
   def logits(params, x):
     return _apply(module, params, {}, x, train=False)[0]
 
@@ -172,7 +169,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
     return server._replace(params=params, round=server.round + 1)
 
   # The distillation step needs more than the mean delta: no streaming.
-  return base._replace(name='feddf', init=init_fn, download=download,
+  return base._replace(name='feddf', init=init_fn,
                        server_update=server_update,
                        server_update_from_mean=None)
 
@@ -190,7 +187,7 @@ def prepare_server_public(config, fed, raw, info):
   public_x = public_x[:num] if num else public_x
   if 'train_x' in raw:  # An outside public set may be grey for RGB silos.
     public_x = fm_prepare.match_channels(public_x, raw['train_x'].shape[-1])
-  first = [g for g in ('large', 'small') if g in fed][0]
+  first = next(iter(fed))  # Any one group holds it (see above).
   placed = fm_prepare.place_public(fed, first, public_x.astype('float32'))
   placed[first]['server_public_x'] = placed[first].pop('public_x')
   info['server_public'] = {'num_public': int(public_x.shape[0])}
@@ -286,12 +283,9 @@ def fml(shared_module, private_modules, task: tasks.Task,
                                            *[s for _, s in inits]))
     return server_opt.ServerState(params), clients
 
-  def download(server):
-    return types.Download(broadcast=server.params)
-
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del personal
-    private = private_modules[group]
+  def local_update(silo, hparams, rng):
+    private = private_modules[silo.group]
+    broadcast, client, data = silo.broadcast, silo.state, silo.data
     order_key, step_key = jax.random.split(rng)
     idx, active = local.schedule(order_key, data)
     tx = common.make_optimizer(local.optimizer, hparams)
@@ -305,21 +299,22 @@ def fml(shared_module, private_modules, task: tasks.Task,
     metrics = {k: engine.mean_over_active(v, active)
                for k, v in step_metrics.items()}
     delta = jax.tree.map(lambda a, b: a - b, broadcast, s_p)
-    return FMLSiloState(s_ms, p_p, p_ms), delta, metrics
+    return common.silo_output(FMLSiloState(s_ms, p_p, p_ms), delta,
+                              metrics)
 
   def server_update(server, uploads, weights, hparams):
     delta = engine.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
-  def eval_variables(group, client, broadcast, personal):
-    del group, personal
+  def eval_variables(silo):
     if eval_private:
-      return common.model_variables(client.private_params,
-                                    client.private_model_state)
-    return common.model_variables(broadcast, client.meme_model_state)
+      return common.model_variables(silo.state.private_params,
+                                    silo.state.private_model_state)
+    return common.model_variables(silo.broadcast,
+                                  silo.state.meme_model_state)
 
   return types.FederatedAlgorithm(
-      name='fml', init=init_fn, download=download, local_update=local_update,
+      name='fml', groups=groups, init=init_fn, local_update=local_update,
       server_update=server_update, eval_variables=eval_variables,
       eval_model=lambda g: private_modules[g] if eval_private
       else shared_module)
@@ -384,9 +379,9 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     return types.Download(broadcast={'params': server.params,
                                      'model_state': server.model_state})
 
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, broadcast, personal, data, hparams, rng
-    return client, {}, {'train_loss': jnp.zeros(())}
+  def local_update(silo, hparams, rng):
+    del hparams, rng  # The server trains; silos only hold their data.
+    return types.SiloOutput(silo.state, {}, jnp.zeros(()))
 
   def server_update(server, uploads, weights, hparams):
     del uploads
@@ -422,13 +417,12 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     return server._replace(params=params, model_state=ms, opt=opt,
                            round=server.round + 1)
 
-  def eval_variables(group, client, broadcast, personal):
-    del group, client, personal
-    return common.model_variables(broadcast['params'],
-                                  broadcast['model_state'])
+  def eval_variables(silo):
+    return common.model_variables(silo.broadcast['params'],
+                                  silo.broadcast['model_state'])
 
   return types.FederatedAlgorithm(
-      name='central', init=init_fn, download=download,
+      name='central', groups=groups, init=init_fn, download=download,
       local_update=local_update, server_update=server_update,
       eval_variables=eval_variables, eval_model=lambda g: module)
 

@@ -81,9 +81,9 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
     return types.Download(broadcast={'params': server.params,
                                      'control': server.control})
 
-  def local_update(group, client, broadcast, personal, data, hparams, rng):
-    del group, personal
-    x, c, c_i = broadcast['params'], broadcast['control'], client.control
+  def local_update(silo, hparams, rng):
+    x, c = silo.broadcast['params'], silo.broadcast['control']
+    c_i = silo.state.control
     correction = _sub(c, c_i)
 
     def drift_correction(p):
@@ -91,14 +91,15 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
           jax.tree.leaves(p), jax.tree.leaves(correction)))
 
     y, model_state, metrics = common.supervised_train(
-        module, task, local, x, client.model_state, data, hparams, rng,
-        extra_loss=drift_correction)
+        module, task, local, x, silo.state.model_state, silo.data, hparams,
+        rng, extra_loss=drift_correction)
     delta = _sub(x, y)
     scale = 1.0 / (jnp.maximum(metrics['local_steps'], 1.0) * hparams['lr'])
     new_c_i = jax.tree.map(lambda ci, cc, d: ci - cc + scale * d,
                            c_i, c, delta)
     upload = {'delta': delta, 'control': _sub(new_c_i, c_i)}
-    return ClientState(model_state, new_c_i), upload, metrics
+    return common.silo_output(ClientState(model_state, new_c_i), upload,
+                              metrics)
 
   def server_update(server, uploads, weights, hparams):
     mean_delta = engine.weighted_mean_groups(
@@ -115,12 +116,12 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
         *summed)
     return server._replace(params=params, control=control)
 
-  def eval_variables(group, client, broadcast, personal):
-    del group, personal
-    return common.model_variables(broadcast['params'], client.model_state)
+  def eval_variables(silo):
+    return common.model_variables(silo.broadcast['params'],
+                                  silo.state.model_state)
 
   return types.FederatedAlgorithm(
-      name='scaffold', init=init, download=download,
+      name='scaffold', groups=groups, init=init, download=download,
       local_update=local_update, server_update=server_update,
       eval_variables=eval_variables, eval_model=lambda group: module)
 

@@ -134,7 +134,7 @@ def pfednet(module, task, local: common.LocalConfig, groups, *,
       local_round=local_round)
   bind = lambda fn: functools.partial(fn, setup)
   return types.FederatedAlgorithm(
-      name=name, init=bind(_init), download=_download,
+      name=name, groups=groups, init=bind(_init), download=_download,
       local_update=bind(_local_update), server_update=bind(_server_update),
       eval_variables=bind(_eval_variables), eval_model=lambda group: module)
 
@@ -215,7 +215,7 @@ def _init(setup: _Setup, rng, data):
     if num_data < num:
       raise ValueError(f'pfednet: group {g!r} has {num_data} silos in the '
                        f'data but {num} graph nodes.')
-    clients[g] = {'model_state': common.stack(model_state, num_data)}
+    clients[g] = common.SiloModelState(common.stack(model_state, num_data))
     zs[g] = common.stack(z, num_data)
   return PFedNetServer(params, zs), clients
 
@@ -224,14 +224,13 @@ def _download(server):
   return types.Download(broadcast=server.params, personal=server.z)
 
 
-def _local_update(setup: _Setup, group, client, broadcast, z, data, hparams,
-                  rng):
-  del group
-  shared0, personal_template = _split_params(setup, broadcast)
+def _local_update(setup: _Setup, silo: types.SiloInput, hparams, rng):
+  # ``silo.personal`` is this silo's ADMM variable z_i (its personal block).
+  shared0, personal_template = _split_params(setup, silo.broadcast)
   _, unravel = ravel_pytree(personal_template)
-  start = params_lib.merge(shared0, unravel(z))
-  params, model_state, metrics = _train(setup, start, client['model_state'],
-                                        data, hparams, rng)
+  start = params_lib.merge(shared0, unravel(silo.personal))
+  params, model_state, metrics = _train(setup, start, silo.state.model_state,
+                                        silo.data, hparams, rng)
   delta = jax.tree.map(lambda a, b: a - b, start, params)
   delta_shared, delta_personal = _split_params(setup, delta)
   upload = {'shared': delta_shared,
@@ -245,7 +244,8 @@ def _local_update(setup: _Setup, group, client, broadcast, z, data, hparams,
       sum(x.size for x in jax.tree.leaves(upload)), jnp.int32)
   if setup.return_uploads:
     metrics['upload'] = ravel_pytree(upload)[0]
-  return {'model_state': model_state}, upload, metrics
+  return common.silo_output(common.SiloModelState(model_state), upload,
+                            metrics)
 
 
 def _server_update(setup: _Setup, server, uploads, weights, hparams):
@@ -268,12 +268,12 @@ def _server_update(setup: _Setup, server, uploads, weights, hparams):
   return PFedNetServer(params_lib.merge(shared, personal0), new_z)
 
 
-def _eval_variables(setup: _Setup, group, client, broadcast, z):
-  del group
-  shared, personal_template = _split_params(setup, broadcast)
+def _eval_variables(setup: _Setup, silo: types.SiloInput):
+  shared, personal_template = _split_params(setup, silo.broadcast)
   _, unravel = ravel_pytree(personal_template)
-  return common.model_variables(params_lib.merge(shared, unravel(z)),
-                                client['model_state'])
+  return common.model_variables(
+      params_lib.merge(shared, unravel(silo.personal)),
+      silo.state.model_state)
 
 
 DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.01,
