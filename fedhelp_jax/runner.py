@@ -474,6 +474,10 @@ def _place(program: Program, members: Sequence[Federation]) -> _Placed:
   test_inputs = {g: {'test_x': d['test_x']} for g, d in members[0].fed.items()}
   if mesh is None:
     feds, weights = jax.device_put((feds, weights))
+    # Committed where they already are, as a restored checkpoint's arrays
+    # are: a program lowered for committed inputs carries their sharding,
+    # so without this a resumed run would lower (and compile) anew.
+    states = jax.tree.map(lambda x: jax.device_put(x, x.sharding), states)
   elif 'configs' not in mesh.axis_names:
     feds = engine.shard_clients(feds, mesh)
     weights = engine.shard_clients(weights, mesh)
