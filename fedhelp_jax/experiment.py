@@ -31,9 +31,10 @@ from fedhelp_jax import privacy
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import tasks
+from fedhelp_jax import types
 from fedhelp_jax import validate
 
-GROUPS = ('large', 'small')
+GROUPS = types.PARTITION_GROUPS
 
 # The host loop's pieces, named here too for callers of this module.
 Federation = runner.Federation
@@ -286,9 +287,7 @@ def cluster_shift(fed, num_clusters: int, shift: str, num_classes: int, *,
                      f'expected one of {CLUSTER_SHIFTS}.')
   perms = cluster_permutations(num_clusters, num_classes, seed)
   clusters, node, out = [], 0, {}
-  for g in GROUPS:
-    if g not in fed:
-      continue
+  for g in types.group_names(fed):
     d = dict(fed[g])
     d['x'], d['y'] = d['x'].copy(), d['y'].copy()
     d['test_x'], d['test_y'] = d['test_x'].copy(), d['test_y'].copy()
@@ -401,7 +400,12 @@ def prepare_federation(config, raw, partitioned=None) -> Federation:
   info = copy.deepcopy(info)
   validate.validate_federation(fed, task)
   fed = algorithms.prepare(config.algorithm, config, fed, raw, info)
-  groups = tuple(g for g in GROUPS if g in fed)
+  groups = types.group_names(fed)
+  for g, m in runner.clients_per_round(config).items():
+    if m and g not in fed:
+      raise validate.ConfigError(
+          f'config.clients_per_round.{g}: {g!r} is not a silo group of this '
+          f'federation. Fix: use one of {list(groups)}.')
   fed = {g: {k: v for k, v in d.items() if not k.startswith('_')}
          for g, d in fed.items()}
   weights = aggregation_weights(fed, config.get('aggregation', 'samples'))
@@ -499,10 +503,18 @@ def own_data(config, data: Mapping[str, Any]):
   ``dataset`` set to ``{'name': 'arrays', 'fingerprint': <sha256 of the
   arrays>}`` (a copy), so the run's hash, and thus resume, follows the data.
 
-  ``data``: ``train_x [N, ...]`` float inputs (images ``[N, H, W, C]`` in
-  [0, 1], or table rows), ``train_y [N]`` int labels (or ``[N, H, W]``
-  masks), ``test_x``/``test_y`` likewise, optional ``public_x``/``public_y``.
+  ``data`` is either pooled arrays, which ``config.partition`` splits into
+  large and small silos: ``train_x [N, ...]`` float inputs (images ``[N,
+  H, W, C]`` in [0, 1], or table rows), ``train_y [N]`` int labels (or
+  ``[N, H, W]`` masks), ``test_x``/``test_y`` likewise, optional
+  ``public_x``/``public_y``; or the user's own silos, ``{'silos': {group:
+  [silo, ...]}}`` with each silo a dict of ``train_x, train_y, test_x,
+  test_y``, under any group names (``config.partition`` is not used; an
+  algorithm with fixed roles, e.g. FedHelp's 'large' and 'small', refuses
+  other names).
   """
+  if 'silos' in data:
+    return _own_silos(config, data)
   missing = [k for k in RAW_KEYS if k not in data]
   unknown = sorted(set(data) - set(RAW_KEYS) - set(RAW_OPTIONAL))
   if missing or unknown:
@@ -523,14 +535,79 @@ def own_data(config, data: Mapping[str, Any]):
             image_shape=raw['train_x'].shape[1:], name=f'data[{split}]')
   except ValueError as e:
     raise validate.DataError(str(e)) from None
+  return _as_arrays_config(config, raw), raw
+
+
+def _as_arrays_config(config, arrays: Mapping[str, np.ndarray]):
+  """A copy of ``config`` whose dataset is ``arrays``' fingerprint."""
   digest = hashlib.sha256()
-  for k in sorted(raw):
+  for k in sorted(arrays):
     digest.update(k.encode())
-    digest.update(np.ascontiguousarray(raw[k]).tobytes())
+    digest.update(np.ascontiguousarray(arrays[k]).tobytes())
   config = config.copy_and_resolve_references()
   config.dataset = ml_collections.ConfigDict(
       {'name': 'arrays', 'fingerprint': digest.hexdigest()[:16]})
-  return config, raw
+  return config
+
+
+def _own_silos(config, data: Mapping[str, Any]):
+  """``own_data`` for ``{'silos': {group: [silo, ...]}}``: each silo's
+  arrays checked, each group packed (``data.pack_group``), and ``raw``
+  in the natural-sites form ``{'silos': fed, 'info': info}``."""
+  from fedhelp_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  unknown = sorted(set(data) - {'silos'})
+  groups = data['silos']
+  if unknown or not isinstance(groups, Mapping) or not groups:
+    raise validate.DataError(
+        f"data: with 'silos', expected only {{'silos': {{group: [silo, "
+        f"...]}}}}; got keys {sorted(data)}.")
+  classes = int(config.num_classes) if config.task == 'classification' \
+      else None
+  fed, flat = {}, {}
+  info = {'groups': {}, 'train_sizes': [], 'label_counts': []}
+  shape = None
+  for g, silos in groups.items():
+    if not isinstance(g, str) or not g.isidentifier():
+      raise validate.DataError(f'data[silos]: group name {g!r} must be a '
+                               'Python identifier (it names log fields).')
+    if not silos:
+      raise validate.DataError(f'data[silos][{g!r}]: no silos.')
+    arrays = []
+    for c, silo in enumerate(silos):
+      where = f'data[silos][{g!r}][{c}]'
+      keys = sorted(silo) if isinstance(silo, Mapping) else None
+      if keys != sorted(RAW_KEYS):
+        raise validate.DataError(f'{where}: expected keys '
+                                 f'{sorted(RAW_KEYS)}, got {keys}.')
+      one = {k: np.asarray(silo[k], np.float32 if k.endswith('_x')
+                           else np.int32) for k in RAW_KEYS}
+      shape = shape or one['train_x'].shape[1:]
+      try:
+        for split in ('train', 'test'):
+          data_lib.validate_arrays(one[f'{split}_x'], one[f'{split}_y'],
+                                   num_classes=classes, image_shape=shape,
+                                   name=f'{where}[{split}]')
+      except ValueError as e:
+        raise validate.DataError(str(e)) from None
+      arrays.append(one)
+      flat.update({f'{g}/{c}/{k}': v for k, v in one.items()})
+    offsets = np.cumsum([0] + [len(a['train_y']) for a in arrays])
+    t_offsets = np.cumsum([0] + [len(a['test_y']) for a in arrays])
+    fed[g] = data_lib.pack_group(
+        np.concatenate([a['train_x'] for a in arrays]),
+        np.concatenate([a['train_y'] for a in arrays]),
+        [np.arange(offsets[c], offsets[c + 1]) for c in range(len(arrays))],
+        test_x=np.concatenate([a['test_x'] for a in arrays]),
+        test_y=np.concatenate([a['test_y'] for a in arrays]),
+        test_indices=[np.arange(t_offsets[c], t_offsets[c + 1])
+                      for c in range(len(arrays))])
+    first = len(info['train_sizes'])
+    info['groups'][g] = list(range(first, first + len(arrays)))
+    for a in arrays:
+      info['train_sizes'].append(int(len(a['train_y'])))
+      info['label_counts'].append(np.bincount(
+          a['train_y'].reshape(-1), minlength=classes or 0).tolist())
+  return _as_arrays_config(config, flat), {'silos': fed, 'info': info}
 
 
 def run_experiment(config, workdir: Optional[str] = None, *,

@@ -171,7 +171,7 @@ def table(get_config: Callable[[str], Any], data=None,
     config = get_config(name)
     fed = config_federation(config) if data is None else data
     task = tasks.make_task(config.task, int(config.num_classes))
-    groups = tuple(g for g in ('large', 'small') if g in fed)
+    groups = types.group_names(fed)
     alg = algorithms.build(name, config, task, groups, info=graph_info(fed))
     module = models.from_config(config.model, task.num_classes)
     sample = jax.ShapeDtypeStruct((1, *fed[groups[0]]['x'].shape[2:]),

@@ -37,6 +37,18 @@ GroupData = Mapping[str, jax.Array]
 FederatedData = Mapping[str, GroupData]  # group name -> GroupData.
 
 
+# The partitioner's group names (``experiment.build_federation``).
+PARTITION_GROUPS = ('large', 'small')
+
+
+def group_names(fed: Mapping[str, Any]) -> tuple[str, ...]:
+  """The groups of a federation in run order: 'large' and 'small' first
+  when present (the partitioner's names, which FedHelp's roles read), then
+  any other names in the order the data gives them (a user's own silos)."""
+  return (tuple(g for g in PARTITION_GROUPS if g in fed)
+          + tuple(g for g in fed if g not in PARTITION_GROUPS))
+
+
 class FederatedState(NamedTuple):
   """Everything a run needs to continue bit-exactly.
 

@@ -328,7 +328,10 @@ def _check_clients_per_round(config) -> None:
     counts = {'large': num_large, 'small': part.get('num_small')}
   for group, m in sampling.items():
     field = f'clients_per_round.{group}'
-    if group not in ('large', 'small'):
+    # A user's own silos (dataset 'arrays') may name other groups; those
+    # are checked against the data (``experiment.prepare_federation``).
+    own = (config.get('dataset') or {}).get('name') == 'arrays'
+    if group not in ('large', 'small') and not own:
       _fail(field, 'is not a silo group.', "use 'large' or 'small'.")
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
       _fail(field, f'must be an integer >= 0, got {_show(m)}.',

@@ -63,3 +63,65 @@ def test_arrays_dataset_without_data_says_how(tmp_path):
   config.dataset.name = 'arrays'
   with pytest.raises(validate.ConfigError, match='data=...'):
     experiment.run_experiment(config, str(tmp_path))
+
+
+def _own_silos():
+  """The digits as a user's own silos under group names of their own: two
+  'hospital' silos of 300 images and three 'clinic' silos of 60."""
+  d = _digits()
+  cut = lambda lo, hi, t: {'train_x': d['train_x'][lo:hi],
+                           'train_y': d['train_y'][lo:hi],
+                           'test_x': d['test_x'][t:t + 40],
+                           'test_y': d['test_y'][t:t + 40]}
+  return {'silos': {
+      'hospital': [cut(0, 300, 0), cut(300, 600, 40)],
+      'clinic': [cut(600 + 60 * i, 660 + 60 * i, 80 + 40 * i)
+                 for i in range(3)]}}
+
+
+def test_own_silos_run_under_their_own_group_names(tmp_path):
+  data = _own_silos()
+  summary = experiment.run_experiment(_config(), str(tmp_path), data=data)
+  final = summary['final']['summary']
+  assert {'hospital', 'clinic', 'all'} <= set(final)
+  # The pooled row is the mean over the 5 silos, each on its own 40 images.
+  accuracy = [final['hospital']['accuracy']] * 2 + \
+      [final['clinic']['accuracy']] * 3
+  np.testing.assert_allclose(final['all']['accuracy'], np.mean(accuracy),
+                             atol=1e-6)
+  config, raw = experiment.own_data(_config(), data)
+  fed, info = experiment.build_federation(config, raw)
+  assert list(fed) == ['hospital', 'clinic']
+  assert info['groups'] == {'hospital': [0, 1], 'clinic': [2, 3, 4]}
+  assert info['train_sizes'] == [300, 300, 60, 60, 60]
+  np.testing.assert_array_equal(fed['clinic']['x'][1, :60],
+                                data['silos']['clinic'][1]['train_x'])
+  np.testing.assert_array_equal(fed['hospital']['test_y'][1],
+                                data['silos']['hospital'][1]['test_y'])
+  # The same silos resume the finished run.
+  again = experiment.run_experiment(_config(), str(tmp_path), data=data)
+  assert again['already_complete']
+
+
+def test_bad_own_silos_name_the_silo():
+  data = _own_silos()
+  data['silos']['clinic'][2] = dict(data['silos']['clinic'][2])
+  del data['silos']['clinic'][2]['test_y']
+  with pytest.raises(errors.DataError, match=r"data\[silos\]\['clinic'\]\[2\]"):
+    experiment.own_data(_config(), data)
+  with pytest.raises(errors.DataError, match='Python identifier'):
+    experiment.own_data(_config(), {'silos': {'a b': _own_silos()['silos']
+                                              ['clinic']}})
+
+
+def test_own_silos_sample_by_their_group_names():
+  config = _config()
+  config.clients_per_round = {'clinic': 2}
+  config, raw = experiment.own_data(config, _own_silos())
+  validate.validate_config(config)
+  fed = experiment.prepare_federation(config, raw)
+  assert fed.groups == ('hospital', 'clinic')
+  config.clients_per_round = {'ward': 1}
+  validate.validate_config(config)
+  with pytest.raises(errors.ConfigError, match="'ward' is not a silo group"):
+    experiment.prepare_federation(config, raw)

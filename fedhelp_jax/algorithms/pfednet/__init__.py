@@ -442,7 +442,7 @@ def prepare(config, fed, raw, info):
   Each silo's sketch is computed from that silo's own training rows
   (``silo_sketch``); the server side (``graph_from_sketches``) sees only the
   stacked ``[N, F]`` sketches. Nodes are the silos in group order
-  (``experiment.GROUPS``). The result goes to ``info['pfednet']`` (edges,
+  (``types.group_names``). The result goes to ``info['pfednet']`` (edges,
   silo counts, the sketch kind); ``fed`` is returned unchanged.
   """
   del raw
@@ -454,7 +454,7 @@ def prepare(config, fed, raw, info):
   if kind == 'mean_mask' and config.task != 'segmentation':
     _fail('sketch', "'mean_mask' needs a segmentation task.",
           "use 'label_proportions' or 'mean_input'.")
-  groups = [g for g in ('large', 'small') if g in fed]
+  groups = types.group_names(fed)
   num_classes = int(config.num_classes)
   sketches, counts = [], {}
   for g in groups:
