@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from fedhelp_jax import algorithms
+from fedhelp_jax import datasets
 from fedhelp_jax import diagnostics
 from fedhelp_jax import dp_fedavg
 from fedhelp_jax import engine
@@ -86,30 +87,15 @@ def load_raw(config) -> dict[str, Any]:
 
 
 def _load_raw(config) -> dict[str, Any]:
-  from fedhelp_jax import data as data_lib  # Lazy: TFDS is a heavy import.
   ds = config.dataset
-  if ds.name == 'medmnist':
-    splits = data_lib.load_medmnist(
-        ds.subset, data_dir=ds.get('data_dir'), manual_dir=ds.get('manual_dir'),
-        expected_md5=ds.get('expected_md5'))
-    conv = lambda s: (splits[s]['image'].astype(np.float32) / 255.0,
-                      splits[s]['label'].astype(np.int32))
-    (tx, ty), (vx, vy), (sx, sy) = conv('train'), conv('val'), conv('test')
-    raw = {'train_x': tx, 'train_y': ty, 'test_x': sx, 'test_y': sy,
-           'public_x': vx, 'public_y': vy}
-    raw = subsample_train(raw, float(ds.get('train_fraction') or 1.0),
-                          seed=int(ds.get('reserve_seed') or 0))
-    return reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
-                         seed=int(ds.get('reserve_seed') or 0))
-  if ds.name == 'brain_slices':
-    return data_lib.brain_federation_raw(config)
-  if ds.name == 'arrays':
-    raise validate.ConfigError(
-        "config.dataset.name: 'arrays' is a user's own data, which this "
-        'call was not given. Fix: pass run_experiment(config, data=...).')
-  if ds.name == 'breast_cancer':
-    return data_lib.breast_cancer_raw(config)
-  raise ValueError(f'config.dataset.name: unknown dataset {ds.name!r}.')
+  raw = datasets.to_raw(datasets.get(ds.name).load(config))
+  if 'silos' in raw:  # The dataset's own sites: nothing to cut.
+    return raw
+  # Any pooled dataset can be thinned or have an FM reserve cut from it.
+  raw = subsample_train(raw, float(ds.get('train_fraction') or 1.0),
+                        seed=int(ds.get('reserve_seed') or 0))
+  return reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
+                       seed=int(ds.get('reserve_seed') or 0))
 
 
 def _silo_indices(config, raw):

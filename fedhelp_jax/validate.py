@@ -13,6 +13,7 @@ import numpy as np
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import compression
+from fedhelp_jax import datasets
 from fedhelp_jax import dp_fedavg
 from fedhelp_jax import privacy
 # The data checks and both error types are part of this module's API.
@@ -29,7 +30,6 @@ PARTITION_KINDS = ('large_small', 'shares')
 _STRATEGIES = ('auto', 'vmap', 'chunked', 'loop')
 _AGGREGATIONS = ('samples', 'uniform', 'group_balanced')
 # 'arrays': a user's own data, given to run_experiment(config, data=...).
-_DATASETS = ('medmnist', 'brain_slices', 'breast_cancer', 'arrays')
 # Which model families can produce outputs for which task.
 _TASK_MODELS = {'classification': ('cnn', 'resnet', 'logreg'),
                 'segmentation': ('unet',)}
@@ -147,7 +147,7 @@ def validate_config(config: Any) -> None:
     raise ConfigError(f'{e} Fix: pick a registered algorithm.') from None
   _choice('task', config.task, _TASKS)
   _validate_compression(config)
-  _choice('dataset.name', _get(config, 'dataset.name'), _DATASETS)
+  _choice('dataset.name', _get(config, 'dataset.name'), datasets.names())
   _int(config, 'rounds', minimum=1)
   _int(config, 'eval_every', minimum=1)
   _int(config, 'seed', minimum=0)

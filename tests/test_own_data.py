@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import datasets
 
+from fedhelp_jax import datasets as datasets_lib
 from fedhelp_jax import errors
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
@@ -125,3 +126,28 @@ def test_own_silos_sample_by_their_group_names():
   validate.validate_config(config)
   with pytest.raises(errors.ConfigError, match="'ward' is not a silo group"):
     experiment.prepare_federation(config, raw)
+
+
+def test_a_registered_dataset_spec_runs_by_name(tmp_path, monkeypatch):
+  """A dataset from outside the package is one ``DatasetSpec``: the digits
+  as typed ``Splits``, run by ``config.dataset.name`` like a built-in."""
+  calls = []
+
+  def load(config):
+    calls.append(config.dataset.name)
+    return datasets_lib.Splits(**_digits())
+
+  monkeypatch.setitem(datasets_lib._SPECS, 'digits',  # pylint: disable=protected-access
+                      datasets_lib.DatasetSpec('digits', load, 'sklearn digits'))
+  config = _config()
+  config.dataset = {'name': 'digits'}
+  summary = experiment.run_experiment(config, str(tmp_path))
+  assert calls == ['digits'] and summary['dataset'] == 'digits'
+  # The same arrays through the front door give the same federation.
+  raw = experiment.load_raw(config)
+  assert sorted(raw) == ['test_x', 'test_y', 'train_x', 'train_y']
+  np.testing.assert_array_equal(raw['train_x'], _digits()['train_x'])
+  with pytest.raises(ValueError, match='already registered'):
+    datasets_lib.register(datasets_lib.DatasetSpec('digits', load))
+  with pytest.raises(TypeError, match='not datasets.Splits'):
+    datasets_lib.to_raw(_digits())
