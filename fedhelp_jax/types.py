@@ -239,6 +239,10 @@ class AlgorithmSpec(NamedTuple):
     silo_dp: its server step reads only the mean of uploads that are
       deltas of the broadcast, so silo-level DP-FedAvg (``dp_fedavg``) can
       clip each upload and noise the mean.
+    section: optional ``config -> its config section`` as a frozen
+      dataclass (``common.config_section``: unknown keys and bad values are
+      ``ConfigError``s). ``validate.validate_config`` calls it, so a bad
+      section fails before any data is loaded.
   """
   name: str
   build: Callable[..., FederatedAlgorithm]
@@ -251,3 +255,4 @@ class AlgorithmSpec(NamedTuple):
   record_dp: bool = False
   dp_releases: Mapping[str, int] = _EMPTY
   silo_dp: bool = False
+  section: Optional[Callable[[Any], Any]] = None

@@ -145,6 +145,9 @@ def validate_config(config: Any) -> None:
     algorithms.check_name(config.algorithm)
   except ValueError as e:
     raise ConfigError(f'{e} Fix: pick a registered algorithm.') from None
+  section = algorithms.spec(config.algorithm).section
+  if section is not None:
+    section(config)  # Its unknown keys and bad values, before any data.
   _choice('task', config.task, _TASKS)
   _validate_compression(config)
   _choice('dataset.name', _get(config, 'dataset.name'), datasets.names())

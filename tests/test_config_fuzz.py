@@ -20,7 +20,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 import ml_collections
 import numpy as np
+import pytest
 
+from fedhelp_jax import algorithms
 from fedhelp_jax import validate
 from tests import tiny_config
 
@@ -104,3 +106,22 @@ def test_fuzz_config_overrides_validate_or_raise_one_line(overrides):
     assert '\n' not in message, message
     assert message.startswith('config.'), message
     assert ' Fix: ' in message, message
+
+
+# The config section each algorithm's AlgorithmSpec.section parses.
+_SECTIONS = {'fedhelp': 'fedhelp', 'fedavg_fm': 'fedhelp',
+             'pfednet': 'pfednet', 'fedper': 'pfednet', 'fedrep': 'pfednet',
+             'feddf': 'feddf', 'fml': 'fml', 'central': 'central'}
+
+
+def test_every_algorithm_section_refuses_unknown_keys_at_config_time():
+  with_section = {n for n in algorithms.names()
+                  if algorithms.spec(n).section is not None}
+  assert with_section == set(_SECTIONS)
+  for name, section in _SECTIONS.items():
+    config = tiny_config.get_config(name)
+    validate.validate_config(config)  # The registered defaults parse.
+    config[section] = dict(config.get(section) or {}, colour='blue')
+    with pytest.raises(validate.ConfigError,
+                       match=rf'config\.{section}\.colour: is not a '):
+      validate.validate_config(config)

@@ -283,7 +283,7 @@ def test_config_errors_are_clear():
                        None, {})
   with pytest.raises(validate.ConfigError, match='pfednet.k'):
     algorithms.prepare('pfednet', _config(k=0), fed, None, {})
-  with pytest.raises(validate.ConfigError, match='not a pFedNet setting'):
+  with pytest.raises(validate.ConfigError, match='is not a pfednet setting'):
     algorithms.prepare('pfednet', _config(lamda=1.0), fed, None, {})
   with pytest.raises(ValueError, match='prepare hook'):
     algorithms.build('pfednet', _config(), tasks.classification(2), GROUPS)

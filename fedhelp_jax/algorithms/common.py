@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from fedhelp_jax import engine
+from fedhelp_jax import errors
 from fedhelp_jax import models
 from fedhelp_jax import privacy
 from fedhelp_jax import tasks
@@ -338,6 +339,27 @@ def server_update_via_mean(server_update_from_mean):
     return server_update_from_mean(
         server, engine.weighted_mean_groups(uploads, weights), hparams)
   return server_update
+
+
+def config_section(config, name: str, section_type, *, extra=()):
+  """``config.<name>`` as the frozen dataclass ``section_type``: fields
+  left out take the dataclass defaults, an unknown key is a
+  ``ConfigError`` naming it and the known ones. ``extra`` names keys read
+  elsewhere (e.g. FedHelp's ``public_classes``, read by the FM step),
+  accepted here and left out of the result. The one parser of every
+  algorithm's config section (``AlgorithmSpec.section``)."""
+  given = dict(config.get(name, None) or {})
+  known = [f.name for f in dataclasses.fields(section_type)]
+  unknown = sorted(set(given) - set(known) - set(extra))
+  if unknown:
+    raise errors.config_error(
+        f'{name}.{unknown[0]}', f'is not a {name} setting.',
+        f'use only {sorted(known + list(extra))}.')
+  try:
+    return section_type(**{k: v for k, v in given.items() if k in known})
+  except (TypeError, ValueError) as e:
+    raise errors.config_error(name, str(e), 'see the field docs of '
+                              f'{section_type.__name__}.') from None
 
 
 class SiloModel(NamedTuple):

@@ -572,16 +572,11 @@ def _check_public(data, aux_classes: int) -> None:
 
 
 def static_config(config, **overrides) -> FedHelpConfig:
-  """``FedHelpConfig`` from ``config.fedhelp`` (unknown keys are errors)."""
-  fields = {f.name for f in dataclasses.fields(FedHelpConfig)}
-  given = dict(config.get('fedhelp', {}) or {})
-  given.pop('public_classes', None)
-  bad = sorted(set(given) - fields)
-  if bad:
-    raise ValueError(f'config.fedhelp: unknown fields {bad}; known: '
-                     f'{sorted(fields)} and public_classes.')
-  given.update(overrides)
-  return FedHelpConfig(**given)
+  """``FedHelpConfig`` from ``config.fedhelp`` (unknown keys are errors;
+  ``public_classes`` is the FM step's, ``fm_prepare.fm_num_classes``)."""
+  section = common.config_section(config, 'fedhelp', FedHelpConfig,
+                                  extra=('public_classes',))
+  return dataclasses.replace(section, **overrides)
 
 
 def build(config, task, groups, *, name: str = 'fedhelp',
@@ -636,11 +631,11 @@ SPECS = (
         ranges={'lr_large': common.POSITIVE,
                 'temperature': common.HParamRange(low=0.0, low_open=True,
                                                   example=1.0)},
-        record_dp=True, dp_releases=_DP_RELEASES),
+        record_dp=True, dp_releases=_DP_RELEASES, section=static_config),
     # Without L_k its large silos release once per batch: counting 2 is
     # conservative (a larger epsilon than spent).
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
                         prepare=fm_prepare.prepare_fm, record_dp=True,
-                        dp_releases=_DP_RELEASES),
+                        dp_releases=_DP_RELEASES, section=static_config),
 )

@@ -432,46 +432,59 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
 # ---------------------------------------------------------------------------
 
 
-def _section(config, name):
-  return dict(config.get(name, {}) or {})
-
-
 def build_feddf(config, task, groups):
-  sec = _section(config, 'feddf')
-  sec.pop('num_public', None)
+  """FedDF: ``config.feddf`` (``FedDFConfig``, plus ``num_public``, read
+  by ``prepare_server_public``)."""
   module = models.from_config(config.model, task.num_classes)
   local = common.LocalConfig.from_experiment(config)
-  return feddf(module, task, local, groups,
-               FedDFConfig(**sec))
+  return feddf(module, task, local, groups, common.config_section(
+      config, 'feddf', FedDFConfig, extra=('num_public',)))
+
+
+@dataclasses.dataclass(frozen=True)
+class FMLConfig:
+  """``config.fml``: ``eval_private`` scores each silo with its private
+  model (False: with the shared one)."""
+  eval_private: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class CentralConfig:
+  """``config.central``: ``model`` 'small' (``config.model``) or 'large'
+  (``config.large_model``); ``steps_per_round`` (default: the local
+  schedule's steps summed over silos)."""
+  model: str = 'small'
+  steps_per_round: Optional[int] = None
+
+  def __post_init__(self):
+    if self.model not in ('small', 'large'):
+      raise ValueError(f"model must be 'small' or 'large', got "
+                       f'{self.model!r}.')
 
 
 def build_fml(config, task, groups):
   """FML: private model = ``config.large_model`` on large silos and
   ``config.model`` on small silos; ``config.fml.eval_private`` (True)."""
-  sec = _section(config, 'fml')
+  sec = common.config_section(config, 'fml', FMLConfig)
   shared = models.from_config(config.model, task.num_classes)
   large = models.from_config(config.get('large_model') or config.model,
                                  task.num_classes)
   private = {g: large if g == 'large' else shared for g in groups}
   local = common.LocalConfig.from_experiment(config)
   return fml(shared, private, task, local, groups,
-             eval_private=bool(sec.get('eval_private', True)))
+             eval_private=bool(sec.eval_private))
 
 
 def build_central(config, task, groups):
   """Central: ``config.central.model`` 'small' (``config.model``, default)
   or 'large' (``config.large_model``); ``config.central.steps_per_round``."""
-  sec = _section(config, 'central')
-  which = sec.get('model', 'small')
-  if which not in ('small', 'large'):
-    raise ValueError(f"config.central.model must be 'small' or 'large', got "
-                     f'{which!r}.')
-  model_cfg = (config.get('large_model') or config.model) if which == 'large' \
-      else config.model
+  sec = common.config_section(config, 'central', CentralConfig)
+  model_cfg = (config.get('large_model') or config.model) \
+      if sec.model == 'large' else config.model
   module = models.from_config(model_cfg, task.num_classes)
   local = common.LocalConfig.from_experiment(config)
   return central(module, task, local, groups,
-                 steps_per_round=sec.get('steps_per_round'))
+                 steps_per_round=sec.steps_per_round)
 
 
 def default_hparams(name: str) -> dict[str, float]:
@@ -486,7 +499,13 @@ def default_hparams(name: str) -> dict[str, float]:
 SPECS = (
     types.AlgorithmSpec('feddf', build_feddf, default_hparams('feddf'),
                         prepare=prepare_server_public,
-                        ranges={'server_kd_lr': common.POSITIVE}),
-    types.AlgorithmSpec('fml', build_fml, default_hparams('fml')),
-    types.AlgorithmSpec('central', build_central, default_hparams('central')),
+                        ranges={'server_kd_lr': common.POSITIVE},
+                        section=lambda c: common.config_section(
+                            c, 'feddf', FedDFConfig, extra=('num_public',))),
+    types.AlgorithmSpec('fml', build_fml, default_hparams('fml'),
+                        section=lambda c: common.config_section(
+                            c, 'fml', FMLConfig)),
+    types.AlgorithmSpec('central', build_central, default_hparams('central'),
+                        section=lambda c: common.config_section(
+                            c, 'central', CentralConfig)),
 )

@@ -32,6 +32,7 @@ proportions, mean input or mean mask), and the graph (kNN / complete / star)
 is built from the stacked sketches alone.
 """
 
+import dataclasses
 import functools
 import re
 from typing import Any, NamedTuple, Optional, Sequence
@@ -301,12 +302,27 @@ SKETCHES = ('auto', 'label_proportions', 'mean_input', 'mean_mask')
 # GLOBAL total, as the official code does: the sketch then carries the
 # silo's size, and kNN mostly joins silos of similar size).
 SKETCH_NORMS = ('per_silo', 'global')
-_DEFAULTS = {'personal_pattern': None, 'shared_pattern': None, 'graph': 'knn',
-             'k': 3, 'metric': 'euclidean', 'star_center': 0,
-             'sketch': 'auto', 'sketch_norm': 'per_silo', 'graph_seed': 0,
-             'local_round': 'joint',
-             'compress': True, 'ternarize_p': None,
-             'admm_iters': 50, 'tv_iters': 100}
+
+
+@dataclasses.dataclass(frozen=True)
+class PFedNetSection:
+  """``config.pfednet`` (``pfednet_settings`` checks the values; the
+  arguments of ``pfednet`` and ``graph_from_sketches`` say what each does).
+  ``personal_pattern`` None takes the model family's default."""
+  personal_pattern: Optional[str] = None
+  shared_pattern: Optional[str] = None
+  graph: str = 'knn'
+  k: int = 3
+  metric: str = 'euclidean'
+  star_center: int = 0
+  sketch: str = 'auto'
+  sketch_norm: str = 'per_silo'
+  graph_seed: int = 0
+  local_round: str = 'joint'
+  compress: bool = True
+  ternarize_p: Optional[float] = None
+  admm_iters: int = 50
+  tv_iters: int = 100
 
 
 def _config_error(field: str, problem: str, fix: str):
@@ -324,12 +340,8 @@ def pfednet_settings(config) -> dict[str, Any]:
     ConfigError: unknown keys, graph, sketch or metric, ``k < 1``, an invalid
       regex or ``ternarize_p`` outside (0, 1].
   """
-  given = dict(config.get('pfednet', None) or {})
-  unknown = sorted(set(given) - set(_DEFAULTS))
-  if unknown:
-    _fail(unknown[0], 'is not a pFedNet setting.',
-          f'use only {sorted(_DEFAULTS)}.')
-  out = {**_DEFAULTS, **given}
+  out = dataclasses.asdict(
+      common.config_section(config, 'pfednet', PFedNetSection))
   if out['graph'] not in GRAPHS:
     _fail('graph', f'unknown graph {out["graph"]!r}.', f'use one of {GRAPHS}.')
   if out['sketch'] not in SKETCHES:
@@ -570,7 +582,8 @@ FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
 
 SPECS = tuple(
     types.AlgorithmSpec(name, builder, hparams, prepare=prepare,
-                        needs_info=True, no_sampling=NO_SAMPLING)
+                        needs_info=True, no_sampling=NO_SAMPLING,
+                        section=pfednet_settings)
     for name, builder, hparams in (('pfednet', build, DEFAULT_HPARAMS),
                                    ('fedper', build_fedper, FEDPER_HPARAMS),
                                    ('fedrep', build_fedrep, FEDPER_HPARAMS)))
