@@ -34,6 +34,26 @@ def _share_compilations_within_the_run():
 
 _COMPILATION_CACHE = _share_compilations_within_the_run()
 
+
+def _compile_quickly():
+  """Asks XLA's CPU backend for its cheapest code generation (LLVM
+  optimization level 0), in this process and the subprocesses tests start.
+
+  At the tests' tiny shapes the suite is mostly compiling; optimised
+  machine code buys nothing there. One loop-reference test went from 16.7 s
+  to 11.0 s (compile 9.2 s -> 5.3 s). Every check compares programs built
+  under the same flag, or within a stated tolerance, so none depends on it.
+  Production runs and benchmarks never see it. A level the user set is
+  left alone.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if 'xla_backend_optimization_level' not in flags:
+    os.environ['XLA_FLAGS'] = (
+        flags + ' --xla_backend_optimization_level=0').strip()
+
+
+_compile_quickly()
+
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 

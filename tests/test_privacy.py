@@ -142,8 +142,10 @@ def test_sweep_of_three_noise_levels_equals_the_runs_one_by_one():
           for k, v in fedavg.default_hparams('fedavg').items()}
   sigmas = [0.0, 0.5, 2.0]
   round_fn = engine.build_round(alg, GROUPS, strategy='chunked')
-  one_by_one = [_trained(alg, data, weights, dict(base, **_hp(1.0, s)))[0]
-                for s in sigmas]
+  # One compiled program for the three runs: sigma is an hparam array.
+  run = engine.run_rounds(round_fn, 2)
+  one_by_one = [run(engine.init_state(alg, data, seed=0), data, weights,
+                    dict(base, **_hp(1.0, s)))[0] for s in sigmas]
   init = engine.init_state(alg, data, seed=0)
   states = jax.tree.map(lambda x: jnp.stack([x] * 3), init)
   hps = {k: jnp.stack([v] * 3) for k, v in base.items()}
