@@ -1,8 +1,10 @@
 # Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
 """The compiled federated round.
 
-This is the ONLY module that applies ``jax.jit``, ``jax.vmap``, ``lax.map``,
-``lax.scan`` (over local steps and over rounds) and sharding. Algorithms are
+This is the ONLY module that applies ``jax.jit``, ``jax.vmap`` and
+``lax.map`` over silos, ``lax.scan`` over rounds, and sharding (the traced
+helpers algorithms call, e.g. the scan over one silo's local steps, are in
+``traced.py``; the host-side placement is in ``mesh.py``). Algorithms are
 plain functions of one silo (``local_update``) and one server step
 (``server_update``); this module turns them into
 
@@ -25,7 +27,6 @@ Client-parallel strategies:
 
 import dataclasses
 import functools
-import math
 import weakref
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from fedhelp_jax import guards
 from fedhelp_jax import mesh as mesh_lib
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax import federation_checks
 
@@ -58,6 +60,12 @@ shard_state = mesh_lib.shard_state
 pad_group_clients = mesh_lib.pad_group_clients
 pad_federation_for_mesh = mesh_lib.pad_federation_for_mesh
 unpad_clients = mesh_lib.unpad_clients
+# The traced helpers algorithms call (``traced.py``), named here too.
+num_local_steps = traced.num_local_steps
+local_schedule = traced.local_schedule
+scan_local_steps = traced.scan_local_steps
+mean_over_active = traced.mean_over_active
+weighted_mean_groups = traced.weighted_mean_groups
 
 STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
 # How a sweep's K configs share one program (``run_sweep_rounds``).
@@ -163,99 +171,6 @@ def resolve_config_parallel(name: str = 'auto', *,
   chosen, reason = _AUTO_CONFIG_PARALLEL.get(backend,
                                              _AUTO_CONFIG_PARALLEL['gpu'])
   return Strategy(chosen, None, f'auto on {backend}: {reason}')
-
-
-# ---------------------------------------------------------------------------
-# Local steps: schedules and the scan over steps.
-# ---------------------------------------------------------------------------
-
-
-def num_local_steps(max_examples: int, *, batch_size: int,
-                    local_steps: Optional[int] = None,
-                    local_epochs: Optional[float] = None) -> int:
-  """Static number of scan steps for a group (its largest silo).
-
-  Exactly one of ``local_steps`` (a fixed number of steps for every silo) and
-  ``local_epochs`` (epochs over each silo's own data; silos with fewer
-  examples take fewer, masked, steps) must be given.
-  """
-  if (local_steps is None) == (local_epochs is None):
-    raise ValueError('Give exactly one of local_steps and local_epochs.')
-  if local_steps is not None:
-    return int(local_steps)
-  return max(1, math.ceil(local_epochs * max_examples / batch_size))
-
-
-def local_schedule(rng: jax.Array, n: jax.Array, max_examples: int, *,
-                   batch_size: int, local_steps: Optional[int] = None,
-                   local_epochs: Optional[float] = None):
-  """Batch indices and the active-step mask for ONE silo.
-
-  Valid examples (index < n) are shuffled once and then read cyclically, so
-  each epoch sees every example once before any is repeated.
-
-  Args:
-    rng: the silo's data-order key.
-    n: int32 scalar, the silo's real number of examples.
-    max_examples: static padded size N of the group.
-    batch_size: static batch size.
-    local_steps: fixed number of steps (every silo).
-    local_epochs: epochs over each silo's own data (masked steps).
-
-  Returns:
-    ``(idx [T, B] int32, active [T] bool)``.
-  """
-  steps = num_local_steps(max_examples, batch_size=batch_size,
-                          local_steps=local_steps, local_epochs=local_epochs)
-  valid = jnp.arange(max_examples) < n
-  # Padded rows sort last, so perm[:n] is a uniform permutation of the valid
-  # rows.
-  keys = jnp.where(valid, jax.random.uniform(rng, (max_examples,)), 2.0)
-  perm = jnp.argsort(keys)
-  flat = jnp.arange(steps * batch_size) % jnp.maximum(n, 1)
-  idx = perm[flat].reshape(steps, batch_size).astype(jnp.int32)
-  if local_epochs is None:
-    active = jnp.ones((steps,), bool)
-  else:
-    wanted = jnp.ceil(local_epochs * n / batch_size).astype(jnp.int32)
-    active = jnp.arange(steps) < wanted
-  return idx, active
-
-
-def scan_local_steps(step_fn: Callable[..., Any], carry: Any, idx: jax.Array,
-                     active: jax.Array, rng: jax.Array):
-  """Runs ``step_fn(carry, batch_idx, rng) -> (carry, metrics)`` over steps.
-
-  Inactive steps (beyond a small silo's epochs) leave the carry untouched
-  and report zero metrics. They sit behind a ``lax.cond``: where silos run
-  one at a time (the 'chunked' strategy with chunk 1, the CPU default) the
-  padded steps are skipped, not computed and discarded -- with one local
-  epoch and unequal silos (the FedHelp authors' split) about a third of the
-  scanned steps are padding. Under ``vmap`` the cond lowers to a select, as
-  before.
-
-  Returns:
-    ``(carry, metrics)`` with metrics stacked over steps, ``[T, ...]``.
-  """
-  keys = jax.random.split(rng, idx.shape[0])
-  metric_shapes = jax.eval_shape(step_fn, carry, idx[0], keys[0])[1]
-
-  def skip(c, batch_idx, key):
-    del batch_idx, key
-    return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                           metric_shapes)
-
-  def body(c, xs):
-    batch_idx, is_active, key = xs
-    return lax.cond(is_active, step_fn, skip, c, batch_idx, key)
-
-  return lax.scan(body, carry, (idx, active, keys))
-
-
-def mean_over_active(values: jax.Array, active: jax.Array) -> jax.Array:
-  """Mean of a ``[T]`` per-step metric over active steps."""
-  w = active.astype(values.dtype)
-  return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -413,16 +328,6 @@ def map_clients_mean_sharded(fn: Callable[..., Any], placed: Sequence[Any],
       local, mesh=mesh, in_specs=(spec, replicated),
       out_specs=(spec, replicated, replicated, spec),
       check_vma=False)(tuple(placed), tuple(unplaced))
-
-
-def weighted_mean_groups(uploads: Mapping[str, types.PyTree],
-                         weights: Mapping[str, jax.Array]) -> types.PyTree:
-  """Weighted mean over the silos of several groups with the same structure."""
-  groups = sorted(uploads)
-  total = jnp.maximum(sum(jnp.sum(weights[g]) for g in groups), 1e-12)
-  sums = [jax.tree.map(lambda x, g=g: jnp.tensordot(weights[g], x, axes=1),
-                       uploads[g]) for g in groups]
-  return jax.tree.map(lambda *xs: sum(xs) / total, *sums)
 
 
 def client_keys(base: jax.Array, round_index: jax.Array, group_index: int,

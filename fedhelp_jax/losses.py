@@ -4,7 +4,7 @@
 Conventions (as in ``optax.losses``):
   * every function returns PER-EXAMPLE values of shape ``[B]``; the caller
     reduces them. Padded examples are masked by the caller, e.g. with
-    ``engine.mean_over_active(loss, where)``; no function here takes a
+    ``traced.mean_over_active(loss, where)``; no function here takes a
     ``where``.
   * options are keyword-only; classes are on the LAST axis; spatial inputs are
     ``[B, H, W, K]`` logits with ``[B, H, W]`` integer masks.

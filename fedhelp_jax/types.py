@@ -185,7 +185,7 @@ class FederatedAlgorithm(NamedTuple):
     server_update_from_mean: optional ``ServerUpdateFromMeanFn`` for
       algorithms whose server step needs only the weighted mean of every
       group's uploads (the FedAvg family). It must agree with
-      ``server_update`` given that mean (``engine.weighted_mean_groups``).
+      ``server_update`` given that mean (``traced.weighted_mean_groups``).
       With it, and silos mapped in sequence (the 'chunked' strategy), the
       engine streams the mean: each silo's upload is added to a running
       weighted sum as the silos are mapped, and no ``[C, ...]`` stack of

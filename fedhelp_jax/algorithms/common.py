@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import models
 from fedhelp_jax import privacy
 from fedhelp_jax import tasks
+from fedhelp_jax import traced
 from fedhelp_jax import types
 
 OPTIMIZERS = ('sgd', 'adam')
@@ -77,7 +77,7 @@ class LocalConfig:
 
   def schedule(self, rng, data):
     """``(idx [T, B], active [T])`` for one silo's ``data``."""
-    return engine.local_schedule(
+    return traced.local_schedule(
         rng, data['n'], data['x'].shape[0], batch_size=self.batch_size,
         local_steps=self.local_steps, local_epochs=self.local_epochs)
 
@@ -247,10 +247,10 @@ def supervised_train(module, task: tasks.Task, local: LocalConfig,
     step = _private_step(module, task, local, data, hparams, head,
                          extra_loss, tx)
 
-  (params, model_state, _), step_losses = engine.scan_local_steps(
+  (params, model_state, _), step_losses = traced.scan_local_steps(
       step, (params, model_state, tx.init(params)), idx, active, step_key)
   return params, model_state, {
-      'train_loss': engine.mean_over_active(step_losses, active),
+      'train_loss': traced.mean_over_active(step_losses, active),
       'local_steps': jnp.sum(active).astype(jnp.float32)}
 
 
@@ -337,7 +337,7 @@ def server_update_via_mean(server_update_from_mean):
   whose server step needs only the weighted mean of the uploads."""
   def server_update(server, uploads, weights, hparams):
     return server_update_from_mean(
-        server, engine.weighted_mean_groups(uploads, weights), hparams)
+        server, traced.weighted_mean_groups(uploads, weights), hparams)
   return server_update
 
 

@@ -12,8 +12,8 @@ their personal models.
 
 import jax
 
-from fedhelp_jax import engine
 from fedhelp_jax import models
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -55,7 +55,7 @@ def ditto(module, task, local: common.LocalConfig,
         {'global_train_loss': m_global['train_loss']})
 
   def server_update(server, uploads, weights, hparams):
-    delta = engine.weighted_mean_groups(uploads, weights)
+    delta = traced.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
   return types.FederatedAlgorithm(

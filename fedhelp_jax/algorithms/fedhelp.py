@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedhelp_jax import engine
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import privacy
 from fedhelp_jax import tasks
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fm_prepare
@@ -361,14 +361,14 @@ def _small_update(ctx, client, broadcast, data, hparams, rng):
     opt_pub = tx.init(_without(params, _PRIVATE_HEAD))
   opt_priv = tx.init(broadcast)
   (params, s_state, _, _), (task_losses, fm_losses) = (
-      engine.scan_local_steps(step, (params, client.small_model_state,
+      traced.scan_local_steps(step, (params, client.small_model_state,
                                      opt_priv, opt_pub), idx, active,
                               step_key))
   new_client = client._replace(small_model_state=s_state)
   if ctx.config.fm_kd and not ctx.through_main:
     new_client = new_client._replace(public_head=params[_PUBLIC_HEAD])
-  metrics = {'train_loss': engine.mean_over_active(task_losses, active),
-             'fm_kd': engine.mean_over_active(fm_losses, active)}
+  metrics = {'train_loss': traced.mean_over_active(task_losses, active),
+             'fm_kd': traced.mean_over_active(fm_losses, active)}
   return new_client, shared_params(params), metrics
 
 
@@ -440,9 +440,9 @@ def _large_update(ctx, client, broadcast, data, hparams, rng):
   carry = (broadcast, client.small_model_state, client.large_params,
            client.large_model_state, tx_s.init(broadcast),
            tx_l.init(client.large_params))
-  (s_p, s_ms, l_p, l_ms, _, _), step_metrics = engine.scan_local_steps(
+  (s_p, s_ms, l_p, l_ms, _, _), step_metrics = traced.scan_local_steps(
       step, carry, idx, active, step_key)
-  metrics = {k: engine.mean_over_active(v, active)
+  metrics = {k: traced.mean_over_active(v, active)
              for k, v in step_metrics.items()}
   return client._replace(small_model_state=s_ms, large_params=l_p,
                          large_model_state=l_ms), s_p, metrics
@@ -528,7 +528,7 @@ def fedhelp(small_module, large_module, task: tasks.Task,
     return common.silo_output(new_client, delta, metrics)
 
   def server_update(server, uploads, weights, hparams):
-    delta = engine.weighted_mean_groups(uploads, weights)
+    delta = traced.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(silo):

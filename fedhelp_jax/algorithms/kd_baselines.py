@@ -36,10 +36,10 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
-from fedhelp_jax import engine
 from fedhelp_jax import losses
 from fedhelp_jax import models
 from fedhelp_jax import tasks
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import fm_prepare
@@ -132,7 +132,7 @@ def feddf(module, task: tasks.Task, local: common.LocalConfig, groups,
     return _apply(module, params, {}, x, train=False)[0]
 
   def server_update(server, uploads, weights, hparams):
-    avg_delta = engine.weighted_mean_groups(uploads, weights)
+    avg_delta = traced.weighted_mean_groups(uploads, weights)
     params = server_opt.sgd_step(server.params, avg_delta, hparams)
     public_x = server.public_x
     total = jnp.maximum(sum(jnp.sum(w) for w in weights.values()), 1e-12)
@@ -294,16 +294,16 @@ def fml(shared_module, private_modules, task: tasks.Task,
     carry = (broadcast, client.meme_model_state, client.private_params,
              client.private_model_state, tx.init(broadcast),
              tx.init(client.private_params))
-    (s_p, s_ms, p_p, p_ms, _, _), step_metrics = engine.scan_local_steps(
+    (s_p, s_ms, p_p, p_ms, _, _), step_metrics = traced.scan_local_steps(
         step, carry, idx, active, step_key)
-    metrics = {k: engine.mean_over_active(v, active)
+    metrics = {k: traced.mean_over_active(v, active)
                for k, v in step_metrics.items()}
     delta = jax.tree.map(lambda a, b: a - b, broadcast, s_p)
     return common.silo_output(FMLSiloState(s_ms, p_p, p_ms), delta,
                               metrics)
 
   def server_update(server, uploads, weights, hparams):
-    delta = engine.weighted_mean_groups(uploads, weights)
+    delta = traced.weighted_mean_groups(uploads, weights)
     return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(silo):
@@ -394,7 +394,7 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
       steps = {'local_epochs': local.local_epochs}
     key = jax.random.fold_in(server.key, server.round)
     order_key, step_key = jax.random.split(key)
-    idx, active = engine.local_schedule(
+    idx, active = traced.local_schedule(
         order_key, server.n, server.x.shape[0],
         batch_size=local.batch_size, **steps)
     tx = common.make_optimizer(local.optimizer, hparams)
@@ -411,7 +411,7 @@ def central(module, task: tasks.Task, local: common.LocalConfig, groups, *,
       updates, opt = tx.update(grads, opt, p)
       return (optax.apply_updates(p, updates), ms, opt), ()
 
-    (params, ms, opt), _ = engine.scan_local_steps(
+    (params, ms, opt), _ = traced.scan_local_steps(
         step, (server.params, server.model_state, server.opt), idx, active,
         step_key)
     return server._replace(params=params, model_state=ms, opt=opt,

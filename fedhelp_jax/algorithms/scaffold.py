@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedhelp_jax import engine
 from fedhelp_jax import tasks
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -102,7 +102,7 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
                               metrics)
 
   def server_update(server, uploads, weights, hparams):
-    mean_delta = engine.weighted_mean_groups(
+    mean_delta = traced.weighted_mean_groups(
         {g: u['delta'] for g, u in uploads.items()}, weights)
     params = server_opt.sgd_step(server.params, mean_delta, hparams)
     # Sum of the control changes of the silos that took part (weight > 0:

@@ -42,9 +42,9 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
-from fedhelp_jax import engine
 from fedhelp_jax import errors
 from fedhelp_jax import models
+from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -251,7 +251,7 @@ def _local_update(setup: _Setup, silo: types.SiloInput, hparams, rng):
 
 def _server_update(setup: _Setup, server, uploads, weights, hparams):
   groups, sizes = setup.groups, setup.sizes
-  shared_delta = engine.weighted_mean_groups(
+  shared_delta = traced.weighted_mean_groups(
       {g: u['shared'] for g, u in uploads.items()}, weights)
   shared0, personal0 = _split_params(setup, server.params)
   shared = server_opt.sgd_step(shared0, shared_delta, hparams)
