@@ -111,7 +111,8 @@ def test_fuzz_config_overrides_validate_or_raise_one_line(overrides):
 # The config section each algorithm's AlgorithmSpec.section parses.
 _SECTIONS = {'fedhelp': 'fedhelp', 'fedavg_fm': 'fedhelp',
              'pfednet': 'pfednet', 'fedper': 'pfednet', 'fedrep': 'pfednet',
-             'feddf': 'feddf', 'fml': 'fml', 'central': 'central'}
+             'feddf': 'feddf', 'fml': 'fml', 'central': 'central',
+             'ifca': 'ifca'}
 
 
 def test_every_algorithm_section_refuses_unknown_keys_at_config_time():
