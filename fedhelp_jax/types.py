@@ -239,9 +239,8 @@ class AlgorithmSpec(NamedTuple):
     silo_dp: its server step reads only the mean of uploads that are
       deltas of the broadcast, so silo-level DP-FedAvg (``dp_fedavg``) can
       clip each upload and noise the mean.
-    section: optional ``config -> its config section`` as a frozen
-      dataclass (``common.config_section``: unknown keys and bad values are
-      ``ConfigError``s). ``validate.validate_config`` calls it, so a bad
+    section: optional ``ConfigSection``: the algorithm's config section
+      and its parser. ``validate.validate_config`` calls it, so a bad
       section fails before any data is loaded.
   """
   name: str
@@ -255,4 +254,17 @@ class AlgorithmSpec(NamedTuple):
   record_dp: bool = False
   dp_releases: Mapping[str, int] = _EMPTY
   silo_dp: bool = False
-  section: Optional[Callable[[Any], Any]] = None
+  section: Optional['ConfigSection'] = None
+
+
+class ConfigSection(NamedTuple):
+  """An algorithm's own config section.
+
+  Attributes:
+    name: the section, ``config.<name>``.
+    parse: ``config -> `` the section as a frozen dataclass
+      (``common.config_section``: unknown keys and bad values are
+      ``ConfigError``s naming the field).
+  """
+  name: str
+  parse: Callable[[Any], Any]

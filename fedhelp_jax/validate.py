@@ -147,7 +147,7 @@ def validate_config(config: Any) -> None:
     raise ConfigError(f'{e} Fix: pick a registered algorithm.') from None
   section = algorithms.spec(config.algorithm).section
   if section is not None:
-    section(config)  # Its unknown keys and bad values, before any data.
+    section.parse(config)  # Unknown keys and bad values, before any data.
   _choice('task', config.task, _TASKS)
   _validate_compression(config)
   _choice('dataset.name', _get(config, 'dataset.name'), datasets.names())

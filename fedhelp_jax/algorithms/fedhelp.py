@@ -623,6 +623,8 @@ def build_fedavg_fm(config, task, groups) -> types.FederatedAlgorithm:
 # a small silo's public FM step reads no private record.
 _DP_RELEASES = {'large': 2, 'small': 1}
 
+_SECTION = types.ConfigSection('fedhelp', static_config)
+
 # FedHelp and its FM baseline (fm_prepare.prepare_fm places the FM answers).
 SPECS = (
     types.AlgorithmSpec(
@@ -631,11 +633,11 @@ SPECS = (
         ranges={'lr_large': common.POSITIVE,
                 'temperature': common.HParamRange(low=0.0, low_open=True,
                                                   example=1.0)},
-        record_dp=True, dp_releases=_DP_RELEASES, section=static_config),
+        record_dp=True, dp_releases=_DP_RELEASES, section=_SECTION),
     # Without L_k its large silos release once per batch: counting 2 is
     # conservative (a larger epsilon than spent).
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
                         prepare=fm_prepare.prepare_fm, record_dp=True,
-                        dp_releases=_DP_RELEASES, section=static_config),
+                        dp_releases=_DP_RELEASES, section=_SECTION),
 )

@@ -158,4 +158,4 @@ def build(config, task, groups):
 # of the silo, uploaded in the clear, which DP-SGD's accounting does not
 # cover.
 SPECS = (types.AlgorithmSpec('ifca', build, DEFAULT_HPARAMS,
-                             section=section),)
+                             section=types.ConfigSection('ifca', section)),)

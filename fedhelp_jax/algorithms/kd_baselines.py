@@ -500,12 +500,16 @@ SPECS = (
     types.AlgorithmSpec('feddf', build_feddf, default_hparams('feddf'),
                         prepare=prepare_server_public,
                         ranges={'server_kd_lr': common.POSITIVE},
-                        section=lambda c: common.config_section(
-                            c, 'feddf', FedDFConfig, extra=('num_public',))),
+                        section=types.ConfigSection(
+                            'feddf', lambda c: common.config_section(
+                                c, 'feddf', FedDFConfig,
+                                extra=('num_public',)))),
     types.AlgorithmSpec('fml', build_fml, default_hparams('fml'),
-                        section=lambda c: common.config_section(
-                            c, 'fml', FMLConfig)),
+                        section=types.ConfigSection(
+                            'fml', lambda c: common.config_section(
+                                c, 'fml', FMLConfig))),
     types.AlgorithmSpec('central', build_central, default_hparams('central'),
-                        section=lambda c: common.config_section(
-                            c, 'central', CentralConfig)),
+                        section=types.ConfigSection(
+                            'central', lambda c: common.config_section(
+                                c, 'central', CentralConfig))),
 )

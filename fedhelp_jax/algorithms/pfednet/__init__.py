@@ -583,7 +583,8 @@ FEDPER_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0, 'lam': 0.0,
 SPECS = tuple(
     types.AlgorithmSpec(name, builder, hparams, prepare=prepare,
                         needs_info=True, no_sampling=NO_SAMPLING,
-                        section=pfednet_settings)
+                        section=types.ConfigSection('pfednet',
+                                                    pfednet_settings))
     for name, builder, hparams in (('pfednet', build, DEFAULT_HPARAMS),
                                    ('fedper', build_fedper, FEDPER_HPARAMS),
                                    ('fedrep', build_fedrep, FEDPER_HPARAMS)))
