@@ -6,6 +6,7 @@ clusters that one global model cannot fit, and through the registry."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fedhelp_jax import algorithms
 from fedhelp_jax import engine
@@ -164,6 +165,9 @@ def test_ifca_recovers_two_hidden_clusters_that_fedavg_cannot_fit():
   assert ifca_acc.mean() > fedavg_acc.mean() + 0.25, (ifca_acc, fedavg_acc)
 
 
+# The front door is the same for every registered algorithm (tests of
+# run_experiment cover it); this is its cost for one more: slow.
+@pytest.mark.slow
 def test_ifca_runs_from_a_config_through_the_registry(tmp_path):
   config = tiny_config.get_config('ifca')
   config.rounds = 1
