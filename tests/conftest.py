@@ -128,3 +128,20 @@ def jit_silo_update(alg):
     return alg.local_update(
         types.SiloInput(group, state, broadcast, personal, data), hparams, rng)
   return jax.jit(one, static_argnums=0)
+
+
+def constant_silos(rng, sizes):
+  """Groups whose silos each repeat ONE random 8x8 example (``sizes``:
+  group -> silo sizes), so any batch order gives the same local steps and a
+  hand-written reference needs no schedule, only each silo's step count."""
+  data = {}
+  for g, n_list in sizes.items():
+    c, n = len(n_list), max(n_list)
+    one_x = rng.random((c, 1, 8, 8, 1), dtype=np.float32)
+    one_y = rng.integers(0, 2, (c, 1)).astype(np.int32)
+    data[g] = {'x': np.repeat(one_x, n, axis=1),
+               'y': np.repeat(one_y, n, axis=1),
+               'n': np.asarray(n_list, np.int32),
+               'test_x': one_x, 'test_y': one_y,
+               'test_n': np.ones((c,), np.int32)}
+  return data

@@ -23,22 +23,6 @@ GROUPS = ('large', 'small')
 LR, SERVER_LR, ALPHA_LR, BATCH, STEPS = 0.1, 0.8, 0.5, 2, 3
 
 
-def _constant_silos(rng, sizes):
-  """Every silo repeats one example, so any batch order gives the same
-  steps and the reference needs no schedule."""
-  data = {}
-  for g, n_list in sizes.items():
-    c, n = len(n_list), max(n_list)
-    one_x = rng.random((c, 1, 8, 8, 1), dtype=np.float32)
-    one_y = rng.integers(0, 2, (c, 1)).astype(np.int32)
-    data[g] = {'x': np.repeat(one_x, n, axis=1),
-               'y': np.repeat(one_y, n, axis=1),
-               'n': np.asarray(n_list, np.int32),
-               'test_x': one_x, 'test_y': one_y,
-               'test_n': np.ones((c,), np.int32)}
-  return data
-
-
 def _reference_round(module, data, weights, x, clients):
   """One APFL round as Python loops (plain SGD, simultaneous updates)."""
   grad = conftest.batch_loss_grad(module, tasks.classification(2))
@@ -77,7 +61,7 @@ def _close(a, b, atol=2e-6):
 
 def test_apfl_round_matches_the_hand_written_update():
   rng = np.random.default_rng(0)
-  data = _constant_silos(rng, {'large': [4, 6], 'small': [2, 3]})
+  data = conftest.constant_silos(rng, {'large': [4, 6], 'small': [2, 3]})
   weights = {'large': np.asarray([0.3, 0.3], np.float32),
              'small': np.asarray([0.25, 0.15], np.float32)}
   module = models.make_model('cnn', num_classes=2, features=(4,), dense=8)

@@ -25,19 +25,8 @@ SIZES = {'large': [2, 6], 'small': [4]}
 
 
 def _constant_silos():
-  """Every silo repeats one example, so any batch order gives the same
-  steps: the reference needs no schedule, only each silo's step count."""
-  rng = np.random.default_rng(0)
-  data = {}
-  for g, sizes in SIZES.items():
-    c, n = len(sizes), max(sizes)
-    one_x = rng.random((c, 1, 8, 8, 1), dtype=np.float32)
-    one_y = rng.integers(0, 2, (c, 1)).astype(np.int32)
-    data[g] = {'x': np.repeat(one_x, n, axis=1),
-               'y': np.repeat(one_y, n, axis=1),
-               'n': np.asarray(sizes, np.int32),
-               'test_x': one_x, 'test_y': one_y,
-               'test_n': np.ones((c,), np.int32)}
+  """Every silo repeats one example (``conftest.constant_silos``)."""
+  data = conftest.constant_silos(np.random.default_rng(0), SIZES)
   weights = {'large': np.asarray([0.2, 0.5], np.float32),
              'small': np.asarray([0.3], np.float32)}
   return data, weights

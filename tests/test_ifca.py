@@ -24,22 +24,6 @@ GROUPS = ('large', 'small')
 LR, SERVER_LR, BATCH, STEPS = 0.1, 0.7, 2, 2
 
 
-def _constant_silos(rng, sizes):
-  """Every silo repeats one example, so any batch order gives the same
-  steps and the reference needs no schedule."""
-  data = {}
-  for g, n_list in sizes.items():
-    c, n = len(n_list), max(n_list)
-    one_x = rng.random((c, 1, 8, 8, 1), dtype=np.float32)
-    one_y = rng.integers(0, 2, (c, 1)).astype(np.int32)
-    data[g] = {'x': np.repeat(one_x, n, axis=1),
-               'y': np.repeat(one_y, n, axis=1),
-               'n': np.asarray(n_list, np.int32),
-               'test_x': one_x, 'test_y': one_y,
-               'test_n': np.ones((c,), np.int32)}
-  return data
-
-
 def _reference_round(module, data, weights, stacked):
   """One IFCA round as Python loops over silos and clusters."""
   task = tasks.classification(2)
@@ -72,7 +56,7 @@ def _reference_round(module, data, weights, stacked):
 
 def test_ifca_round_matches_the_hand_written_update():
   rng = np.random.default_rng(0)
-  data = _constant_silos(rng, {'large': [4, 6], 'small': [2, 3, 2]})
+  data = conftest.constant_silos(rng, {'large': [4, 6], 'small': [2, 3, 2]})
   weights = {'large': np.asarray([0.3, 0.25], np.float32),
              'small': np.asarray([0.2, 0.15, 0.1], np.float32)}
   module = models.make_model('cnn', num_classes=2, features=(4,), dense=8)

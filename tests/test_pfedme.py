@@ -25,7 +25,8 @@ LR, SERVER_LR, LAM, PLR, BATCH, STEPS, INNER = 0.05, 1.5, 4.0, 0.05, 2, 2, 3
 
 def test_pfedme_round_matches_the_hand_written_update():
   rng = np.random.default_rng(2)
-  data = test_apfl._constant_silos(rng, {'large': [4, 6], 'small': [2, 3]})  # pylint: disable=protected-access
+  data = conftest.constant_silos(rng, {'large': [4, 6],
+                                      'small': [2, 3]})
   weights = {'large': np.asarray([0.3, 0.3], np.float32),
              'small': np.asarray([0.25, 0.15], np.float32)}
   module = models.make_model('cnn', num_classes=2, features=(4,), dense=8)

@@ -362,6 +362,14 @@ def config_section(config, name: str, section_type, *, extra=()):
                               f'{section_type.__name__}.') from None
 
 
+def require_int(name: str, value, minimum: int) -> None:
+  """For a config dataclass's ``__post_init__``: ``value`` is an int (not
+  a bool) of at least ``minimum``, else a ``ValueError`` naming it."""
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f'{name} must be an integer >= {minimum}, got '
+                     f'{value!r}.')
+
+
 class SiloModel(NamedTuple):
   """The client state of a silo that keeps its own model between rounds
   (Local-only, Ditto's personal model).

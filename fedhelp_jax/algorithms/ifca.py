@@ -136,10 +136,7 @@ class IFCAConfig:
   num_clusters: int = 2
 
   def __post_init__(self):
-    if isinstance(self.num_clusters, bool) or not isinstance(
-        self.num_clusters, int) or self.num_clusters < 1:
-      raise ValueError(f'num_clusters must be an integer >= 1, got '
-                       f'{self.num_clusters!r}.')
+    common.require_int('num_clusters', self.num_clusters, 1)
 
 
 def section(config) -> IFCAConfig:

@@ -121,10 +121,7 @@ class PFedMeConfig:
   inner_steps: int = 5
 
   def __post_init__(self):
-    if isinstance(self.inner_steps, bool) or not isinstance(
-        self.inner_steps, int) or self.inner_steps < 1:
-      raise ValueError(f'inner_steps must be an integer >= 1, got '
-                       f'{self.inner_steps!r}.')
+    common.require_int('inner_steps', self.inner_steps, 1)
 
 
 def section(config) -> PFedMeConfig:
