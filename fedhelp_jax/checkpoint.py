@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 import sys
+import threading
+import time
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -81,6 +83,23 @@ def _everyone(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
+def _join_threads_started_since(before: set[threading.Thread],
+                                timeout_s: float = 30.0) -> None:
+  """Waits for the worker threads a failed orbax save leaves running.
+
+  When one write of a save fails (a full disk), the save raises while
+  orbax's other commit threads are still writing. Left running, they meet
+  the interpreter's shutdown when the CLI exits on the error and print a
+  traceback ('cannot schedule new futures after interpreter shutdown')
+  after the one-line report; joined here, they finish (or fail quietly on
+  the same full disk) first.
+  """
+  deadline = time.monotonic() + timeout_s  # A bound, not a hang.
+  for thread in set(threading.enumerate()) - before:
+    if thread is not threading.current_thread() and not thread.daemon:
+      thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _quiet_failed_io_aftermath() -> None:
   """Silences the tracebacks a failed orbax read or write leaves behind.
 
@@ -116,10 +135,13 @@ def _quiet_failed_io_aftermath() -> None:
   def keep_orbax(record: logging.LogRecord) -> bool:
     # Orbax's worker threads log their failure (with its traceback) before
     # the save raises; a full disk is then reported in one line.
+    # So is a thread still writing when the CLI exits on that report.
+    message = record.getMessage()
     return not (record.pathname.endswith(os.path.join('futures',
                                                       'future.py'))
-                and 'raised an exception' in record.getMessage()
-                and faults.is_disk_full(Exception(record.getMessage())))
+                and 'raised an exception' in message
+                and (faults.is_disk_full(Exception(message))
+                     or 'after interpreter shutdown' in message))
 
   hook._fedhelp_quiet = True  # pylint: disable=protected-access
   sys.unraisablehook = hook
@@ -318,6 +340,7 @@ class RunCheckpointer:
         the earlier checkpoints are as they were.
     """
     _quiet_failed_io_aftermath()  # A failed save leaves them too.
+    threads_before = set(threading.enumerate())
     try:
       self._manager.save(round_index,
                          args=ocp.args.StandardSave(self._to_disk(state)))
@@ -325,6 +348,7 @@ class RunCheckpointer:
     except Exception as e:  # pylint: disable=broad-except
       if not faults.is_disk_full(e):
         raise
+      _join_threads_started_since(threads_before)
       if _is_primary():
         _remove_unfinished_saves(self.directory)  # Give the space back.
       needed, why = self.checkpoint_bytes(state)
