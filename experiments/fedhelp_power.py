@@ -157,20 +157,28 @@ def run_partition(get_config, methods, *, train_seeds, partition_seed: int,
 
 
 def summarize(scores: dict[str, dict[str, np.ndarray]],
-              reference: str = 'fedhelp') -> dict:
+              reference: str = 'fedhelp',
+              extra_pairs: tuple[tuple[str, str], ...] = ()) -> dict:
   """``methods[m][group]`` intervals and ``paired[ref_vs_m]`` tests from
-  ``scores[m][group] [pairs, N]``."""
+  ``scores[m][group] [pairs, N]``; each ``(a, b)`` of ``extra_pairs`` adds
+  ``paired[a_vs_b]`` (e.g. the teacher's precondition, ``local_large`` vs
+  ``fedavg``)."""
   summary = {'methods': {}, 'paired': {}}
   for m, by_group in scores.items():
     summary['methods'][m] = {g: stats.hierarchical_bootstrap(v)
                              for g, v in by_group.items()}
-  if reference in scores:
-    for m in scores:
-      if m != reference:
-        summary['paired'][f'{reference}_vs_{m}'] = {
-            g: stats.paired_comparison(scores[reference][g], scores[m][g],
-                                       correct=False)
-            for g in scores[m]}
+  pairs = [(reference, m) for m in scores
+           if reference in scores and m != reference]
+  for a, b in extra_pairs:
+    unknown = sorted({a, b} - set(scores))
+    if unknown:
+      raise ValueError(f'compared methods {unknown} were not run; ran '
+                       f'{sorted(scores)}.')
+    pairs.append((a, b))
+  for a, b in pairs:
+    summary['paired'][f'{a}_vs_{b}'] = {
+        g: stats.paired_comparison(scores[a][g], scores[b][g], correct=False)
+        for g in scores[b]}
   return summary
 
 
@@ -248,7 +256,10 @@ def main(argv):
   # Rows are (partition, training seed) pairs, in ``pairs`` order.
   scores = {m: {g: np.concatenate([r[m]['scores'][g] for r in per_partition])
                 for g in per_partition[0][m]['scores']} for m in methods}
-  summary = summarize(scores, _REFERENCE.value)
+  extra = [tuple(spec.split(':')) for spec in _COMPARE.value]
+  if any(len(pair) != 2 for pair in extra):
+    raise app.UsageError(f'--compare takes a:b pairs; got {_COMPARE.value}.')
+  summary = summarize(scores, _REFERENCE.value, tuple(extra))
   summary.update({
       'experiment': _CONFIG_MODULE.value or f'fedhelp_{_EXPERIMENT.value}',
       'endpoint': f'accuracy on the whole official test split, mean over '
@@ -276,7 +287,7 @@ def define_flags():
   """The command's flags (defined only when run as a command, so importing
   the module next to other experiment scripts defines none)."""
   global _EXPERIMENT, _METHODS, _TRAIN_SEEDS, _PARTITION_SEEDS, _ROUNDS
-  global _LAST_EVALS, _CONFIG_MODULE, _OUT, _REFERENCE
+  global _LAST_EVALS, _CONFIG_MODULE, _OUT, _REFERENCE, _COMPARE
   _EXPERIMENT = flags.DEFINE_string(
       'experiment', 'cls_authors',
       'Config module experiments/configs/fedhelp_<name>.py (classification).')
@@ -295,6 +306,9 @@ def define_flags():
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
   _REFERENCE = flags.DEFINE_string('reference', 'fedhelp',
                                    'The method every other is paired with.')
+  _COMPARE = flags.DEFINE_list(
+      'compare', [], 'More paired comparisons, as a:b (a minus b), e.g. '
+      'local_large:fedavg, the teacher precondition (its large group).')
 
 
 if __name__ == '__main__':

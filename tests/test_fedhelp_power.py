@@ -3,6 +3,7 @@
 scores on the common test set and the paired summary."""
 
 import numpy as np
+import pytest
 
 from experiments import fedhelp_power
 from tests import tiny_config
@@ -65,6 +66,24 @@ def test_power_summary_has_intervals_and_paired_tests():
   paired = summary['paired']['fedhelp_vs_fedavg']['small']
   assert paired['detectable'] and paired['ci95'][0] > 0
   assert 'mcnemar' not in paired  # Fractions, not 0/1 correctness.
+
+
+def test_extra_comparisons_pair_any_two_methods_and_name_unknown_ones():
+  rng = np.random.default_rng(2)
+  scores = {m: {'large': rng.random((4, 40)) + shift}
+            for m, shift in (('fedhelp', 0.0), ('fedavg', 0.0),
+                             ('local_large', 0.3))}
+  summary = fedhelp_power.summarize(scores,
+                                    extra_pairs=(('local_large', 'fedavg'),))
+  teacher = summary['paired']['local_large_vs_fedavg']['large']
+  # The mean difference is the plain mean of the per-image differences.
+  np.testing.assert_allclose(
+      teacher['mean'],
+      np.mean(scores['local_large']['large'] - scores['fedavg']['large']))
+  assert teacher['detectable'] and teacher['sign_count'] == [4, 0]
+  assert 'fedhelp_vs_local_large' in summary['paired']
+  with pytest.raises(ValueError, match='central'):
+    fedhelp_power.summarize(scores, extra_pairs=(('central', 'fedavg'),))
 
 
 def test_precondition_compares_fm_with_centrals_interval():
