@@ -43,7 +43,8 @@ def _exit_one_line(kind: str, error: BaseException) -> None:
   if isinstance(error, (KeyError, AttributeError)) and text[:1] in '"\'':
     text = text.strip('"\'').replace('\\n', ' ').replace("\\'", "'")
   print(f'{kind}: {" ".join(text.split())}', file=sys.stderr)
-  distributed.exit_now(1)  # At once, also when other processes wait.
+  # At once, also when other processes wait; nothing prints after the line.
+  distributed.exit_now(1, after_report=True)
 
 
 try:

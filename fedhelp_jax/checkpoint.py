@@ -97,7 +97,12 @@ def _join_threads_started_since(before: set[threading.Thread],
   deadline = time.monotonic() + timeout_s  # A bound, not a hang.
   for thread in set(threading.enumerate()) - before:
     if thread is not threading.current_thread() and not thread.daemon:
-      thread.join(max(0.0, deadline - time.monotonic()))
+      try:
+        thread.join(max(0.0, deadline - time.monotonic()))
+      except Exception:  # pylint: disable=broad-except
+        # Orbax's threads re-raise their own failure from join(): the
+        # same full disk, already being reported.
+        pass
 
 
 def _quiet_failed_io_aftermath() -> None:

@@ -182,8 +182,9 @@ def _connected() -> bool:
   return jax.distributed.is_initialized()
 
 
-def exit_now(status: int) -> NoReturn:
-  """Exits with ``status``; in a multi-process run, at once.
+def exit_now(status: int, *, after_report: bool = False) -> NoReturn:
+  """Exits with ``status``; in a multi-process run, or ``after_report``,
+  at once.
 
   After ``jax.distributed.initialize`` a normal exit waits in JAX's shutdown
   barrier (``atexit``, up to 300 s) for every other process, and those are
@@ -191,8 +192,14 @@ def exit_now(status: int) -> NoReturn:
   would hang instead of ending. Here it flushes its output and ends with
   ``os._exit``, so the launcher (or the cluster) sees the failure and the
   others are stopped.
+
+  ``after_report``: the caller has printed its one-line error and its
+  ``finally`` blocks (workdir lock, open files) have run. A failed write can
+  leave orbax's coroutines suspended in an abandoned event loop; a normal
+  shutdown garbage-collects them and prints their tracebacks after the
+  report (seen on a loaded 2-core machine), so the process ends at once.
   """
-  if not _connected():
+  if not (after_report or _connected()):
     sys.exit(status)
   sys.stdout.flush()
   sys.stderr.flush()

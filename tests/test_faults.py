@@ -50,12 +50,20 @@ def _rounds_logged(workdir) -> list[int]:
   return [r['round'] for r in reporting.read_jsonl(path)]
 
 
+def _head_and_tail(text, each=2500):
+  """Both ends of a long stderr: the first error and what followed it."""
+  if len(text) <= 2 * each:
+    return text
+  return f'{text[:each]}\n[... {len(text) - 2 * each} characters ...]\n' \
+      f'{text[-each:]}'
+
+
 def _one_line_error(done, kind):
   """The stderr line starting with ``kind:``; asserts there is no
   traceback and exactly one such line."""
   lines = [l for l in done.stderr.splitlines() if l.startswith(f'{kind}:')]
-  assert len(lines) == 1, done.stdout[-2000:] + done.stderr[-3000:]
-  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
+  assert len(lines) == 1, done.stdout[-2000:] + _head_and_tail(done.stderr)
+  assert 'Traceback' not in done.stderr, _head_and_tail(done.stderr)
   return lines[0]
 
 
@@ -270,8 +278,10 @@ def test_fault_disk_full_on_a_real_small_filesystem(two_round_run, cli_env,
                                                     small_disk):
   mount_point, resize = small_disk
   one = _disk_blocks(os.path.join(two_round_run, 'checkpoints', '1'))
-  # Room for a checkpoint or two and the small files, not for all three.
-  assert resize(int(1.5 * one) + (96 << 10))[0]
+  # Room for a checkpoint or two and the small files, not for all three
+  # (orbax's usage varies from run to run: at 1.5-1.6x the third one
+  # fitted in 2 of 25 runs here, at 1.0-1.4x in none of 39).
+  assert resize(int(1.2 * one) + (96 << 10))[0]
   workdir = os.path.join(mount_point, 'run')
   ckpt = os.path.join(workdir, 'checkpoints')
   done = _run(cli_env, workdir, '--config.rounds=3', timeout=120)
