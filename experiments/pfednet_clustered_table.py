@@ -37,6 +37,7 @@ import time
 
 from absl import app
 from absl import flags
+import ml_collections
 import numpy as np
 
 from experiments import fedhelp_power
@@ -48,27 +49,32 @@ from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import validate
 
-# Name -> (registered algorithm, config overrides).
+# Name -> (registered algorithm, config overrides). IFCA is told the true
+# number of clusters, as the oracle graph is told the clusters.
 METHODS = {
     'fedavg': ('fedavg', {}), 'local': ('local', {}),
     'ditto': ('ditto', {}), 'fedper': ('fedper', {}),
+    'fedamp': ('fedamp', {}), 'ifca': ('ifca', {'ifca.num_clusters': 3}),
     'pfednet': ('pfednet', {}),
-    'pfednet_oracle': ('pfednet', {'graph': 'oracle'}),
-    'pfednet_random': ('pfednet', {'graph': 'random'}),
-    'pfednet_complete': ('pfednet', {'graph': 'complete'}),
-    'pfednet_empty': ('pfednet', {'graph': 'empty'}),
+    'pfednet_oracle': ('pfednet', {'pfednet.graph': 'oracle'}),
+    'pfednet_random': ('pfednet', {'pfednet.graph': 'random'}),
+    'pfednet_complete': ('pfednet', {'pfednet.graph': 'complete'}),
+    'pfednet_empty': ('pfednet', {'pfednet.graph': 'empty'}),
 }
 
 
 def method_config(method: str, arm: str, seed: int, rounds):
   """``method``'s config on ``arm`` for data seed ``seed``."""
-  algorithm, graph = METHODS[method]
+  algorithm, overrides = METHODS[method]
   config = pfednet_clustered.get_config(f'{algorithm}:{arm}')
   config.seed = int(seed)
   if rounds:
     config.rounds = int(rounds)
-  for field, value in graph.items():
-    config.pfednet[field] = value
+  for path, value in overrides.items():
+    section, field = path.split('.')
+    if section not in config:
+      config[section] = ml_collections.ConfigDict()
+    config[section][field] = value
   validate.validate_config(config)
   return config
 
