@@ -55,6 +55,7 @@ METHODS = {
     'fedavg': ('fedavg', {}), 'local': ('local', {}),
     'ditto': ('ditto', {}), 'fedper': ('fedper', {}),
     'fedamp': ('fedamp', {}), 'ifca': ('ifca', {'ifca.num_clusters': 3}),
+    'l2gd': ('l2gd', {}),
     'pfednet': ('pfednet', {}),
     'pfednet_oracle': ('pfednet', {'pfednet.graph': 'oracle'}),
     'pfednet_random': ('pfednet', {'pfednet.graph': 'random'}),

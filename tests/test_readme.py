@@ -49,7 +49,7 @@ def test_readme_algorithm_table_matches_the_registry():
   listed = {}
   for row in rows:
     cells = [c.strip() for c in row.strip('|').split('|')]
-    for name in re.findall(r'`([a-z_]+)`', cells[0]):
+    for name in re.findall(r'`([a-z][a-z0-9_]*)`', cells[0]):
       listed[name] = cells
   assert sorted(listed) == algorithms.names()
   for name, cells in listed.items():
