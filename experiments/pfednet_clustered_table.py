@@ -127,7 +127,10 @@ def run_one(method: str, arm: str, seed: int, rounds, log) -> dict:
           'quality': json.dumps(quality)}
 
 
-def load_or_run(method, arm, seed, rounds, parts_dir, log) -> dict:
+def load_or_run(method, arm, seed, rounds, parts_dir, log,
+                parts_only=False) -> dict | None:
+  """The saved part of ``(method, seed)``, else its run (saved); with
+  ``parts_only``, None when it is not saved."""
   path = os.path.join(parts_dir, f'{method}-s{seed}-r{rounds}.npz')
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
@@ -135,8 +138,12 @@ def load_or_run(method, arm, seed, rounds, parts_dir, log) -> dict:
     return {'correct': part['correct'], 'wall_s': float(part['wall_s']),
             'dead_units': float(part['dead_units']),
             'quality': str(part['quality'])}
+  if parts_only:
+    return None
   part = run_one(method, arm, seed, rounds, log)
-  np.savez(path, **part)
+  with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
+    np.savez(f, **part)
+  os.replace(path + '.tmp', path)
   return part
 
 
@@ -160,8 +167,16 @@ def main(argv):
   t0 = time.time()
   rounds = _ROUNDS.value or int(pfednet_clustered.get_config().rounds)
   seeds = list(range(_SEEDS.value))
-  parts = {m: [load_or_run(m, _ARM.value, s, rounds, parts_dir, log)
-               for s in seeds] for m in methods}
+  # Seeds outer: an interrupted table has every method on its first seeds.
+  by_seed = [{m: load_or_run(m, _ARM.value, s, rounds, parts_dir, log,
+                             _PARTS_ONLY.value) for m in methods}
+             for s in seeds]
+  complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
+  if len(complete) < len(seeds):
+    log(f'summarizing the {len(complete)} seeds every method has finished: '
+        f'{complete}')
+  seeds = complete
+  parts = {m: [by_seed[s][m] for s in seeds] for m in methods}
   scores = {m: {'all': np.stack([p['correct'] for p in parts[m]])}
             for m in methods}
   summary = fedhelp_power.summarize(scores, _REFERENCE.value)
@@ -186,7 +201,7 @@ def main(argv):
 
 def define_flags():
   """The command's flags (defined only when run as a command)."""
-  global _ARM, _METHODS, _SEEDS, _ROUNDS, _OUT, _REFERENCE
+  global _ARM, _METHODS, _SEEDS, _ROUNDS, _OUT, _REFERENCE, _PARTS_ONLY
   _ARM = flags.DEFINE_enum('arm', 'labels', list(pfednet_clustered.ARMS),
                            'Which cluster rule.')
   _METHODS = flags.DEFINE_list('methods', list(METHODS),
@@ -198,6 +213,9 @@ def define_flags():
                              'experiments/results/pfednet_clustered/<arm>).')
   _REFERENCE = flags.DEFINE_string('reference', 'pfednet',
                                    'The method every other is compared to.')
+  _PARTS_ONLY = flags.DEFINE_boolean(
+      'parts_only', False, 'Train nothing: summarize the seeds whose parts '
+      'every method has (e.g. while the table runs in another process).')
 
 
 if __name__ == '__main__':

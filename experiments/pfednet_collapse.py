@@ -18,6 +18,7 @@ The recipe is chosen on (1)-(3)'s training-set numbers only; test accuracy
 is recorded beside them, for the reader, and was not a criterion.
 """
 
+import json
 import os
 
 from absl import app
@@ -33,6 +34,8 @@ from fedhelp_jax import runner
 
 _OUT = flags.DEFINE_string(
     'out', 'experiments/results/pfednet_clustered/recipe.json', 'Output.')
+_MARKDOWN_ONLY = flags.DEFINE_boolean(
+    'markdown_only', False, 'Print the table of an existing --out, no runs.')
 
 # (learning rate, momentum): the pfednet_cls recipe's first.
 GRID = ((0.05, 0.9), (0.05, 0.0), (0.02, 0.0), (0.005, 0.9))
@@ -66,8 +69,29 @@ def measure(config, seed: int = 0) -> dict:
           'test_accuracy': result.final['summary']['all']['accuracy']}
 
 
+def markdown(record: dict) -> str:
+  """The table of a ``recipe.json``: one row per measurement."""
+  lines = ['| setup | stage | method | lr | momentum | dead units (per group) '
+           '| training loss (per group) | test accuracy |',
+           '|---|---|---|---|---|---|---|---|']
+  for r in record['rows']:
+    stage = r['stage'] + (f" (training seed {r['train_seed']})"
+                          if 'train_seed' in r else '')
+    dead = ', '.join(f'{g} {v:.2f}' for g, v in r['dead_units'].items())
+    loss = ', '.join(f'{g} {v:.3f}' for g, v in r['train_loss'].items())
+    lr = r.get('lr', 0.0)
+    momentum = r.get('momentum', '')
+    lines.append(f"| {r['setup']} | {stage} | {r['method']} | {lr:g} | "
+                 f"{momentum} | {dead} | {loss} | {r['test_accuracy']:.4f} |")
+  return '\n'.join(lines)
+
+
 def main(argv):
   del argv
+  if _MARKDOWN_ONLY.value:
+    with open(_OUT.value) as f:
+      print(markdown(json.load(f)))
+    return
   rows = []
 
   def record(row):
