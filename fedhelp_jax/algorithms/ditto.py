@@ -12,7 +12,6 @@ their personal models.
 
 import jax
 
-from fedhelp_jax import models
 from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -69,11 +68,5 @@ DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
                    'ditto_lam': 0.1}
 
 
-def build(config, task, groups) -> types.FederatedAlgorithm:
-  """Registry builder of Ditto from an experiment config."""
-  module = models.from_config(config.model, task.num_classes)
-  local = common.LocalConfig.from_experiment(config)
-  return ditto(module, task, local, groups)
-
-
-SPECS = (types.AlgorithmSpec('ditto', build, DEFAULT_HPARAMS),)
+SPECS = (types.AlgorithmSpec('ditto', common.module_builder(ditto),
+                             DEFAULT_HPARAMS),)

@@ -31,7 +31,6 @@ import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
-from fedhelp_jax import models
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 
@@ -117,13 +116,7 @@ def fedamp(module, task, local: common.LocalConfig,
       eval_model=lambda group: module)
 
 
-def build(config, task, groups) -> types.FederatedAlgorithm:
-  module = models.from_config(config.model, task.num_classes)
-  return fedamp(module, task, common.LocalConfig.from_experiment(config),
-                groups)
-
-
 SPECS = (types.AlgorithmSpec(
-    'fedamp', build, DEFAULT_HPARAMS, ranges=RANGES,
+    'fedamp', common.module_builder(fedamp), DEFAULT_HPARAMS, ranges=RANGES,
     no_sampling='FedAMP builds every silo\'s cloud model from every silo\'s '
     'latest model each round'),)

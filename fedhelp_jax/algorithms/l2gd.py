@@ -23,7 +23,6 @@ every silo from the mean, FedAvg. A silo is evaluated with ``x_i``.
 import jax
 import jax.numpy as jnp
 
-from fedhelp_jax import models
 from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
@@ -82,10 +81,5 @@ def l2gd(module, task, local: common.LocalConfig,
       eval_model=lambda group: module)
 
 
-def build(config, task, groups) -> types.FederatedAlgorithm:
-  module = models.from_config(config.model, task.num_classes)
-  return l2gd(module, task, common.LocalConfig.from_experiment(config),
-              groups)
-
-
-SPECS = (types.AlgorithmSpec('l2gd', build, DEFAULT_HPARAMS, ranges=RANGES),)
+SPECS = (types.AlgorithmSpec('l2gd', common.module_builder(l2gd),
+                             DEFAULT_HPARAMS, ranges=RANGES),)
