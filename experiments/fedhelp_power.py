@@ -61,7 +61,11 @@ METHODS = {'fedhelp': ('fedhelp', {}), 'fedavg': ('fedavg', {}),
            'fedavg_fm_x4': ('fedavg_fm', {'hparams.lambda_fm': 4.0}),
            # The teacher's precondition: each silo trains the LARGE model
            # alone (its 'large' group score is L_k without federation).
-           'local_large': ('local', {'model': lambda c: c.large_model})}
+           'local_large': ('local', {'model': lambda c: c.large_model}),
+           # One L for the large group, averaged by the server (the
+           # authors' code trains one large model across the large silos).
+           'fedhelp_shared_large': ('fedhelp',
+                                    {'fedhelp.large_sharing': 'average'})}
 
 
 def method_config(get_config, method: str, *, partition_seed: int,

@@ -380,3 +380,43 @@ def test_fm_through_the_main_head_matches_a_loop_reference():
 def test_fm_through_the_main_head_needs_the_task_classes():
   with pytest.raises(ValueError, match='fm_head'):
     fedhelp.FedHelpConfig(fm_head='aux')
+
+
+def test_shared_large_model_is_averaged_over_the_large_group_only():
+  data, _ = _data()
+  # Unequal large-silo weights, so the average is not a plain mean.
+  weights = {'large': np.asarray([0.3, 0.1], np.float32),
+             'small': np.asarray([0.2, 0.2, 0.2], np.float32)}
+  alg, _, _ = _alg(large_sharing='average')
+  hp = _hparams()
+  state0 = engine.init_state(alg, data, seed=3)
+  # One L for the group: every large silo starts from the same model.
+  for leaf in jax.tree.leaves(state0.server.large):
+    np.testing.assert_array_equal(leaf[0], leaf[1])
+  step = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked',
+                                    chunk_size=1))
+  state1, _ = step(state0, data, weights, hp)
+  state2, _ = step(state1, data, weights, hp)
+  # The server's L is the silo-weighted mean of the large silos' trained L.
+  for after in (state1, state2):
+    for got, trained in zip(jax.tree.leaves(after.server.large),
+                            jax.tree.leaves(after.clients['large']
+                                            .large_params)):
+      want = (0.3 * trained[0] + 0.1 * trained[1]) / 0.4
+      np.testing.assert_allclose(got[0], want, atol=1e-6)
+      np.testing.assert_allclose(got[1], want, atol=1e-6)
+  # Round 2 starts each large silo from the server's L, not its own L_k:
+  # overwriting the silos' own copies changes nothing in round 2.
+  scrambled = state1._replace(clients={
+      **state1.clients, 'large': state1.clients['large']._replace(
+          large_params=jax.tree.map(jnp.zeros_like,
+                                    state1.clients['large'].large_params))})
+  again, _ = step(scrambled, data, weights, hp)
+  for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(state2)):
+    np.testing.assert_array_equal(a, b)
+  # Small silos never receive L: their download slot is empty.
+  assert alg.download(state1.server).personal['small'] is None
+  # The private default keeps a model per silo and uploads S only.
+  private, _, _ = _alg()
+  assert not hasattr(engine.init_state(private, data, seed=3).server,
+                     'large')

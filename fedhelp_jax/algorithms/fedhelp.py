@@ -80,6 +80,23 @@ _PRIVATE_HEAD = 'head'
 
 LOSS_SCALINGS = ('paper', 'code')
 FM_HEADS = ('public', 'main')
+LARGE_SHARING = ('private', 'average')
+
+
+class SharedLargeServer(NamedTuple):
+  """The server with ``large_sharing='average'``: ``S`` as in
+  ``server_opt.ServerState``, plus the large group's one ``L``, stored
+  once per large silo (identical copies, so each silo's slice is its
+  download and the checkpoint layout finds the silo axis)."""
+  params: types.Params
+  opt_state: Any = ()
+  large: Any = None
+
+
+class LargeUpload(NamedTuple):
+  """A large silo's upload with ``large_sharing='average'``."""
+  small: types.PyTree  # The delta of S's shared params, as every silo's.
+  large: types.Params  # Its L after the round's local steps.
 
 
 def scaled_kl(per_example: jax.Array, num_classes: int, temperature,
@@ -138,6 +155,13 @@ class FedHelpConfig:
       output step B differentiates, so one forward pass (kept for the
       backward with ``jax.vjp``) serves both: a quarter of ``L_k``'s work
       per step. False recomputes it (the reference the tests compare with).
+    large_sharing: 'private' (each large silo owns its ``L_k``, never
+      uploaded) or 'average' (one ``L`` for the large group, as in the
+      authors' code, which trains one large model object across both large
+      clients in turn: here every large silo starts the round from the
+      server's ``L``, trains it locally, uploads it, and the server
+      averages the large group's ``L`` with the silo weights; it never
+      reaches a small silo).
   """
   private_large: bool = True
   dual_kd: bool = True
@@ -151,8 +175,15 @@ class FedHelpConfig:
   large_optimizer: Optional[str] = None
   share_large_forward: bool = True
   fm_head: str = 'public'
+  large_sharing: str = 'private'
 
   def __post_init__(self):
+    if self.large_sharing not in LARGE_SHARING:
+      raise ValueError(f'large_sharing must be one of {LARGE_SHARING}, got '
+                       f'{self.large_sharing!r}.')
+    if self.large_sharing == 'average' and not self.private_large:
+      raise ValueError("large_sharing='average' shares the large model, "
+                       'which private_large=False does not build.')
     if self.fm_head not in FM_HEADS:
       raise ValueError(f'fm_head must be one of {FM_HEADS}, got '
                        f'{self.fm_head!r}.')
@@ -464,17 +495,35 @@ def _init(ctx, groups, rng, data):
       client = client._replace(
           public_head=common.stack(s_params[_PUBLIC_HEAD], num))
     if g == 'large' and ctx.has_large:
-      # Each large silo owns an independently initialised L_k.
-      inits = [common.init_model(ctx.large_module, jax.random.fold_in(l_key, c),
-                                 common.sample_x(data[g]))
-               for c in range(num)]
+      # Each large silo owns an independently initialised L_k (shared: one
+      # L, the same init everywhere).
+      shared = ctx.config.large_sharing == 'average'
+      inits = [common.init_model(
+          ctx.large_module, l_key if shared else jax.random.fold_in(l_key, c),
+          common.sample_x(data[g])) for c in range(num)]
       client = client._replace(
           large_params=jax.tree.map(lambda *xs: jnp.stack(xs),
                                     *[p for p, _ in inits]),
           large_model_state=jax.tree.map(lambda *xs: jnp.stack(xs),
                                          *[s for _, s in inits]))
     clients[g] = client
+  if ctx.config.large_sharing == 'average' and 'large' in clients:
+    return SharedLargeServer(shared_params(s_params),
+                             large=clients['large'].large_params), clients
   return server_opt.ServerState(shared_params(s_params)), clients
+
+
+def _average_large(server, uploads, weights):
+  """The large group's weighted mean ``L``, one copy per large silo (the
+  server's ``L`` unchanged when no large silo took part)."""
+  w = weights['large']
+  total = jnp.sum(w)
+  mean = jax.tree.map(
+      lambda x: jnp.tensordot(w, x, axes=1) / jnp.maximum(total, 1e-12),
+      uploads['large'].large)
+  return jax.tree.map(
+      lambda old, m: jnp.where(total > 0, jnp.broadcast_to(m, old.shape), old),
+      server.large, mean)
 
 
 def fedhelp(small_module, large_module, task: tasks.Task,
@@ -514,22 +563,41 @@ def fedhelp(small_module, large_module, task: tasks.Task,
                large_opt_name=config.large_optimizer or local.optimizer,
                through_main=config.fm_head == 'main')
   has_large = ctx.has_large
+  shared_large = config.large_sharing == 'average' and 'large' in groups
 
   def init_fn(rng, data):
     return _init(ctx, groups, rng, data)
 
+  def download(server):
+    if not shared_large:
+      return types.broadcast_download(server)
+    return types.Download(broadcast=server.params,
+                          personal={g: server.large if g == 'large' else None
+                                    for g in groups})
+
   def local_update(silo, hparams, rng):
     update = _large_update if silo.group == 'large' else _small_update
-    new_client, params, metrics = update(ctx, silo.state, silo.broadcast,
+    client = silo.state
+    if shared_large and silo.group == 'large':
+      client = client._replace(large_params=silo.personal)
+    new_client, params, metrics = update(ctx, client, silo.broadcast,
                                          silo.data, hparams, rng)
     # Upload the delta of S's shared params only (FedAvg convention, so
-    # server_lr = 1 is a plain average). L_k and h_pub never leave the silo.
+    # server_lr = 1 is a plain average). h_pub never leaves the silo, nor
+    # L_k unless the large group shares one L.
     delta = jax.tree.map(lambda a, b: a - b, silo.broadcast, params)
+    if shared_large and silo.group == 'large':
+      delta = LargeUpload(delta, new_client.large_params)
     return common.silo_output(new_client, delta, metrics)
 
   def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
+    if not shared_large:
+      delta = traced.weighted_mean_groups(uploads, weights)
+      return server_opt.apply('sgd', server, delta, hparams)
+    small = {g: u.small if g == 'large' else u for g, u in uploads.items()}
+    delta = traced.weighted_mean_groups(small, weights)
+    new = server_opt.apply('sgd', server, delta, hparams)
+    return new._replace(large=_average_large(server, uploads, weights))
 
   def eval_variables(silo):
     if silo.group == 'large' and has_large:
@@ -543,8 +611,8 @@ def fedhelp(small_module, large_module, task: tasks.Task,
 
   return types.FederatedAlgorithm(
       name=name, groups=groups, init=init_fn, local_update=local_update,
-      server_update=server_update, eval_variables=eval_variables,
-      eval_model=eval_model)
+      server_update=server_update, download=download,
+      eval_variables=eval_variables, eval_model=eval_model)
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
