@@ -34,6 +34,8 @@ from fedhelp_jax import runner
 
 _OUT = flags.DEFINE_string(
     'out', 'experiments/results/pfednet_clustered/recipe.json', 'Output.')
+_SETUP = flags.DEFINE_enum('setup', None, ['pfednet_cls', 'clustered_labels'],
+                           'With --markdown_only: the rows of one setup.')
 _MARKDOWN_ONLY = flags.DEFINE_boolean(
     'markdown_only', False, 'Print the table of an existing --out, no runs.')
 
@@ -69,12 +71,15 @@ def measure(config, seed: int = 0) -> dict:
           'test_accuracy': result.final['summary']['all']['accuracy']}
 
 
-def markdown(record: dict) -> str:
-  """The table of a ``recipe.json``: one row per measurement."""
+def markdown(record: dict, setup: str | None = None) -> str:
+  """The table of a ``recipe.json``: one row per measurement (of
+  ``setup`` only, when given)."""
   lines = ['| setup | stage | method | lr | momentum | dead units (per group) '
            '| training loss (per group) | test accuracy |',
            '|---|---|---|---|---|---|---|---|']
   for r in record['rows']:
+    if setup and r['setup'] != setup:
+      continue
     stage = r['stage'] + (f" (training seed {r['train_seed']})"
                           if 'train_seed' in r else '')
     dead = ', '.join(f'{g} {v:.2f}' for g, v in r['dead_units'].items())
@@ -90,7 +95,7 @@ def main(argv):
   del argv
   if _MARKDOWN_ONLY.value:
     with open(_OUT.value) as f:
-      print(markdown(json.load(f)))
+      print(markdown(json.load(f), _SETUP.value))
     return
   rows = []
 
