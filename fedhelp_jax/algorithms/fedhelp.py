@@ -38,6 +38,7 @@ the code's ``KL(p_L || p_S)`` differentiated through ``p_L``).
 """
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -562,57 +563,62 @@ def fedhelp(small_module, large_module, task: tasks.Task,
                has_large=config.private_large,
                large_opt_name=config.large_optimizer or local.optimizer,
                through_main=config.fm_head == 'main')
-  has_large = ctx.has_large
   shared_large = config.large_sharing == 'average' and 'large' in groups
-
-  def init_fn(rng, data):
-    return _init(ctx, groups, rng, data)
-
-  def download(server):
-    if not shared_large:
-      return types.broadcast_download(server)
-    return types.Download(broadcast=server.params,
-                          personal={g: server.large if g == 'large' else None
-                                    for g in groups})
-
-  def local_update(silo, hparams, rng):
-    update = _large_update if silo.group == 'large' else _small_update
-    client = silo.state
-    if shared_large and silo.group == 'large':
-      client = client._replace(large_params=silo.personal)
-    new_client, params, metrics = update(ctx, client, silo.broadcast,
-                                         silo.data, hparams, rng)
-    # Upload the delta of S's shared params only (FedAvg convention, so
-    # server_lr = 1 is a plain average). h_pub never leaves the silo, nor
-    # L_k unless the large group shares one L.
-    delta = jax.tree.map(lambda a, b: a - b, silo.broadcast, params)
-    if shared_large and silo.group == 'large':
-      delta = LargeUpload(delta, new_client.large_params)
-    return common.silo_output(new_client, delta, metrics)
-
-  def server_update(server, uploads, weights, hparams):
-    if not shared_large:
-      delta = traced.weighted_mean_groups(uploads, weights)
-      return server_opt.apply('sgd', server, delta, hparams)
-    small = {g: u.small if g == 'large' else u for g, u in uploads.items()}
-    delta = traced.weighted_mean_groups(small, weights)
-    new = server_opt.apply('sgd', server, delta, hparams)
-    return new._replace(large=_average_large(server, uploads, weights))
-
-  def eval_variables(silo):
-    if silo.group == 'large' and has_large:
-      return common.model_variables(silo.state.large_params,
-                                    silo.state.large_model_state)
-    return common.model_variables(silo.broadcast,
-                                  silo.state.small_model_state)
-
-  def eval_model(group):
-    return large_module if group == 'large' and has_large else small_module
-
   return types.FederatedAlgorithm(
-      name=name, groups=groups, init=init_fn, local_update=local_update,
-      server_update=server_update, download=download,
-      eval_variables=eval_variables, eval_model=eval_model)
+      name=name, groups=groups,
+      init=functools.partial(_init, ctx, groups),
+      local_update=functools.partial(_local_update, ctx, shared_large),
+      server_update=functools.partial(_server_update, shared_large),
+      download=(functools.partial(_shared_large_download, groups)
+                if shared_large else types.broadcast_download),
+      eval_variables=functools.partial(_eval_variables, ctx),
+      eval_model=functools.partial(_eval_model, ctx))
+
+
+def _shared_large_download(groups, server):
+  """``S`` for every silo, and the large group's ``L`` for its silos."""
+  return types.Download(broadcast=server.params,
+                        personal={g: server.large if g == 'large' else None
+                                  for g in groups})
+
+
+def _local_update(ctx, shared_large, silo, hparams, rng):
+  update = _large_update if silo.group == 'large' else _small_update
+  client = silo.state
+  if shared_large and silo.group == 'large':
+    client = client._replace(large_params=silo.personal)
+  new_client, params, metrics = update(ctx, client, silo.broadcast,
+                                       silo.data, hparams, rng)
+  # Upload the delta of S's shared params only (FedAvg convention, so
+  # server_lr = 1 is a plain average). h_pub never leaves the silo, nor
+  # L_k unless the large group shares one L.
+  delta = jax.tree.map(lambda a, b: a - b, silo.broadcast, params)
+  if shared_large and silo.group == 'large':
+    delta = LargeUpload(delta, new_client.large_params)
+  return common.silo_output(new_client, delta, metrics)
+
+
+def _server_update(shared_large, server, uploads, weights, hparams):
+  if not shared_large:
+    delta = traced.weighted_mean_groups(uploads, weights)
+    return server_opt.apply('sgd', server, delta, hparams)
+  small = {g: u.small if g == 'large' else u for g, u in uploads.items()}
+  delta = traced.weighted_mean_groups(small, weights)
+  new = server_opt.apply('sgd', server, delta, hparams)
+  return new._replace(large=_average_large(server, uploads, weights))
+
+
+def _eval_variables(ctx, silo):
+  if silo.group == 'large' and ctx.has_large:
+    return common.model_variables(silo.state.large_params,
+                                  silo.state.large_model_state)
+  return common.model_variables(silo.broadcast,
+                                silo.state.small_model_state)
+
+
+def _eval_model(ctx, group):
+  return (ctx.large_module if group == 'large' and ctx.has_large
+          else ctx.small_module)
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
