@@ -147,6 +147,29 @@ def load_or_run(method, arm, seed, rounds, parts_dir, log,
   return part
 
 
+def accuracy_figure(summary: dict):
+  """Each method's accuracy with its 95% interval, best at the top (a
+  ``matplotlib.figure.Figure``, no pyplot state)."""
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  rows = sorted(summary['methods'].items(), key=lambda kv: kv[1]['all']['mean'])
+  fig = mpl_figure.Figure(figsize=(6.0, 0.35 * len(rows) + 1.2), dpi=100)
+  ax = fig.add_subplot()
+  means = [r['all']['mean'] for _, r in rows]
+  lo = [r['all']['mean'] - r['all']['ci95'][0] for _, r in rows]
+  hi = [r['all']['ci95'][1] - r['all']['mean'] for _, r in rows]
+  ax.barh(range(len(rows)), means, xerr=[lo, hi], color=[
+      'tab:orange' if m.startswith('pfednet') else 'tab:gray'
+      for m, _ in rows], capsize=3)
+  ax.set_yticks(range(len(rows)), [m for m, _ in rows])
+  n = rows[0][1]['all']
+  ax.set_xlabel("accuracy on the silos' own test images (95% CI)")
+  ax.set_title(f"clustered benchmark, arm '{summary['arm']}': "
+               f"{n['n_seeds']} seeds x {n['n_test_images']} images",
+               fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
 def main(argv):
   del argv
   methods = list(_METHODS.value)
@@ -179,7 +202,10 @@ def main(argv):
   parts = {m: [by_seed[s][m] for s in seeds] for m in methods}
   scores = {m: {'all': np.stack([p['correct'] for p in parts[m]])}
             for m in methods}
-  summary = fedhelp_power.summarize(scores, _REFERENCE.value)
+  extra = tuple(tuple(spec.split(':')) for spec in _COMPARE.value)
+  if any(len(pair) != 2 for pair in extra):
+    raise app.UsageError(f'--compare takes a:b pairs; got {_COMPARE.value}.')
+  summary = fedhelp_power.summarize(scores, _REFERENCE.value, extra)
   for m in methods:
     summary['methods'][m]['dead_units'] = [p['dead_units'] for p in parts[m]]
     summary['methods'][m]['wall_s'] = sum(p['wall_s'] for p in parts[m])
@@ -196,12 +222,14 @@ def main(argv):
   reporting.write_json(os.path.join(out, 'summary.json'), summary)
   np.savez_compressed(os.path.join(out, 'scores.npz'),
                       **{m: v['all'] for m, v in scores.items()})
+  accuracy_figure(summary).savefig(os.path.join(out, 'accuracy.png'))
   print(fedhelp_power.markdown(summary, 'all'))
 
 
 def define_flags():
   """The command's flags (defined only when run as a command)."""
   global _ARM, _METHODS, _SEEDS, _ROUNDS, _OUT, _REFERENCE, _PARTS_ONLY
+  global _COMPARE
   _ARM = flags.DEFINE_enum('arm', 'labels', list(pfednet_clustered.ARMS),
                            'Which cluster rule.')
   _METHODS = flags.DEFINE_list('methods', list(METHODS),
@@ -213,6 +241,10 @@ def define_flags():
                              'experiments/results/pfednet_clustered/<arm>).')
   _REFERENCE = flags.DEFINE_string('reference', 'pfednet',
                                    'The method every other is compared to.')
+  _COMPARE = flags.DEFINE_list(
+      'compare', ['pfednet_oracle:local', 'pfednet_oracle:fedper',
+                  'fedper:local'],
+      'More paired comparisons, as a:b (a minus b).')
   _PARTS_ONLY = flags.DEFINE_boolean(
       'parts_only', False, 'Train nothing: summarize the seeds whose parts '
       'every method has (e.g. while the table runs in another process).')
