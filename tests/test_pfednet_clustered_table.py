@@ -25,6 +25,9 @@ def test_every_method_builds_a_valid_config_differing_only_in_the_graph():
     table.method_config('pfednet', 'shuffled', 0, None)
 
 
+# A real BloodMNIST run (about 25 s on 2 cores): the committed table runs
+# this path 120 times, so the default suite keeps only the config check.
+@pytest.mark.slow
 def test_one_run_scores_every_test_image_and_the_oracle_graph_is_inside():
   lines = []
   part = table.run_one('pfednet_oracle', 'labels', 0, 1, lines.append)
