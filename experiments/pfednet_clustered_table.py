@@ -147,6 +147,25 @@ def load_or_run(method, arm, seed, rounds, parts_dir, log,
   return part
 
 
+def graph_markdown(summary: dict, method: str = 'pfednet',
+                   oracle: str = 'pfednet_oracle') -> str:
+  """Per seed: the kNN graph's edges inside clusters, and ``method``'s
+  accuracy beside the oracle graph's (a table of a ``summary.json``)."""
+  got = summary['methods'][method]
+  lines = ['| seed | kNN edges | inside clusters | recall of within-cluster '
+           f'pairs | {method} | {oracle} |', '|---|---|---|---|---|---|']
+  for seed, q, a, o in zip(summary['seeds'], got['graph_quality'],
+                           got['per_seed'],
+                           summary['methods'][oracle]['per_seed']):
+    lines.append(f"| {seed} | {q['edges']} | {q['inside_fraction']:.2f} | "
+                 f"{q['recall']:.2f} | {a:.4f} | {o:.4f} |")
+  inside = [q['inside_fraction'] for q in got['graph_quality']]
+  r = float(np.corrcoef(inside, got['per_seed'])[0, 1])
+  lines.append(f'\nCorrelation over seeds of the inside fraction with '
+               f'{method} accuracy: {r:+.2f} ({len(inside)} seeds).')
+  return '\n'.join(lines)
+
+
 def accuracy_figure(summary: dict):
   """Each method's accuracy with its 95% interval, best at the top (a
   ``matplotlib.figure.Figure``, no pyplot state)."""
@@ -207,6 +226,8 @@ def main(argv):
     raise app.UsageError(f'--compare takes a:b pairs; got {_COMPARE.value}.')
   summary = fedhelp_power.summarize(scores, _REFERENCE.value, extra)
   for m in methods:
+    summary['methods'][m]['per_seed'] = [float(p['correct'].mean())
+                                         for p in parts[m]]
     summary['methods'][m]['dead_units'] = [p['dead_units'] for p in parts[m]]
     summary['methods'][m]['wall_s'] = sum(p['wall_s'] for p in parts[m])
     quality = [json.loads(p['quality']) for p in parts[m]]
@@ -224,6 +245,8 @@ def main(argv):
                       **{m: v['all'] for m, v in scores.items()})
   accuracy_figure(summary).savefig(os.path.join(out, 'accuracy.png'))
   print(fedhelp_power.markdown(summary, 'all'))
+  if 'graph_quality' in summary['methods'].get('pfednet', {}):
+    print(graph_markdown(summary))
 
 
 def define_flags():
