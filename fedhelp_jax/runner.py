@@ -477,7 +477,12 @@ def _place(program: Program, members: Sequence[Federation]) -> _Placed:
     # Committed where they already are, as a restored checkpoint's arrays
     # are: a program lowered for committed inputs carries their sharding,
     # so without this a resumed run would lower (and compile) anew.
-    states = jax.tree.map(lambda x: jax.device_put(x, x.sharding), states)
+    # (Host leaves, e.g. FedDF's public batch in its server state, go to
+    # the default device, committed the same way.)
+    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    states = jax.tree.map(
+        lambda x: jax.device_put(
+            x, x.sharding if isinstance(x, jax.Array) else default), states)
   elif 'configs' not in mesh.axis_names:
     feds = engine.shard_clients(feds, mesh)
     weights = engine.shard_clients(weights, mesh)

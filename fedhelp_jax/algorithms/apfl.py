@@ -115,9 +115,6 @@ def apfl(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     delta = jax.tree.map(jnp.subtract, w0, w)
     return common.silo_output(ClientState(v, ms, alpha_new), delta, metrics)
 
-  def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(silo):
     state = silo.state
@@ -126,7 +123,7 @@ def apfl(module, task: tasks.Task, local: common.LocalConfig, groups, *,
 
   return types.FederatedAlgorithm(
       name='apfl', groups=groups, init=init, local_update=local_update,
-      server_update=server_update, eval_variables=eval_variables,
+      server_update=server_opt.sgd_on_mean_delta, eval_variables=eval_variables,
       eval_model=lambda group: module)
 
 

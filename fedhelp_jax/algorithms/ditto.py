@@ -12,7 +12,6 @@ their personal models.
 
 import jax
 
-from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -53,13 +52,10 @@ def ditto(module, task, local: common.LocalConfig,
         m_personal['train_loss'],
         {'global_train_loss': m_global['train_loss']})
 
-  def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
 
   return types.FederatedAlgorithm(
       name='ditto', groups=groups, init=init_fn, local_update=local_update,
-      server_update=server_update,
+      server_update=server_opt.sgd_on_mean_delta,
       eval_variables=common.own_model_eval_variables,
       eval_model=lambda group: module)
 

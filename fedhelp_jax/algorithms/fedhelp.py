@@ -517,11 +517,9 @@ def _init(ctx, groups, rng, data):
 def _average_large(server, uploads, weights):
   """The large group's weighted mean ``L``, one copy per large silo (the
   server's ``L`` unchanged when no large silo took part)."""
-  w = weights['large']
-  total = jnp.sum(w)
-  mean = jax.tree.map(
-      lambda x: jnp.tensordot(w, x, axes=1) / jnp.maximum(total, 1e-12),
-      uploads['large'].large)
+  total = jnp.sum(weights['large'])
+  mean = traced.weighted_mean_groups({'large': uploads['large'].large},
+                                     {'large': weights['large']})
   return jax.tree.map(
       lambda old, m: jnp.where(total > 0, jnp.broadcast_to(m, old.shape), old),
       server.large, mean)
@@ -600,11 +598,9 @@ def _local_update(ctx, shared_large, silo, hparams, rng):
 
 def _server_update(shared_large, server, uploads, weights, hparams):
   if not shared_large:
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
+    return server_opt.sgd_on_mean_delta(server, uploads, weights, hparams)
   small = {g: u.small if g == 'large' else u for g, u in uploads.items()}
-  delta = traced.weighted_mean_groups(small, weights)
-  new = server_opt.apply('sgd', server, delta, hparams)
+  new = server_opt.sgd_on_mean_delta(server, small, weights, hparams)
   return new._replace(large=_average_large(server, uploads, weights))
 
 

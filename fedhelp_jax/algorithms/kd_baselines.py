@@ -302,10 +302,6 @@ def fml(shared_module, private_modules, task: tasks.Task,
     return common.silo_output(FMLSiloState(s_ms, p_p, p_ms), delta,
                               metrics)
 
-  def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
-
   def eval_variables(silo):
     if eval_private:
       return common.model_variables(silo.state.private_params,
@@ -315,7 +311,8 @@ def fml(shared_module, private_modules, task: tasks.Task,
 
   return types.FederatedAlgorithm(
       name='fml', groups=groups, init=init_fn, local_update=local_update,
-      server_update=server_update, eval_variables=eval_variables,
+      server_update=server_opt.sgd_on_mean_delta,
+      eval_variables=eval_variables,
       eval_model=lambda g: private_modules[g] if eval_private
       else shared_module)
 

@@ -23,7 +23,6 @@ every silo from the mean, FedAvg. A silo is evaluated with ``x_i``.
 import jax
 import jax.numpy as jnp
 
-from fedhelp_jax import traced
 from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 from fedhelp_jax.algorithms import server_opt
@@ -70,13 +69,10 @@ def l2gd(module, task, local: common.LocalConfig,
     return types.SiloOutput(common.SiloModel(params, model_state), delta,
                             metrics['train_loss'])
 
-  def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
 
   return types.FederatedAlgorithm(
       name='l2gd', groups=groups, init=init, local_update=local_update,
-      server_update=server_update,
+      server_update=server_opt.sgd_on_mean_delta,
       eval_variables=common.own_model_eval_variables,
       eval_model=lambda group: module)
 

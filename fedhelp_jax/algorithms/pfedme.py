@@ -100,9 +100,6 @@ def pfedme(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     return types.SiloOutput(ClientState(theta, ms), delta,
                             traced.mean_over_active(losses, active))
 
-  def server_update(server, uploads, weights, hparams):
-    delta = traced.weighted_mean_groups(uploads, weights)
-    return server_opt.apply('sgd', server, delta, hparams)
 
   def eval_variables(silo):
     return common.model_variables(silo.state.personal,
@@ -110,7 +107,7 @@ def pfedme(module, task: tasks.Task, local: common.LocalConfig, groups, *,
 
   return types.FederatedAlgorithm(
       name='pfedme', groups=groups, init=init, local_update=local_update,
-      server_update=server_update, eval_variables=eval_variables,
+      server_update=server_opt.sgd_on_mean_delta, eval_variables=eval_variables,
       eval_model=lambda group: module)
 
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedhelp_jax import traced
 from fedhelp_jax import types
 
 SERVER_OPTIMIZERS = ('sgd', 'adam', 'yogi', 'adagrad')
@@ -145,6 +146,15 @@ def apply(name: str, server: ServerState, mean_delta: types.PyTree,
                            hparams)
   return server._replace(params=params,
                          opt_state=() if stateless else opt_state)
+
+
+def sgd_on_mean_delta(server: ServerState, uploads, weights,
+                      hparams: types.HParams) -> ServerState:
+  """The FedAvg-convention server step (a ``ServerUpdateFn``): ``server``
+  moved by ``server_lr`` times the weighted mean of every group's delta
+  uploads."""
+  return apply('sgd', server, traced.weighted_mean_groups(uploads, weights),
+               hparams)
 
 
 def sgd_step(params: types.Params, mean_delta: types.PyTree,
