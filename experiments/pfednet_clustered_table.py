@@ -64,9 +64,10 @@ METHODS = {
 }
 
 
-def method_config(method: str, arm: str, seed: int, rounds):
-  """``method``'s config on ``arm`` for data seed ``seed``."""
-  algorithm, overrides = METHODS[method]
+def method_config(method: str, arm: str, seed: int, rounds, table=None):
+  """``method``'s config on ``arm`` for data seed ``seed`` (``table``: a
+  ``METHODS``-like mapping, default this table's)."""
+  algorithm, overrides = (table or METHODS)[method]
   config = pfednet_clustered.get_config(f'{algorithm}:{arm}')
   config.seed = int(seed)
   if rounds:
@@ -94,9 +95,28 @@ def own_test_correct(program, result, fed) -> np.ndarray:
   return np.concatenate(rows).astype(np.float32)
 
 
-def run_one(method: str, arm: str, seed: int, rounds, log) -> dict:
-  """One method on one data seed: scores, dead units, graph quality."""
-  config = method_config(method, arm, seed, rounds)
+def upload_bytes_per_round(result, fed) -> np.ndarray:
+  """``[R]``: bytes every real silo uploaded, summed, per round (from an
+  upload encoder's ``upload_bytes`` metric; raw float32 when none)."""
+  metrics = result.round_metrics
+  total = np.zeros(len(np.asarray(metrics.round)))
+  for g in fed.groups:
+    real = int(np.sum(fed.fed[g]['n'] > 0))
+    silos = metrics.silos[g]
+    if 'upload_bytes' in silos:
+      sent = np.asarray(silos['upload_bytes'], np.float64)[:, :real]
+    else:
+      raise ValueError('upload_bytes_per_round: the run has no upload '
+                       'encoder (config.compression.kind).')
+    total += np.sum(sent * np.asarray(metrics.sampled[g])[:, :real], axis=1)
+  return total
+
+
+def run_one(method: str, arm: str, seed: int, rounds, log, table=None,
+            record_bytes: bool = False) -> dict:
+  """One method on one data seed: scores, dead units, graph quality (and
+  with ``record_bytes`` the uploaded bytes per round)."""
+  config = method_config(method, arm, seed, rounds, table)
   raw = experiment.load_raw(config)
   fed = experiment.prepare_federation(config, raw)
   fed = fed._replace(seed=int(seed))
@@ -104,6 +124,7 @@ def run_one(method: str, arm: str, seed: int, rounds, log) -> dict:
   t0 = time.time()
   (result,) = runner.run(program, [fed], rounds=int(config.rounds),
                          eval_every=int(config.eval_every), nonfinite='stop',
+                         keep_metrics=record_bytes,
                          labels=[f'{method} {arm} seed {seed}'])
   wall = time.time() - t0
   correct = own_test_correct(program, result, fed)
@@ -122,25 +143,29 @@ def run_one(method: str, arm: str, seed: int, rounds, log) -> dict:
   log(f'[{method}] {arm} seed {seed}: accuracy {correct.mean():.4f}, dead '
       f'units {np.mean([v["mean"] for v in dead.values()]):.2f} '
       f'({wall:.1f}s)')
-  return {'correct': correct, 'wall_s': wall,
+  part = {'correct': correct, 'wall_s': wall,
           'dead_units': float(np.mean([v['mean'] for v in dead.values()])),
           'quality': json.dumps(quality)}
+  if record_bytes:
+    part['bytes_per_round'] = upload_bytes_per_round(result, fed)
+  return part
 
 
 def load_or_run(method, arm, seed, rounds, parts_dir, log,
-                parts_only=False) -> dict | None:
+                parts_only=False, table=None,
+                record_bytes=False) -> dict | None:
   """The saved part of ``(method, seed)``, else its run (saved); with
   ``parts_only``, None when it is not saved."""
   path = os.path.join(parts_dir, f'{method}-s{seed}-r{rounds}.npz')
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
       part = {k: f[k] for k in f.files}
-    return {'correct': part['correct'], 'wall_s': float(part['wall_s']),
+    return {**part, 'wall_s': float(part['wall_s']),
             'dead_units': float(part['dead_units']),
             'quality': str(part['quality'])}
   if parts_only:
     return None
-  part = run_one(method, arm, seed, rounds, log)
+  part = run_one(method, arm, seed, rounds, log, table, record_bytes)
   with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
     np.savez(f, **part)
   os.replace(path + '.tmp', path)

@@ -102,16 +102,16 @@ def _group(config, field, *, optional=False):
 
 
 def _validate_compression(config) -> None:
-  """``config.compression`` (optional): kind, fraction, levels."""
+  """``config.compression`` (optional): kind, fraction, levels, gamma."""
   if config.get('compression') is None:
     return
   _group(config, 'compression')
   section = config.compression
-  unknown = sorted(set(section) - {'kind', 'fraction', 'levels',
+  unknown = sorted(set(section) - {'kind', 'fraction', 'levels', 'gamma',
                                    'error_feedback'})
   if unknown:
     _fail(f'compression.{unknown[0]}', 'is not a compression setting.',
-          'use kind, fraction, levels and error_feedback.')
+          'use kind, fraction, levels, gamma and error_feedback.')
   _choice('compression.kind', section.get('kind', 'none'), compression.KINDS)
   fraction = section.get('fraction', 0.1)
   if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
@@ -120,6 +120,11 @@ def _validate_compression(config) -> None:
           'use e.g. 0.1 (keep the top 10%).')
   if 'levels' in section:
     _int(config, 'compression.levels', minimum=1)
+  gamma = section.get('gamma', 0.0)
+  if (isinstance(gamma, bool) or not isinstance(gamma, (int, float))
+      or not 0.0 <= gamma < float('inf')):
+    _fail('compression.gamma', f'must be a finite number >= 0, got '
+          f'{_show(gamma)}.', 'use e.g. 1e-3 (the TV prox strength).')
   if not isinstance(section.get('error_feedback', True), bool):
     _fail('compression.error_feedback', 'must be True or False.',
           'use True (the usual choice) or False.')

@@ -58,6 +58,45 @@ def test_qsgd_is_on_its_grid_unbiased_and_counts_its_bits():
   np.testing.assert_allclose(many.mean(0), x['v'], atol=tol)
 
 
+def test_tv_fuses_runs_by_the_closed_form_and_counts_8_bytes_a_run():
+  # Two runs of 5: the prox moves each run's mean by gamma / 5 towards the
+  # other (the jump survives, 4 - 2 gamma / 5 > 0).
+  g = {'v': jnp.asarray([0.0] * 5 + [4.0] * 5),
+       'w': jnp.asarray([[1.0, 1.0], [1.0, 1.0]])}  # one run, already flat
+  sent, nbytes = compression.tv(1.0).encode(g, jax.random.PRNGKey(0))
+  np.testing.assert_allclose(sent['v'], [0.2] * 5 + [3.8] * 5, rtol=1e-6)
+  np.testing.assert_array_equal(sent['w'], g['w'])
+  # 'v': 2 runs (16 bytes < 40 raw); 'w': 1 run (8 bytes < 16 raw).
+  assert float(nbytes) == 16 + 8
+  # A strong prox leaves one run, the mean (TV keeps the sum).
+  noisy = {'v': jnp.asarray([0.3, -0.1, 0.2, 0.0, 0.1, -0.2])}
+  flat, nbytes = compression.tv(10.0).encode(noisy, jax.random.PRNGKey(0))
+  np.testing.assert_allclose(flat['v'], np.full(6, 0.05), atol=1e-7)
+  assert float(nbytes) == 8
+
+
+def test_tv_at_gamma_0_sends_the_upload_and_falls_back_to_raw_bytes():
+  sparse = {'v': jnp.asarray([0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0])}
+  sent, nbytes = compression.tv(0.0).encode(sparse, jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(sent['v'], sparse['v'])
+  assert float(nbytes) == 8 * 3  # runs 0000 | 3 | 000, cheaper than 32
+  sent, nbytes = compression.tv(0.0).encode(X, jax.random.PRNGKey(0))
+  jax.tree.map(np.testing.assert_array_equal, sent, X)
+  assert float(nbytes) == 4 * 8  # no repeats: raw float32 is cheaper
+
+
+def test_tv_from_config_and_its_validation():
+  assert compression.from_config({'kind': 'tv', 'gamma': 1e-3}).name == (
+      'tv(0.001)')
+  config = tiny_config.get_config('fedavg')
+  config.compression = ml_collections.ConfigDict({'kind': 'tv',
+                                                  'gamma': -1.0})
+  with pytest.raises(ValueError, match='compression.gamma'):
+    validate.validate_config(config)
+  config.compression.gamma = 1e-3
+  validate.validate_config(config)
+
+
 def _fixed_upload_alg(upload):
   """An algorithm whose every silo uploads ``upload``."""
   def init(rng, data):
@@ -131,6 +170,32 @@ def test_fedavg_round_with_topk_uploads():
   # Each of the 5 silos sent k entries: at most 5 k parameters moved.
   assert 0 < sum(jax.tree.leaves(moved)) <= 5 * k
   assert new.clients['small'].residual['dense']['kernel'].shape[0] == 3
+
+
+def test_fedavg_round_with_tv_uploads_of_one_run_per_tensor():
+  # A prox this strong leaves each tensor one run (its mean): 8 bytes per
+  # tensor per silo, and the server moves every entry of a tensor alike.
+  data, weights = make_two_groups()
+  module = models.make_model('cnn', num_classes=2, features=(4,), dense=8)
+  local = common.LocalConfig(batch_size=4, local_steps=1)
+  plain = fedavg.fedavg(module, tasks.classification(2), local, GROUPS)
+  alg = compression.with_upload_encoder(plain, compression.tv(1e6),
+                                        error_feedback=False)
+  hp = {'lr': jnp.asarray(0.1), 'momentum': jnp.asarray(0.0),
+        'server_lr': jnp.asarray(1.0)}
+  round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked'))
+  state = engine.init_state(alg, data, seed=0)
+  new, metrics = round_fn(state, data, weights, hp)
+  tensors = len(jax.tree.leaves(state.server.params))
+  for g in GROUPS:
+    np.testing.assert_array_equal(metrics.silos[g]['upload_bytes'],
+                                  8 * tensors)
+  moved = jax.tree.map(lambda a, b: np.asarray(a - b), new.server.params,
+                       state.server.params)
+  for step in jax.tree.leaves(moved):
+    np.testing.assert_allclose(step, np.full_like(step, step.flat[0]),
+                               atol=1e-7)
+  assert any(np.any(s != 0) for s in jax.tree.leaves(moved))
 
 
 def test_unknown_kind_is_refused():

@@ -41,3 +41,20 @@ def test_one_run_scores_every_test_image_and_the_oracle_graph_is_inside():
   assert quality['across'] == 0 and quality['recall'] == 1.0
   assert quality['edges'] == quality['within_cluster_pairs'] == 18
   assert lines and lines[0].startswith('[pfednet_oracle] labels seed 0: ')
+
+
+def test_compression_methods_differ_only_in_the_upload_encoder():
+  from experiments import pfednet_compression as comp  # pylint: disable=g-import-not-at-top
+  base = table.method_config('fedavg', comp.ARM, 1, 2, comp.METHODS)
+  # Arm 'none': one cluster, so no silo's labels or images are shifted.
+  assert base.partition.clusters == 1
+  for method in comp.METHODS:
+    config = table.method_config(method, comp.ARM, 1, 2, comp.METHODS)
+    assert config.algorithm == 'fedavg'
+    assert config.hparams.to_dict() == base.hparams.to_dict()
+    assert config.local == base.local
+    assert (method == 'fedavg') == (config.get('compression') is None)
+  tv = table.method_config('tv_0.01_no_ef', comp.ARM, 1, 2, comp.METHODS)
+  assert tv.compression.to_dict() == {'kind': 'tv', 'gamma': 0.01,
+                                      'error_feedback': False}
+  assert comp.raw_bytes_per_round(1000, 12) == 4 * 1000 * 12

@@ -12,7 +12,10 @@ and its training and test images follow its cluster's rule
   permutation), so no single model fits every silo, and per-silo label
   sketches see the clusters;
 * ``rotation``: each cluster turns its images by 90 x cluster degrees with
-  the labels unchanged: the label sketch cannot see the clusters.
+  the labels unchanged: the label sketch cannot see the clusters;
+* ``none``: no clusters (12 IID silos of one task), where one shared model
+  is right: the setting of the upload-compression frontier
+  (``experiments/pfednet_compression.py``).
 
 The graph is pFedNet's kNN on per-silo normalised label proportions
 (``sketch_norm='per_silo'``); the ablations set ``pfednet.graph`` to
@@ -30,7 +33,7 @@ from experiments.configs import common
 from experiments.configs import pfednet_cls
 
 METHODS = ('fedavg', 'ditto', 'fedper', 'local', 'pfednet')
-ARMS = ('labels', 'rotation')
+ARMS = ('labels', 'rotation', 'none')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -45,7 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.partition = ml_collections.ConfigDict(
       {'num_large': 0, 'num_small': 12, 'large_size': 1,
        'small_size': (60, 120), 'label_skew_alpha': None, 'test_size': 120,
-       'clusters': 3, 'cluster_shift': arm})
+       'clusters': 1 if arm == 'none' else 3,
+       'cluster_shift': 'labels' if arm == 'none' else arm})
   c.pfednet.sketch_norm = 'per_silo'
   # A recipe that trains (every method alike): pfednet_cls's SGD at lr 0.05
   # with momentum 0.9 (a step of 0.5 in effect) leaves 82-89% of the dense
