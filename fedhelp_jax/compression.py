@@ -39,6 +39,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from fedhelp_jax import types
+# (The algorithms package imports this module too; neither reads the
+# other's names at import time, so either may be imported first.)
+from fedhelp_jax.algorithms.pfednet import tv as tv_lib
 
 KINDS = ('none', 'topk', 'qsgd', 'tv')
 
@@ -94,9 +97,6 @@ def tv(gamma: float, *, num_iters: int = 100) -> UploadEncoder:
   """Per-tensor TV prox of strength ``gamma``, run-length bytes."""
   if not gamma >= 0.0:
     raise ValueError(f'tv gamma must be >= 0, got {gamma}.')
-  # Imported here: the algorithms package imports this module.
-  from fedhelp_jax.algorithms.pfednet import tv as tv_lib  # pylint: disable=g-import-not-at-top
-
   def one(x):
     flat = jnp.reshape(x, (-1,))
     if gamma > 0:

@@ -242,6 +242,13 @@ class AlgorithmSpec(NamedTuple):
     section: optional ``ConfigSection``: the algorithm's config section
       and its parser. ``validate.validate_config`` calls it, so a bad
       section fails before any data is loaded.
+    paper: who and when (e.g. 'McMahan et al. 2017'), or what it is when
+      it is no paper's method; with ``arxiv``, the paper's arXiv id. The
+      algorithm table (``python -m fedhelp_jax.algorithms``, the README's)
+      is generated from these.
+    arxiv: the paper's arXiv id, or '' for none.
+    personalised: 'no', or how silos are scored with a model (or part) of
+      their own, e.g. 'yes (part)'.
   """
   name: str
   build: Callable[..., FederatedAlgorithm]
@@ -255,6 +262,9 @@ class AlgorithmSpec(NamedTuple):
   dp_releases: Mapping[str, int] = _EMPTY
   silo_dp: bool = False
   section: Optional['ConfigSection'] = None
+  paper: str = ''
+  arxiv: str = ''
+  personalised: str = 'no'
 
 
 class ConfigSection(NamedTuple):

@@ -23,6 +23,9 @@ from fedhelp_jax import types
 from fedhelp_jax.algorithms import common
 
 _SPECS: dict[str, types.AlgorithmSpec] = {}
+# Name -> the file under fedhelp_jax/algorithms/ that declared it ('' for a
+# spec registered from outside the package).
+_ORIGIN: dict[str, str] = {}
 # Ranges by hparam name: the shared ones, then those a spec declares for a
 # name no other spec or the shared table has (``hparam_range``).
 _RANGES: dict[str, common.HParamRange] = dict(common.SHARED_RANGES)
@@ -112,12 +115,37 @@ def make_module(model_config, num_classes: int, aux_classes: int = 0) -> Any:
   return models.from_config(model_config, num_classes, aux_classes)
 
 
+def table_rows() -> list[str]:
+  """The algorithm table's markdown rows, generated from the specs (name,
+  paper, file, personalised?, samples silos?, DP record / silo?); names
+  whose other columns agree share a row, e.g. the FedOpt family."""
+  yes = lambda flag: 'yes' if flag else 'no'
+  cells: dict[tuple[str, ...], list[str]] = {}
+  for name in names():
+    entry = _SPECS[name]
+    paper = entry.paper or '(not declared)'
+    if entry.arxiv:
+      paper += (f', [arXiv {entry.arxiv}]'
+                f'(https://arxiv.org/abs/{entry.arxiv})')
+    origin = _ORIGIN.get(name)
+    key = (paper, f'`{origin}`' if origin else '(outside the package)',
+           entry.personalised, yes(entry.no_sampling is None),
+           f'{yes(entry.record_dp)} / {yes(entry.silo_dp)}')
+    cells.setdefault(key, []).append(name)
+  return ['| ' + ', '.join(f'`{n}`' for n in group) + ' | ' + ' | '.join(key)
+          + ' |' for key, group in cells.items()]
+
+
 def _discover() -> None:
   """Registers the ``SPECS`` of every module of this package."""
   for found in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if found.name.startswith('_'):
+      continue  # ``__main__``: the table command, no algorithm.
     module = importlib.import_module(f'{__name__}.{found.name}')
     for entry in getattr(module, 'SPECS', ()):
       register(entry)
+      _ORIGIN[entry.name] = (f'{found.name}/' if found.ispkg
+                             else f'{found.name}.py')
 
 
 _discover()

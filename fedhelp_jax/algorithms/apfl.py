@@ -149,4 +149,8 @@ def build(config, task, groups):
 
 
 SPECS = (types.AlgorithmSpec('apfl', build, DEFAULT_HPARAMS, ranges=RANGES,
-                             section=types.ConfigSection('apfl', section)),)
+                             section=types.ConfigSection('apfl', section),
+                             paper='Deng et al. 2020',
+                             arxiv='2003.13461',
+                             personalised=('yes (mixture '
+                                           '`alpha v + (1 - alpha) w`)')),)

@@ -65,4 +65,7 @@ DEFAULT_HPARAMS = {'lr': 0.05, 'momentum': 0.9, 'server_lr': 1.0,
 
 
 SPECS = (types.AlgorithmSpec('ditto', common.module_builder(ditto),
-                             DEFAULT_HPARAMS),)
+                             DEFAULT_HPARAMS,
+                             paper='Li et al. 2021',
+                             arxiv='2012.04221',
+                             personalised='yes'),)

@@ -119,4 +119,7 @@ def fedamp(module, task, local: common.LocalConfig,
 SPECS = (types.AlgorithmSpec(
     'fedamp', common.module_builder(fedamp), DEFAULT_HPARAMS, ranges=RANGES,
     no_sampling='FedAMP builds every silo\'s cloud model from every silo\'s '
-    'latest model each round'),)
+    'latest model each round',
+    paper='Huang et al. 2021',
+    arxiv='2007.03797',
+    personalised='yes (own model, attentive messages)'),)

@@ -166,15 +166,22 @@ def default_hparams(name: str) -> dict[str, Any]:
 SPECS = (
     types.AlgorithmSpec('fedavg', common.module_builder(fedavg),
                         default_hparams('fedavg'), record_dp=True,
-                        silo_dp=True),
+                        silo_dp=True,
+                        paper='McMahan et al. 2017',
+                        arxiv='1602.05629'),
     types.AlgorithmSpec('fedprox', common.module_builder(fedprox),
                         default_hparams('fedprox'),
                         ranges={'mu': common.NON_NEGATIVE}, record_dp=True,
-                        silo_dp=True),
+                        silo_dp=True,
+                        paper='Li et al. 2020',
+                        arxiv='1812.06127'),
     types.AlgorithmSpec('local', common.module_builder(local_only),
-                        default_hparams('local'), record_dp=True),
+                        default_hparams('local'), record_dp=True,
+                        paper='local training only, nothing shared',
+                        personalised='yes'),
 ) + tuple(
     types.AlgorithmSpec(name, common.module_builder(
         functools.partial(fedavg, server_optimizer=rule)),
-                        default_hparams(name), record_dp=True, silo_dp=True)
+                        default_hparams(name), record_dp=True, silo_dp=True,
+                        paper='Reddi et al. 2021', arxiv='2003.00295')
     for name, rule in FEDOPT_NAMES.items())

@@ -703,11 +703,16 @@ SPECS = (
         ranges={'lr_large': common.POSITIVE,
                 'temperature': common.HParamRange(low=0.0, low_open=True,
                                                   example=1.0)},
-        record_dp=True, dp_releases=_DP_RELEASES, section=_SECTION),
+        record_dp=True, dp_releases=_DP_RELEASES, section=_SECTION,
+        paper='Wang et al. 2025',
+        arxiv='2412.19654',
+        personalised='large silos (private `L_k`)'),
     # Without L_k its large silos release once per batch: counting 2 is
     # conservative (a larger epsilon than spent).
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
                         prepare=fm_prepare.prepare_fm, record_dp=True,
-                        dp_releases=_DP_RELEASES, section=_SECTION),
+                        dp_releases=_DP_RELEASES, section=_SECTION,
+                        paper=("FedAvg plus FedHelp's FM soft labels "
+                               '(ablation)')),
 )

@@ -92,4 +92,6 @@ def fednova(module, task: tasks.Task, local: common.LocalConfig,
 
 
 SPECS = (types.AlgorithmSpec('fednova', common.module_builder(fednova),
-                             DEFAULT_HPARAMS, ranges=RANGES, record_dp=True),)
+                             DEFAULT_HPARAMS, ranges=RANGES, record_dp=True,
+                             paper='Wang et al. 2020',
+                             arxiv='2007.07481'),)

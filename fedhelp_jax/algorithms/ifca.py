@@ -155,4 +155,7 @@ def build(config, task, groups):
 # of the silo, uploaded in the clear, which DP-SGD's accounting does not
 # cover.
 SPECS = (types.AlgorithmSpec('ifca', build, DEFAULT_HPARAMS,
-                             section=types.ConfigSection('ifca', section)),)
+                             section=types.ConfigSection('ifca', section),
+                             paper='Ghosh et al. 2020',
+                             arxiv='2006.04088',
+                             personalised='per cluster (K server models)'),)

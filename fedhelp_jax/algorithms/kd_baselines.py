@@ -500,13 +500,19 @@ SPECS = (
                         section=types.ConfigSection(
                             'feddf', lambda c: common.config_section(
                                 c, 'feddf', FedDFConfig,
-                                extra=('num_public',)))),
+                                extra=('num_public',))),
+                                paper='Lin et al. 2020',
+                                arxiv='2006.07242'),
     types.AlgorithmSpec('fml', build_fml, default_hparams('fml'),
                         section=types.ConfigSection(
                             'fml', lambda c: common.config_section(
-                                c, 'fml', FMLConfig))),
+                                c, 'fml', FMLConfig)),
+                                paper='Shen et al. 2020',
+                                arxiv='2006.16765',
+                                personalised='yes (private model)'),
     types.AlgorithmSpec('central', build_central, default_hparams('central'),
                         section=types.ConfigSection(
                             'central', lambda c: common.config_section(
-                                c, 'central', CentralConfig))),
+                                c, 'central', CentralConfig)),
+                                paper='pooled-data upper bound, not federated'),
 )

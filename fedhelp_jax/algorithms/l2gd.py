@@ -78,4 +78,8 @@ def l2gd(module, task, local: common.LocalConfig,
 
 
 SPECS = (types.AlgorithmSpec('l2gd', common.module_builder(l2gd),
-                             DEFAULT_HPARAMS, ranges=RANGES),)
+                             DEFAULT_HPARAMS, ranges=RANGES,
+                             paper='Hanzely and Richtárik 2020',
+                             arxiv='2002.05516',
+                             personalised=('yes (own model mixed toward '
+                                           'the mean)')),)

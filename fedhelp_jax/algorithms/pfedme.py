@@ -132,4 +132,8 @@ def build(config, task, groups):
 
 
 SPECS = (types.AlgorithmSpec('pfedme', build, DEFAULT_HPARAMS, ranges=RANGES,
-                             section=types.ConfigSection('pfedme', section)),)
+                             section=types.ConfigSection('pfedme', section),
+                             paper='Dinh et al. 2020',
+                             arxiv='2006.08848',
+                             personalised=('yes (Moreau-envelope personal '
+                                           'model)')),)

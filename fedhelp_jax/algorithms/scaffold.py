@@ -128,4 +128,6 @@ def scaffold(module, task: tasks.Task, local: common.LocalConfig,
 
 SPECS = (types.AlgorithmSpec('scaffold', common.module_builder(scaffold),
                              DEFAULT_HPARAMS, ranges=RANGES,
-                             recipe={'momentum': 0.0}, record_dp=True),)
+                             recipe={'momentum': 0.0}, record_dp=True,
+                             paper='Karimireddy et al. 2020',
+                             arxiv='1910.06378'),)

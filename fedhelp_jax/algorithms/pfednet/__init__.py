@@ -584,7 +584,11 @@ SPECS = tuple(
     types.AlgorithmSpec(name, builder, hparams, prepare=prepare,
                         needs_info=True, no_sampling=NO_SAMPLING,
                         section=types.ConfigSection('pfednet',
-                                                    pfednet_settings))
-    for name, builder, hparams in (('pfednet', build, DEFAULT_HPARAMS),
-                                   ('fedper', build_fedper, FEDPER_HPARAMS),
-                                   ('fedrep', build_fedrep, FEDPER_HPARAMS)))
+                                                    pfednet_settings),
+                        paper=paper, arxiv=arxiv, personalised='yes (part)')
+    for name, builder, hparams, paper, arxiv in (
+        ('pfednet', build, DEFAULT_HPARAMS, 'Zhao et al. 2025', '2306.14483'),
+        ('fedper', build_fedper, FEDPER_HPARAMS, 'Arivazhagan et al. 2019',
+         '1912.00818'),
+        ('fedrep', build_fedrep, FEDPER_HPARAMS, 'Collins et al. 2021',
+         '2102.07078')))
