@@ -52,7 +52,6 @@ def ditto(module, task, local: common.LocalConfig,
         m_personal['train_loss'],
         {'global_train_loss': m_global['train_loss']})
 
-
   return types.FederatedAlgorithm(
       name='ditto', groups=groups, init=init_fn, local_update=local_update,
       server_update=server_opt.sgd_on_mean_delta,

@@ -69,7 +69,6 @@ def l2gd(module, task, local: common.LocalConfig,
     return types.SiloOutput(common.SiloModel(params, model_state), delta,
                             metrics['train_loss'])
 
-
   return types.FederatedAlgorithm(
       name='l2gd', groups=groups, init=init, local_update=local_update,
       server_update=server_opt.sgd_on_mean_delta,
