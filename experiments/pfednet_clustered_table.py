@@ -172,6 +172,52 @@ def load_or_run(method, arm, seed, rounds, parts_dir, log,
   return part
 
 
+def checked_methods(requested, table) -> list[str]:
+  """``requested`` (a flag's list), every name a key of ``table``."""
+  methods = list(requested)
+  unknown = sorted(set(methods) - set(table))
+  if unknown:
+    raise app.UsageError(f'--methods: unknown {unknown}; known '
+                         f'{sorted(table)}.')
+  return methods
+
+
+def parts_and_log(out: str):
+  """``(parts_dir, lines, log)``: ``<out>/parts`` (made), and a ``log``
+  that prints a line and keeps it in ``lines`` for the summary."""
+  parts_dir = os.path.join(out, 'parts')
+  os.makedirs(parts_dir, exist_ok=True)
+  lines = []
+
+  def log(msg):
+    print(msg, flush=True)
+    lines.append(msg)
+  return parts_dir, lines, log
+
+
+def run_seeds(methods, arm, seeds, rounds, parts_dir, log, *,
+              parts_only=False, table=None, record_bytes=lambda m: False):
+  """Every method on every seed, seeds outer (an interrupted table has
+  every method on its first seeds), through the saved parts.
+
+  Returns:
+    ``(seeds, parts)``: the seeds every method has finished, and per method
+    their parts in that order.
+  """
+  by_seed = [{m: load_or_run(m, arm, s, rounds, parts_dir, log, parts_only,
+                             table, record_bytes(m)) for m in methods}
+             for s in seeds]
+  complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
+  if not complete:
+    raise app.UsageError(f'no seed has every method of {methods} saved in '
+                         f'{parts_dir} yet.')
+  if len(complete) < len(seeds):
+    log(f'summarizing the {len(complete)} seeds every method has finished: '
+        f'{complete}')
+  return complete, {m: [by_seed[seeds.index(s)][m] for s in complete]
+                    for m in methods}
+
+
 def graph_markdown(summary: dict, method: str = 'pfednet',
                    oracle: str = 'pfednet_oracle') -> str:
   """Per seed: the kNN graph's edges inside clusters, and ``method``'s
@@ -216,34 +262,15 @@ def accuracy_figure(summary: dict):
 
 def main(argv):
   del argv
-  methods = list(_METHODS.value)
-  unknown = sorted(set(methods) - set(METHODS))
-  if unknown:
-    raise app.UsageError(f'--methods: unknown {unknown}; known '
-                         f'{sorted(METHODS)}.')
+  methods = checked_methods(_METHODS.value, METHODS)
   out = _OUT.value or os.path.join('experiments', 'results',
                                    'pfednet_clustered', _ARM.value)
-  parts_dir = os.path.join(out, 'parts')
-  os.makedirs(parts_dir, exist_ok=True)
-  lines = []
-
-  def log(msg):
-    print(msg, flush=True)
-    lines.append(msg)
-
+  parts_dir, lines, log = parts_and_log(out)
   t0 = time.time()
   rounds = _ROUNDS.value or int(pfednet_clustered.get_config().rounds)
-  seeds = list(range(_SEEDS.value))
-  # Seeds outer: an interrupted table has every method on its first seeds.
-  by_seed = [{m: load_or_run(m, _ARM.value, s, rounds, parts_dir, log,
-                             _PARTS_ONLY.value) for m in methods}
-             for s in seeds]
-  complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
-  if len(complete) < len(seeds):
-    log(f'summarizing the {len(complete)} seeds every method has finished: '
-        f'{complete}')
-  seeds = complete
-  parts = {m: [by_seed[s][m] for s in seeds] for m in methods}
+  seeds, parts = run_seeds(methods, _ARM.value, list(range(_SEEDS.value)),
+                           rounds, parts_dir, log,
+                           parts_only=_PARTS_ONLY.value)
   scores = {m: {'all': np.stack([p['correct'] for p in parts[m]])}
             for m in methods}
   extra = tuple(tuple(spec.split(':')) for spec in _COMPARE.value)

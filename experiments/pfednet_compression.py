@@ -119,29 +119,16 @@ def bytes_markdown(summary: dict) -> str:
 
 def main(argv):
   del argv
-  methods = list(_METHODS.value)
-  unknown = sorted(set(methods) - set(METHODS))
-  if unknown:
-    raise app.UsageError(f'--methods: unknown {unknown}; known '
-                         f'{sorted(METHODS)}.')
+  methods = table_lib.checked_methods(_METHODS.value, METHODS)
   out = _OUT.value
-  parts_dir = os.path.join(out, 'parts')
-  os.makedirs(parts_dir, exist_ok=True)
-  lines = []
-
-  def log(msg):
-    print(msg, flush=True)
-    lines.append(msg)
-
+  parts_dir, lines, log = table_lib.parts_and_log(out)
   t0 = time.time()
   config = table_lib.method_config(methods[0], ARM, 0, _ROUNDS.value, METHODS)
   rounds = int(config.rounds)
-  seeds = list(range(_SEEDS.value))
-  by_seed = [{m: table_lib.load_or_run(
-      m, ARM, s, rounds, parts_dir, log, _PARTS_ONLY.value, METHODS,
-      record_bytes=(m != 'fedavg')) for m in methods} for s in seeds]
-  seeds = [s for s, got in zip(seeds, by_seed) if all(got.values())]
-  parts = {m: [by_seed[s][m] for s in seeds] for m in methods}
+  seeds, parts = table_lib.run_seeds(
+      methods, ARM, list(range(_SEEDS.value)), rounds, parts_dir, log,
+      parts_only=_PARTS_ONLY.value, table=METHODS,
+      record_bytes=lambda m: m != 'fedavg')
   scores = {m: {'all': np.stack([p['correct'] for p in parts[m]])}
             for m in methods}
   summary = fedhelp_power.summarize(scores, 'fedavg', ())
