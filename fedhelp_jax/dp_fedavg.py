@@ -112,14 +112,21 @@ def is_sampled(group_sizes: dict[str, int], sampled: dict[str, int]) -> bool:
 
 
 def round_event(group_sizes: dict[str, int], sampled: dict[str, int],
-                sigma: float):
+                sigma: float, sampling: str = 'fixed'):
   """One round's event for the worst group (the largest draw fraction);
-  with sampling, under replace-one adjacency (noise multiplier sigma/2)."""
+  with fixed-size sampling, under replace-one adjacency (noise multiplier
+  sigma/2); with Poisson sampling, a ``PoissonSampledDpEvent`` of the
+  largest probability under add-or-remove-one."""
   import dp_accounting  # pylint: disable=g-import-not-at-top
   if sigma <= 0:
     return dp_accounting.NonPrivateDpEvent()
   if not is_sampled(group_sizes, sampled):
     return dp_accounting.GaussianDpEvent(sigma)
+  if sampling == 'poisson':
+    q = max((sampled.get(g) or n) / n for g, n in group_sizes.items())
+    gaussian = dp_accounting.GaussianDpEvent(sigma)
+    return (gaussian if q >= 1.0
+            else dp_accounting.PoissonSampledDpEvent(q, gaussian))
   gaussian = dp_accounting.GaussianDpEvent(sigma / 2)
   fractions = {g: (sampled.get(g) or n) / n for g, n in group_sizes.items()}
   worst = max(fractions, key=fractions.get)
@@ -131,7 +138,7 @@ def round_event(group_sizes: dict[str, int], sampled: dict[str, int],
 
 def plan(dp: privacy.DPConfig, group_sizes: dict[str, int],
          sampled: dict[str, int], *, rounds: int, noise_multiplier: float,
-         clip: float) -> privacy.Plan:
+         clip: float, sampling: str = 'fixed') -> privacy.Plan:
   """Settles sigma, the rounds and delta of a silo-level run under ``dp``.
 
   Raises:
@@ -140,22 +147,23 @@ def plan(dp: privacy.DPConfig, group_sizes: dict[str, int],
   """
   import dp_accounting  # pylint: disable=g-import-not-at-top
   delta = dp.delta or 1.0 / sum(group_sizes.values())
-  replace_one = is_sampled(group_sizes, sampled)
+  replace_one = is_sampled(group_sizes, sampled) and sampling == 'fixed'
   if dp.accountant == 'pld' and replace_one:
     raise ValueError(
         "dp.accountant: dp-accounting's PLD accountant cannot account "
         'silos sampled without replacement (clients_per_round); use '
         "accountant 'rdp'.")
 
+  event = lambda s: round_event(group_sizes, sampled, s, sampling)
+
   def epsilon(sigma, r):
-    return privacy.epsilon_after(round_event(group_sizes, sampled, sigma),
-                                 r, delta, dp.accountant, replace_one)
+    return privacy.epsilon_after(event(sigma), r, delta, dp.accountant,
+                                 replace_one)
 
   def calibrate(target, r):
     return float(dp_accounting.calibrate_dp_mechanism(
         lambda: privacy.make_accountant(dp.accountant, replace_one),
-        lambda s: dp_accounting.SelfComposedDpEvent(
-            round_event(group_sizes, sampled, s), int(r)),
+        lambda s: dp_accounting.SelfComposedDpEvent(event(s), int(r)),
         target, delta, dp_accounting.LowerEndpointAndGuess(0.05, 1.0)))
 
   mechanism = privacy.Mechanism(epsilon, calibrate)
@@ -165,7 +173,8 @@ def plan(dp: privacy.DPConfig, group_sizes: dict[str, int],
       'level': 'silo', 'epsilon': epsilon(sigma, total), 'delta': delta,
       'accountant': dp.accountant,
       'adjacency': 'replace_one' if replace_one else 'add_or_remove_one',
-      'event': repr(round_event(group_sizes, sampled, sigma)),
+      'event': repr(event(sigma)),
+      'sampling': sampling if is_sampled(group_sizes, sampled) else 'none',
       'rounds': total, 'noise_multiplier': sigma, 'clip_norm': clip,
       'cohort': cohort(group_sizes, sampled), 'silos': dict(group_sizes),
       'sampled': dict(sampled), 'budget': dp.epsilon, 'note': note}

@@ -68,6 +68,7 @@ mean_over_active = traced.mean_over_active
 weighted_mean_groups = traced.weighted_mean_groups
 
 STRATEGIES = ('vmap', 'chunked', 'loop', 'auto')
+SAMPLINGS = ('fixed', 'poisson')  # Of silos per round (``build_round``).
 # How a sweep's K configs share one program (``run_sweep_rounds``).
 CONFIG_PARALLEL = ('vmap', 'map')
 
@@ -364,6 +365,19 @@ def sample_clients(base: jax.Array, round_index: jax.Array, group_index: int,
   return jnp.sort(idx).astype(jnp.int32)
 
 
+def poisson_draw(base: jax.Array, round_index: jax.Array, group_index: int,
+                 weights: jax.Array, expected: int) -> jax.Array:
+  """bool ``[C]``: which silos of a group take part this round, each real
+  silo (weight > 0) independently with probability ``expected / (real
+  silos)``, from the same (seed, round, group) key as ``sample_clients``."""
+  key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
+      _SAMPLING_TAG)
+  real = weights > 0
+  q = expected / jnp.maximum(jnp.sum(real), 1)
+  return real & (jax.random.uniform(key, weights.shape) < q)
+
+
 def _padded_sample(base, round_index, group_index, weights, num_sampled,
                    multiple):
   """``sample_clients``' indices padded to a multiple of ``multiple``.
@@ -513,6 +527,7 @@ class _RoundSpec(NamedTuple):
   strategy: 'Strategy'
   checked: Mapping[str, Callable[..., Any]]  # Group -> guarded local step.
   sampled: Mapping[str, int]  # Group -> silos drawn per round.
+  poisson: bool  # ``sampled`` counts are expected counts (Poisson draws).
   mesh: Any
   devices: int  # Client devices (1 without a mesh).
   streamed: bool  # Server mean accumulated while mapping (FedAvg family).
@@ -522,7 +537,7 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
                 strategy: str = 'auto', chunk_size: Optional[int] = None,
                 nonfinite: str = 'stop', mesh=None,
                 clients_per_round: Optional[Mapping[str, int]] = None,
-                verbose: bool = False) -> Round:
+                sampling: str = 'fixed', verbose: bool = False) -> Round:
   """Builds the ``Round``: ``round(state, data, weights, hparams) ->
   (state, metrics)``.
 
@@ -545,6 +560,17 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
       compute scales with m; the others keep their state. Their per-silo
       metrics are zero and the group's metrics gain ``'sampled'`` (bool
       ``[C]``). Groups not named (or m = 0) run every silo.
+    sampling: 'fixed' (the m silos above) or 'poisson': each real silo of
+      a named group takes part independently with probability
+      ``q = m / (its real silos)`` (``poisson_draw``), so m is the expected
+      count, and the mean upload is the fixed-denominator one, the drawn
+      silos' weighted sum over ``q`` times the group's weight
+      (McMahan et al. 2018): unbiased for the full mean, and what
+      silo-level DP-FedAvg's noise is calibrated to. Cohorts vary in size
+      while shapes are static, so every silo is mapped and the undrawn
+      ones' results are discarded: no compute is saved. Only for algorithms
+      with a server step of the mean (``server_update_from_mean``, the
+      FedAvg family) under a compiled strategy.
     verbose: print the resolved strategy.
 
   Returns:
@@ -558,6 +584,16 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
   if verbose:
     print(f'[fedhelp_jax] client-parallel strategy: {resolved.describe()}')
   groups = tuple(groups)
+  if sampling not in SAMPLINGS:
+    raise ValueError(f'sampling must be one of {SAMPLINGS}, got {sampling!r}.')
+  poisson = sampling == 'poisson'
+  if poisson and (alg.server_update_from_mean is None
+                  or resolved.name not in ('chunked', 'vmap')):
+    raise ValueError(
+        f"sampling='poisson' needs a server step of the mean upload "
+        f'(server_update_from_mean, the FedAvg family) and a compiled '
+        f'strategy; {alg.name} under {resolved.name!r} has '
+        f"{'none' if alg.server_update_from_mean is None else 'the loop'}.")
   sampled = {g: int(m) for g, m in (clients_per_round or {}).items() if m}
   unknown = sorted(set(sampled) - set(groups))
   if unknown or any(m < 0 for m in sampled.values()):
@@ -566,7 +602,7 @@ def build_round(alg: types.FederatedAlgorithm, groups: Sequence[str], *,
   spec = _RoundSpec(
       alg=alg, groups=groups, strategy=resolved,
       checked={g: _local_with_checks(alg, g, nonfinite) for g in groups},
-      sampled=sampled, mesh=mesh,
+      sampled=sampled, poisson=poisson, mesh=mesh,
       # With a mesh, the m drawn silos are padded to a multiple of the
       # client devices (weight-0 duplicates) so every device trains m / D.
       devices=1 if mesh is None else int(mesh.shape['clients']),
@@ -628,8 +664,11 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
   keys = client_keys(state.rng, state.round, gi, num)
   personal = None if download.personal is None else download.personal[g]
   placed = (state.clients[g], personal, data, weights, keys)
-  idx = None
-  if g in spec.sampled:
+  idx = drawn = None
+  if g in spec.sampled and spec.poisson:
+    drawn = poisson_draw(state.rng, state.round, gi, weights, spec.sampled[g])
+    placed = placed[:3] + (jnp.where(drawn, weights, 0.0),) + placed[4:]
+  elif g in spec.sampled:
     if spec.sampled[g] > num:
       raise ValueError(f'clients_per_round[{g!r}] = {spec.sampled[g]} but '
                        f'the group has {num} silos.')
@@ -648,6 +687,9 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
                                      spec.strategy, spec.mesh)
     new_clients, group_metrics = _constrain(spec.mesh, (out[0], out[3]))
     upload, new_weights = (out[1], out[2]), None
+    if drawn is not None:  # The fixed denominator: q times the weight.
+      upload = (out[1], jnp.sum(weights) * spec.sampled[g]
+                / jnp.maximum(jnp.sum(weights > 0), 1))
   else:
     if spec.mesh is None:
       out = map_clients(spec.checked[g], placed, unplaced, spec.strategy)
@@ -656,6 +698,10 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
                                 spec.strategy, spec.mesh)
     new_clients, upload, new_weights, group_metrics = _constrain(spec.mesh,
                                                                  out)
+  if drawn is not None:
+    return (_where_drawn(drawn, new_clients, state.clients[g]), upload,
+            new_weights, (_where_drawn(drawn, group_metrics[0]),
+                          group_metrics[1] & drawn, drawn))
   if idx is not None:
     # Uploads and weights cover the m drawn (padded: weight-0 rows): the
     # server averages the sampled. Padding rows index past the group and
@@ -665,6 +711,17 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
                                                             idx, num)
   return new_clients, upload, new_weights, group_metrics + (
       jnp.ones((num,), bool),)
+
+
+def _where_drawn(drawn: jax.Array, new: types.PyTree,
+                 old: Optional[types.PyTree] = None) -> types.PyTree:
+  """Per silo, ``new``'s row where ``drawn``, else ``old``'s (zeros)."""
+  def pick(a, b):
+    mask = drawn.reshape((-1,) + (1,) * (jnp.ndim(a) - 1))
+    return jnp.where(mask, a, jnp.zeros_like(a) if b is None else b)
+  if old is None:
+    return jax.tree.map(lambda a: pick(a, None), new)
+  return jax.tree.map(pick, new, old)
 
 
 def _drawn_metrics(part, idx: jax.Array, num: int):

@@ -419,13 +419,16 @@ HASH_IGNORED = ('rounds', 'eval_every', 'progress', 'tensorboard', 'workdir',
 def hashed_config(config) -> dict[str, Any]:
   """The JSON-able part of ``config`` that ``config_hash`` covers.
 
-  ``clients_per_round`` is left out while it samples nothing (all 0), so
-  runs from before client sampling existed keep their hash.
+  ``clients_per_round`` is left out while it samples nothing (all 0), and
+  ``client_sampling`` while it is the default 'fixed', so runs from before
+  either existed keep their hash.
   """
   fields = {k: v for k, v in config.to_dict().items()
             if k not in HASH_IGNORED}
   if not clients_per_round(config):
     fields.pop('clients_per_round', None)
+  if runner.client_sampling(config) == 'fixed':
+    fields.pop('client_sampling', None)
   return json.loads(json.dumps(fields, sort_keys=True, default=str))
 
 
@@ -730,7 +733,8 @@ def privacy_plan(config, fed, hparams, say) -> Optional[privacy.Plan]:
           dp, _real_silos(fed), runner.clients_per_round(config),
           rounds=int(config.rounds),
           noise_multiplier=float(hparams['dp_server_noise_multiplier']),
-          clip=float(hparams['dp_server_clip']))
+          clip=float(hparams['dp_server_clip']),
+          sampling=runner.client_sampling(config))
     else:
       return None
   except ValueError as e:
@@ -769,7 +773,11 @@ def _announce(config, program, fed, why_devices: str, say) -> None:
         + ', '.join(f'{k} {old:g} -> {new:g}'
                     for k, (old, new) in sorted(overrides.items())))
   sampling = clients_per_round(config)
-  if sampling:
+  if sampling and runner.client_sampling(config) == 'poisson':
+    say(f'[fedhelp_jax] client sampling: Poisson, {sampling} silos per round '
+        'and group expected (each with probability count / silos; every '
+        'silo is computed, the undrawn discarded)')
+  elif sampling:
     say(f'[fedhelp_jax] client sampling: {sampling} silos drawn per round '
         'and group (the others wait)')
 

@@ -46,6 +46,12 @@ def clients_per_round(config) -> dict[str, int]:
           if m}
 
 
+def client_sampling(config) -> str:
+  """'fixed' (``clients_per_round`` silos drawn) or 'poisson' (each silo
+  with probability ``clients_per_round / silos``), ``config.client_sampling``."""
+  return config.get('client_sampling', 'fixed') or 'fixed'
+
+
 def primary_metric(task) -> str:
   return 'accuracy' if task.name == 'classification' else 'dice'
 
@@ -105,7 +111,8 @@ def build_program(config, task, groups, info, *, alg=None,
       alg, groups, strategy=config.get('strategy', 'auto'),
       chunk_size=config.get('chunk_size'),
       nonfinite=config.get('nonfinite', 'stop'), mesh=mesh,
-      clients_per_round=clients_per_round(config))
+      clients_per_round=clients_per_round(config),
+      sampling=client_sampling(config))
   predict_fn = engine.build_predict(
       alg, groups, common.predict_probs(task),
       strategy=round_fn.strategy.name,

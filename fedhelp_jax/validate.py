@@ -15,6 +15,7 @@ from fedhelp_jax import algorithms
 from fedhelp_jax import compression
 from fedhelp_jax import datasets
 from fedhelp_jax import dp_fedavg
+from fedhelp_jax import engine
 from fedhelp_jax import privacy
 # The data checks and both error types are part of this module's API.
 from fedhelp_jax.errors import ConfigError
@@ -352,6 +353,17 @@ def _check_clients_per_round(config) -> None:
   if any(sampling.values()) and why_not:
     _fail('clients_per_round', f'{config.algorithm!r} cannot sample silos: '
           f'{why_not}.', 'set clients_per_round to 0.')
+  kind = config.get('client_sampling', 'fixed') or 'fixed'
+  _choice('client_sampling', kind, engine.SAMPLINGS)
+  name = config.get('algorithm')
+  if (kind == 'poisson' and name in algorithms.names()
+      and not algorithms.spec(name).silo_dp):
+    _fail('client_sampling', f"'poisson' needs a server step of the mean "
+          f'upload (the FedAvg family); {name!r} has none.',
+          "use client_sampling 'fixed', or a FedAvg-family algorithm.")
+  if kind == 'poisson' and config.get('strategy', 'auto') == 'loop':
+    _fail('client_sampling', "'poisson' runs in the compiled round only.",
+          "use strategy 'auto', 'vmap' or 'chunked'.")
 
 
 def _check_shares_partition(config, part) -> None:

@@ -95,6 +95,9 @@ def classification_base() -> ml_collections.ConfigDict:
   # Client sampling: silos per group drawn each round (0 = all).
   c.clients_per_round = ml_collections.ConfigDict({'large': 0,
                                                    'small': 0})
+  # 'fixed': exactly that many silos; 'poisson': each silo independently,
+  # that many expected (the FedAvg family; silo-level DP accounts it).
+  c.client_sampling = 'fixed'
   c.checkpoint_keep = 2
   c.progress = True
   c.tensorboard = False
