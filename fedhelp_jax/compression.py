@@ -10,6 +10,11 @@ inside the compiled local step and the round metrics gain
 al. 2019) each silo keeps what the encoder dropped and adds it to its next
 upload, in its client state.
 
+The wrapper splits one key off each silo's key for the encoder, so every
+encoded run of a config trains with the same keys as every other (a
+lossless encoder, e.g. ``tv(0)``, reproduces the others' batch order, not
+the unwrapped algorithm's).
+
 Byte counts are of a plain binary layout, computed from shapes and counts
 (not measured on an entropy coder):
 
