@@ -679,12 +679,13 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
     placed = placed[:3] + (jnp.where(real, placed[3], 0.0),) + placed[4:]
     placed = _constrain(spec.mesh, placed)
   unplaced = (download.broadcast, hparams)
+  local = spec.checked[g] if drawn is None else _zero_undrawn(spec.checked[g])
   if spec.streamed:
     if spec.mesh is None:
-      out = map_clients_mean(spec.checked[g], placed, unplaced, spec.strategy)
+      out = map_clients_mean(local, placed, unplaced, spec.strategy)
     else:
-      out = map_clients_mean_sharded(spec.checked[g], placed, unplaced,
-                                     spec.strategy, spec.mesh)
+      out = map_clients_mean_sharded(local, placed, unplaced, spec.strategy,
+                                     spec.mesh)
     new_clients, group_metrics = _constrain(spec.mesh, (out[0], out[3]))
     upload, new_weights = (out[1], out[2]), None
     if drawn is not None:  # The fixed denominator: q times the weight.
@@ -711,6 +712,19 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
                                                             idx, num)
   return new_clients, upload, new_weights, group_metrics + (
       jnp.ones((num,), bool),)
+
+
+def _zero_undrawn(local):
+  """``local`` whose upload is zero for a weight-0 silo (not drawn under
+  Poisson sampling): it ran only for static shapes, and a non-finite
+  upload times weight 0 would still poison the weighted sum."""
+  def fn(client, personal, data, weight, *rest):
+    new, upload, new_weight, metrics = local(client, personal, data, weight,
+                                             *rest)
+    upload = jax.tree.map(
+        lambda u: jnp.where(weight > 0, u, jnp.zeros_like(u)), upload)
+    return new, upload, new_weight, metrics
+  return fn
 
 
 def _where_drawn(drawn: jax.Array, new: types.PyTree,

@@ -108,6 +108,31 @@ def test_poisson_round_is_the_fixed_denominator_mean_of_the_drawn(
   assert len(seen) > 1  # the cohort size varies from round to round
 
 
+def test_an_undrawn_silo_with_nan_data_does_not_poison_the_round(two_groups):
+  data, weights = two_groups
+  data = {g: dict(d) for g, d in data.items()}
+  x = np.array(data['small']['x'])
+  x[0] = np.nan  # small silo 0 would upload NaN if it counted
+  data['small']['x'] = x
+  alg, hp = _alg(), _hp()
+  round_fn = jax.jit(engine.build_round(alg, GROUPS, strategy='chunked',
+                                        sampling='poisson',
+                                        clients_per_round={'small': 1}))
+  state = engine.init_state(alg, data, seed=0)
+  small = jnp.asarray(weights['small'])
+  for _ in range(10):  # the first round that leaves silo 0 out
+    if not bool(engine.poisson_draw(state.rng, state.round, 1, small, 1)[0]):
+      break
+    state = state._replace(round=state.round + 1)
+  else:
+    raise AssertionError('silo 0 was drawn in 10 rounds running')
+  new, metrics = round_fn(state, data, weights, hp)
+  assert all(np.all(np.isfinite(np.asarray(p)))
+             for p in jax.tree.leaves(new.server.params))
+  assert not bool(np.any(metrics.nonfinite['small']))
+  assert not bool(metrics.sampled['small'][0])
+
+
 def test_poisson_draws_each_real_silo_at_rate_q():
   weights = jnp.asarray([0.1] * 10 + [0.0] * 2)  # 2 mesh dummies
   base = jax.random.PRNGKey(0)
