@@ -18,28 +18,14 @@ from fedhelp_jax import privacy
 from fedhelp_jax import tasks
 from fedhelp_jax import validate
 from fedhelp_jax.algorithms import common
-from fedhelp_jax.algorithms import fedavg
 from fedhelp_jax.algorithms import scaffold
 from tests import tiny_config
 from tests.conftest import jit_silo_update
+from tests.test_sampling import _alg
+from tests.test_sampling import _hp
+from tests.test_sampling import _leaves_equal
 
 GROUPS = ('large', 'small')
-
-
-def _alg():
-  module = models.make_model('logreg', num_classes=2)
-  local = common.LocalConfig(batch_size=4, local_steps=2)
-  return fedavg.fedavg(module, tasks.classification(2), local, GROUPS)
-
-
-def _hp():
-  return {k: jnp.float32(v)
-          for k, v in fedavg.default_hparams('fedavg').items()}
-
-
-def _leaves_equal(a, b):
-  return all(np.array_equal(np.asarray(x), np.asarray(y))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_poisson_with_every_silo_expected_equals_no_sampling(two_groups):
