@@ -97,17 +97,15 @@ def own_test_correct(program, result, fed) -> np.ndarray:
 
 def upload_bytes_per_round(result, fed) -> np.ndarray:
   """``[R]``: bytes every real silo uploaded, summed, per round (from an
-  upload encoder's ``upload_bytes`` metric; raw float32 when none)."""
+  upload encoder's ``upload_bytes`` metric; a ValueError without one)."""
   metrics = result.round_metrics
   total = np.zeros(len(np.asarray(metrics.round)))
   for g in fed.groups:
     real = int(np.sum(fed.fed[g]['n'] > 0))
-    silos = metrics.silos[g]
-    if 'upload_bytes' in silos:
-      sent = np.asarray(silos['upload_bytes'], np.float64)[:, :real]
-    else:
+    if 'upload_bytes' not in metrics.silos[g]:
       raise ValueError('upload_bytes_per_round: the run has no upload '
                        'encoder (config.compression.kind).')
+    sent = np.asarray(metrics.silos[g]['upload_bytes'], np.float64)[:, :real]
     total += np.sum(sent * np.asarray(metrics.sampled[g])[:, :real], axis=1)
   return total
 

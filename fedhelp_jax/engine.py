@@ -373,9 +373,13 @@ def poisson_draw(base: jax.Array, round_index: jax.Array, group_index: int,
   key = jax.random.fold_in(
       jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
       _SAMPLING_TAG)
-  real = weights > 0
-  q = expected / jnp.maximum(jnp.sum(real), 1)
-  return real & (jax.random.uniform(key, weights.shape) < q)
+  return (weights > 0) & (jax.random.uniform(key, weights.shape)
+                          < _poisson_rate(weights, expected))
+
+
+def _poisson_rate(weights: jax.Array, expected: int) -> jax.Array:
+  """``q``: ``expected`` over the group's real silos (weight > 0)."""
+  return expected / jnp.maximum(jnp.sum(weights > 0), 1)
 
 
 def _padded_sample(base, round_index, group_index, weights, num_sampled,
@@ -689,8 +693,8 @@ def _group_step(spec: _RoundSpec, gi: int, state: FederatedState, download,
     new_clients, group_metrics = _constrain(spec.mesh, (out[0], out[3]))
     upload, new_weights = (out[1], out[2]), None
     if drawn is not None:  # The fixed denominator: q times the weight.
-      upload = (out[1], jnp.sum(weights) * spec.sampled[g]
-                / jnp.maximum(jnp.sum(weights > 0), 1))
+      upload = (out[1],
+                jnp.sum(weights) * _poisson_rate(weights, spec.sampled[g]))
   else:
     if spec.mesh is None:
       out = map_clients(spec.checked[g], placed, unplaced, spec.strategy)

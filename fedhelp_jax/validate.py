@@ -17,6 +17,7 @@ from fedhelp_jax import datasets
 from fedhelp_jax import dp_fedavg
 from fedhelp_jax import engine
 from fedhelp_jax import privacy
+from fedhelp_jax import runner
 # The data checks and both error types are part of this module's API.
 from fedhelp_jax.errors import ConfigError
 from fedhelp_jax.errors import DataError
@@ -353,7 +354,7 @@ def _check_clients_per_round(config) -> None:
   if any(sampling.values()) and why_not:
     _fail('clients_per_round', f'{config.algorithm!r} cannot sample silos: '
           f'{why_not}.', 'set clients_per_round to 0.')
-  kind = config.get('client_sampling', 'fixed') or 'fixed'
+  kind = runner.client_sampling(config)
   _choice('client_sampling', kind, engine.SAMPLINGS)
   name = config.get('algorithm')
   if (kind == 'poisson' and name in algorithms.names()

@@ -115,7 +115,6 @@ def apfl(module, task: tasks.Task, local: common.LocalConfig, groups, *,
     delta = jax.tree.map(jnp.subtract, w0, w)
     return common.silo_output(ClientState(v, ms, alpha_new), delta, metrics)
 
-
   def eval_variables(silo):
     state = silo.state
     return common.model_variables(
