@@ -20,6 +20,11 @@ import numpy as np
 from fedhelp_jax import types
 from fedhelp_jax.errors import ConfigError
 
+# What silos are scored on (``config.dataset.evaluate_on``): the test split,
+# or the held-out validation split (``Splits.public_*``) for choosing
+# hyperparameters without the test split (``experiment.evaluation_split``).
+EVALUATE_ON = ('test', 'validation')
+
 
 class Splits(NamedTuple):
   """A dataset as arrays (images float32 in [0, 1] ``[N, H, W, C]`` or

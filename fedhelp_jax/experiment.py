@@ -89,13 +89,43 @@ def load_raw(config) -> dict[str, Any]:
 def _load_raw(config) -> dict[str, Any]:
   ds = config.dataset
   raw = datasets.to_raw(datasets.get(ds.name).load(config))
+  evaluate_on = ds.get('evaluate_on') or 'test'
   if 'silos' in raw:  # The dataset's own sites: nothing to cut.
+    if evaluate_on != 'test':
+      raise validate.ConfigError(
+          f"config.dataset.evaluate_on={evaluate_on!r}: dataset "
+          f"{ds.name!r} brings its own sites and test sets, with no held-out "
+          "validation split. Fix: use 'test'.")
     return raw
   # Any pooled dataset can be thinned or have an FM reserve cut from it.
   raw = subsample_train(raw, float(ds.get('train_fraction') or 1.0),
                         seed=int(ds.get('reserve_seed') or 0))
-  return reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
-                       seed=int(ds.get('reserve_seed') or 0))
+  raw = reserve_split(raw, float(ds.get('reserve_fraction') or 0.0),
+                      seed=int(ds.get('reserve_seed') or 0))
+  return evaluation_split(raw, evaluate_on)
+
+
+def evaluation_split(raw, evaluate_on: str) -> dict[str, Any]:
+  """``raw`` scored on its test split, or on its held-out validation split
+  (``public_*``: MedMNIST's official val split, the tabular set-aside).
+
+  With 'validation' every silo's test set is drawn from the validation
+  split instead, by the same rule, and the training split is untouched:
+  the same seed trains on the same silos, so hyperparameters picked on a
+  'validation' run are then scored on 'test' without the test split ever
+  informing the choice.
+  """
+  if evaluate_on == 'test':
+    return raw
+  if evaluate_on != 'validation':
+    raise validate.ConfigError(
+        f'config.dataset.evaluate_on: unknown {evaluate_on!r}; expected one '
+        f'of {datasets.EVALUATE_ON}.')
+  if 'public_x' not in raw:
+    raise validate.ConfigError(
+        "config.dataset.evaluate_on='validation': this dataset has no "
+        "held-out split (public_x/public_y) to validate on.")
+  return {**raw, 'test_x': raw['public_x'], 'test_y': raw['public_y']}
 
 
 def _silo_indices(config, raw):

@@ -249,6 +249,9 @@ class AlgorithmSpec(NamedTuple):
     arxiv: the paper's arXiv id, or '' for none.
     personalised: 'no', or how silos are scored with a model (or part) of
       their own, e.g. 'yes (part)'.
+    reads_public: training reads the held-out public split (FM answers,
+      server-side distillation), so that split cannot also be the
+      evaluation set (``config.dataset.evaluate_on='validation'``).
   """
   name: str
   build: Callable[..., FederatedAlgorithm]
@@ -265,6 +268,7 @@ class AlgorithmSpec(NamedTuple):
   paper: str = ''
   arxiv: str = ''
   personalised: str = 'no'
+  reads_public: bool = False
 
 
 class ConfigSection(NamedTuple):

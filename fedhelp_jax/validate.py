@@ -103,6 +103,18 @@ def _group(config, field, *, optional=False):
   return value
 
 
+def _check_evaluate_on(config) -> None:
+  evaluate_on = config.dataset.get('evaluate_on') or 'test'
+  _choice('dataset.evaluate_on', evaluate_on, datasets.EVALUATE_ON)
+  if (evaluate_on == 'validation'
+      and algorithms.spec(config.algorithm).reads_public):
+    raise ConfigError(
+        f"config.dataset.evaluate_on='validation': {config.algorithm!r} "
+        'trains on the held-out public split, so that split cannot also '
+        "score it. Fix: use 'test', or hold out validation data another "
+        'way.')
+
+
 def _validate_compression(config) -> None:
   """``config.compression`` (optional): kind, fraction, levels, gamma."""
   if config.get('compression') is None:
@@ -158,6 +170,7 @@ def validate_config(config: Any) -> None:
   _choice('task', config.task, _TASKS)
   _validate_compression(config)
   _choice('dataset.name', _get(config, 'dataset.name'), datasets.names())
+  _check_evaluate_on(config)
   _int(config, 'rounds', minimum=1)
   _int(config, 'eval_every', minimum=1)
   _int(config, 'seed', minimum=0)

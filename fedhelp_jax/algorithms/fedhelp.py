@@ -699,7 +699,7 @@ _SECTION = types.ConfigSection('fedhelp', static_config)
 SPECS = (
     types.AlgorithmSpec(
         'fedhelp', build, default_hparams('fedhelp'),
-        prepare=fm_prepare.prepare_fm,
+        prepare=fm_prepare.prepare_fm, reads_public=True,
         ranges={'lr_large': common.POSITIVE,
                 'temperature': common.HParamRange(low=0.0, low_open=True,
                                                   example=1.0)},
@@ -712,7 +712,7 @@ SPECS = (
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
                         prepare=fm_prepare.prepare_fm, record_dp=True,
-                        dp_releases=_DP_RELEASES, section=_SECTION,
+                        reads_public=True, dp_releases=_DP_RELEASES, section=_SECTION,
                         paper=("FedAvg plus FedHelp's FM soft labels "
                                '(ablation)')),
 )

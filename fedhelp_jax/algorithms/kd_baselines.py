@@ -495,7 +495,7 @@ def default_hparams(name: str) -> dict[str, float]:
 
 SPECS = (
     types.AlgorithmSpec('feddf', build_feddf, default_hparams('feddf'),
-                        prepare=prepare_server_public,
+                        prepare=prepare_server_public, reads_public=True,
                         ranges={'server_kd_lr': common.POSITIVE},
                         section=types.ConfigSection(
                             'feddf', lambda c: common.config_section(

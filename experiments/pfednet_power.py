@@ -1,0 +1,267 @@
+# Copyright 2026 The fedhelp_jax Authors. Licensed under the Apache License 2.0.
+r"""pFedNet and its baselines on an equal tuning budget, chosen on validation.
+
+  python -m experiments.pfednet_power --task=tabular --seeds=10 \
+      --out=experiments/results/pfednet_power_tabular
+  python -m experiments.pfednet_power --task=clustered_rotation --seeds=10 \
+      --out=experiments/results/pfednet_power_rotation
+
+The protocol, fixed before any run:
+
+* **Budget.** Every method gets the same 5-point grid on ONE knob of its
+  own (``KNOBS``: the regularizer that defines it, or the learning rate for
+  a method with none): the recipe's value times 10^-1, 10^-1/2, 1, 10^1/2,
+  10. Everything else is the task's recipe, shared by every method.
+* **Selection on validation, never on test.** Each (method, grid value,
+  data seed) trains once. The final state is scored on each silo's draw
+  from the held-out validation split (``config.dataset.evaluate_on=
+  'validation'``: the breast-cancer table's set-aside rows, MedMNIST's
+  official val split) and on its draw from the test split; the two
+  federations train on the same silos, bit for bit (checked). Per method,
+  the value with the best mean validation accuracy over the seeds is
+  chosen (a value that went non-finite on any seed is not eligible), and
+  only that value's TEST scores are reported. The test scores of the other
+  values are kept (``grid``) to show how much choosing on test would have
+  flattered each method; they choose nothing.
+* **Seeds and statistics.** Seed ``s`` draws the pools, the partition, the
+  test and validation draws and the training randomness alike, for every
+  method. Intervals resample seeds and test-image slots
+  (``stats.hierarchical_bootstrap``); each method is paired with pFedNet
+  per seed (``fedhelp_power.summarize``: bootstrap interval, paired t, sign
+  count).
+
+A method's 5 grid values run as one program (``runner.run`` with 5 members:
+one compile). Each (method, seed) is saved in ``<out>/parts`` as it
+finishes and reused, so an interrupted table continues. Writes
+``<out>/summary.json`` (powered format plus per method the knob, grid,
+chosen value, per-value validation and test means) and
+``<out>/scores.npz``, ``<out>/accuracy.png``.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from experiments import fedhelp_power
+from experiments import pfednet_clustered_table as clustered
+from experiments.configs import pfednet_tabular
+from fedhelp_jax import experiment
+from fedhelp_jax import reporting
+from fedhelp_jax import runner
+from fedhelp_jax import validate
+
+# The knob each algorithm tunes: its defining regularizer, else the lr.
+KNOBS = {'fedavg': 'lr', 'fedper': 'lr', 'local': 'lr', 'ifca': 'lr',
+         'fedrep': 'lr', 'apfl': 'lr', 'fedprox': 'mu', 'ditto': 'ditto_lam',
+         'pfednet': 'lam', 'fedamp': 'fedamp_lam', 'l2gd': 'l2gd_lam',
+         'pfedme': 'pfedme_lam'}
+GRID_FACTORS = tuple(10.0 ** e for e in (-1.0, -0.5, 0.0, 0.5, 1.0))
+
+
+def _tabular_config(method: str, seed: int):
+  config = pfednet_tabular.get_config(method)
+  config.seed = int(seed)
+  return config
+
+
+def _clustered_config(arm: str):
+  def get(method: str, seed: int):
+    return clustered.method_config(method, arm, seed, None)
+  return get
+
+
+# Task -> (config of (method, data seed), its methods, reference).
+TASKS = {
+    'tabular': (_tabular_config, pfednet_tabular.METHODS, 'pfednet'),
+    'clustered_labels': (_clustered_config('labels'),
+                         tuple(clustered.METHODS), 'pfednet'),
+    'clustered_rotation': (_clustered_config('rotation'),
+                           tuple(clustered.METHODS), 'pfednet'),
+}
+
+
+def grid(center: float) -> tuple[float, ...]:
+  """The 5-point grid around a recipe value (every method alike)."""
+  return tuple(float(center) * f for f in GRID_FACTORS)
+
+
+def _federation(config, evaluate_on: str, seed: int):
+  config = config.copy_and_resolve_references()
+  config.dataset.evaluate_on = evaluate_on
+  validate.validate_config(config)
+  raw = experiment.load_raw(config)
+  return experiment.prepare_federation(config, raw)._replace(seed=int(seed))
+
+
+def _same_training_silos(a, b) -> None:
+  for g in a.groups:
+    for key in ('x', 'y', 'n'):
+      if not np.array_equal(a.fed[g][key], b.fed[g][key]):
+        raise AssertionError(f'the validation and test federations train on '
+                             f'different silos ({g}/{key}).')
+
+
+def run_grid(config, method: str, seed: int, log) -> dict:
+  """``method`` at every grid value of its knob on data seed ``seed``.
+
+  Returns:
+    ``{'values' [5], 'val' [5, Nv], 'test' [5, Nt] (per-image correctness
+    of the final state), 'nonfinite' [5] (bool), 'wall_s'}``.
+  """
+  knob = KNOBS[config.algorithm]
+  on_val = _federation(config, 'validation', seed)
+  on_test = _federation(config, 'test', seed)
+  _same_training_silos(on_val, on_test)
+  values = grid(float(np.asarray(on_val.hparams[knob])))
+  members = [on_val._replace(hparams={
+      **on_val.hparams, knob: np.asarray(v, np.asarray(
+          on_val.hparams[knob]).dtype)}) for v in values]
+  program = runner.build_program(config, on_val.task, on_val.groups,
+                                 on_val.info)
+  t0 = time.time()
+  results = runner.run(program, members, rounds=int(config.rounds),
+                       eval_every=int(config.eval_every), nonfinite='record',
+                       labels=[f'{method} {knob}={v:g} seed {seed}'
+                               for v in values])
+  wall = time.time() - t0
+  val = np.stack([clustered.own_test_correct(program, r, on_val)
+                  for r in results])
+  test = np.stack([clustered.own_test_correct(program, r, on_test)
+                   for r in results])
+  nonfinite = np.asarray([bool(r.nonfinite) for r in results])
+  log(f'[{method}] seed {seed}: ' + ', '.join(
+      f'{knob}={v:.3g} val {a:.3f}' + (' (non-finite)' if bad else '')
+      for v, a, bad in zip(values, val.mean(1), nonfinite))
+      + f' ({wall:.1f}s)')
+  return {'values': np.asarray(values), 'val': val, 'test': test,
+          'nonfinite': nonfinite, 'wall_s': wall}
+
+
+def load_or_run(config, method, seed, parts_dir, log, parts_only=False):
+  """The saved grid of ``(method, seed)``, else its run (saved); with
+  ``parts_only``, None when it is not saved."""
+  path = os.path.join(parts_dir, f'{method}-s{seed}-r{config.rounds}.npz')
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      part = {k: f[k] for k in f.files}
+    return {**part, 'wall_s': float(part['wall_s'])}
+  if parts_only:
+    return None
+  part = run_grid(config, method, seed, log)
+  with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
+    np.savez(f, **part)
+  os.replace(path + '.tmp', path)
+  return part
+
+
+def select(parts: list[dict]) -> dict:
+  """The grid value chosen on validation over ``parts`` (one per seed).
+
+  The best mean validation accuracy over seeds among values that stayed
+  finite on every seed; a tie goes to the value nearer the recipe's.
+
+  Returns:
+    ``{'index', 'value', 'val_mean' [5], 'test_mean' [5], 'eligible'
+    [5]}``.
+  """
+  val_mean = np.mean([p['val'].mean(axis=1) for p in parts], axis=0)
+  test_mean = np.mean([p['test'].mean(axis=1) for p in parts], axis=0)
+  eligible = ~np.any([p['nonfinite'] for p in parts], axis=0)
+  if not eligible.any():
+    raise RuntimeError('every grid value went non-finite on some seed.')
+  # Ties go to the value nearer the middle of the grid (the recipe's).
+  nearness = -np.abs(np.arange(len(val_mean)) - len(val_mean) // 2)
+  order = np.lexsort((nearness, np.where(eligible, val_mean, -np.inf)))
+  index = int(order[-1])
+  return {'index': index, 'value': float(parts[0]['values'][index]),
+          'val_mean': val_mean.tolist(), 'test_mean': test_mean.tolist(),
+          'eligible': eligible.tolist()}
+
+
+def main(argv):
+  del argv
+  get_config, known, reference = TASKS[_TASK.value]
+  methods = clustered.checked_methods(_METHODS.value or known,
+                                      dict.fromkeys(known))
+  out = _OUT.value or os.path.join('experiments', 'results',
+                                   f'pfednet_power_{_TASK.value}')
+  parts_dir, lines, log = clustered.parts_and_log(out)
+  t0 = time.time()
+  seeds = list(range(_SEEDS.value))
+  by_seed = [{m: load_or_run(get_config(m, s), m, s, parts_dir, log,
+                             _PARTS_ONLY.value) for m in methods}
+             for s in seeds]
+  complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
+  if not complete:
+    raise app.UsageError(f'no seed has every method saved in {parts_dir}.')
+  parts = {m: [by_seed[s][m] for s in complete] for m in methods}
+  chosen = {m: select(parts[m]) for m in methods}
+  scores = {m: {'all': np.stack([p['test'][chosen[m]['index']]
+                                 for p in parts[m]])} for m in methods}
+  summary = fedhelp_power.summarize(scores, reference)
+  for m in methods:
+    config = get_config(m, 0)
+    summary['methods'][m].update({
+        'knob': KNOBS[config.algorithm], 'chosen': chosen[m]['value'],
+        # At an end of the grid, a wider grid might have chosen further.
+        'chosen_at_grid_edge': chosen[m]['index'] in (0, len(GRID_FACTORS) - 1),
+        'grid': {'values': parts[m][0]['values'].tolist(),
+                 'val_mean': chosen[m]['val_mean'],
+                 'test_mean_not_used_for_selection': chosen[m]['test_mean'],
+                 'eligible': chosen[m]['eligible']},
+        'per_seed': [float(p['test'][chosen[m]['index']].mean())
+                     for p in parts[m]],
+        'wall_s': sum(p['wall_s'] for p in parts[m])})
+  summary.update({
+      'arm': _TASK.value, 'task': _TASK.value, 'seeds': complete,
+      'endpoint': "accuracy on each silo's own test images, final state, "
+                  'at the grid value chosen on validation',
+      'protocol': {'grid_factors': list(GRID_FACTORS),
+                   'selection': 'best mean validation accuracy over seeds; '
+                                'non-finite values ineligible; ties to the '
+                                'recipe value'},
+      'recipe': json.loads(get_config(reference, 0).to_json_best_effort()),
+      'wall_time_s': time.time() - t0, 'log': lines})
+  reporting.write_json(os.path.join(out, 'summary.json'), summary)
+  np.savez_compressed(os.path.join(out, 'scores.npz'),
+                      **{m: v['all'] for m, v in scores.items()})
+  clustered.accuracy_figure(summary).savefig(os.path.join(out,
+                                                          'accuracy.png'))
+  print(fedhelp_power.markdown(summary, 'all'))
+  print(grid_markdown(summary))
+
+
+def grid_markdown(summary: dict) -> str:
+  """Per method: its knob, the chosen value, and the grid's validation and
+  (unused) test means."""
+  lines = ['| method | knob | chosen | validation mean per value | test mean '
+           'per value (not used) |', '|---|---|---|---|---|']
+  for m, r in summary['methods'].items():
+    g = r['grid']
+    fmt = lambda xs: ' / '.join(f'{x:.3f}' for x in xs)
+    edge = ' (grid edge)' if r['chosen_at_grid_edge'] else ''
+    lines.append(f"| {m} | {r['knob']} | {r['chosen']:.3g}{edge} | "
+                 f"{fmt(g['val_mean'])} | "
+                 f"{fmt(g['test_mean_not_used_for_selection'])} |")
+  return '\n'.join(lines)
+
+
+def define_flags():
+  """The command's flags (defined only when run as a command)."""
+  global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY
+  _TASK = flags.DEFINE_enum('task', 'tabular', sorted(TASKS), 'Which task.')
+  _SEEDS = flags.DEFINE_integer('seeds', 10, 'Data seeds.')
+  _METHODS = flags.DEFINE_list('methods', [], 'Methods (default: the '
+                               "task's).")
+  _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+  _PARTS_ONLY = flags.DEFINE_bool('parts_only', False,
+                                  'Summarize the saved parts; run nothing.')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
