@@ -8,10 +8,13 @@ r"""pFedNet and its baselines on an equal tuning budget, chosen on validation.
 
 The protocol, fixed before any run:
 
-* **Budget.** Every method gets the same 5-point grid on ONE knob of its
-  own (``KNOBS``: the regularizer that defines it, or the learning rate for
-  a method with none): the recipe's value times 10^-1, 10^-1/2, 1, 10^1/2,
-  10. Everything else is the task's recipe, shared by every method.
+* **Budget.** Every method gets the same 5-point grid on ONE knob: the
+  recipe's value times 10^-1, 10^-1/2, 1, 10^1/2, 10. With ``--knob=own``
+  the knob is the method's own (``KNOBS``: the regularizer that defines it,
+  or the learning rate for a method with none); with ``--knob=lr`` every
+  method tunes the learning rate at its regularizer's recipe value (the
+  two arms show which knob a ranking depends on). Everything else is the
+  task's recipe, shared by every method.
 * **Selection on validation, never on test.** Each (method, grid value,
   data seed) trains once. The final state is scored on each silo's draw
   from the held-out validation split (``config.dataset.evaluate_on=
@@ -105,14 +108,20 @@ def _same_training_silos(a, b) -> None:
                              f'different silos ({g}/{key}).')
 
 
-def run_grid(config, method: str, seed: int, log) -> dict:
-  """``method`` at every grid value of its knob on data seed ``seed``.
+def knob_of(config, knob: str = 'own') -> str:
+  """The hparam a method tunes: its own (``KNOBS``) or 'lr'."""
+  return KNOBS[config.algorithm] if knob == 'own' else knob
+
+
+def run_grid(config, method: str, seed: int, log, knob: str = 'own') -> dict:
+  """``method`` at every grid value of ``knob_of(config, knob)`` on data
+  seed ``seed``.
 
   Returns:
     ``{'values' [5], 'val' [5, Nv], 'test' [5, Nt] (per-image correctness
     of the final state), 'nonfinite' [5] (bool), 'wall_s'}``.
   """
-  knob = KNOBS[config.algorithm]
+  knob = knob_of(config, knob)
   on_val = _federation(config, 'validation', seed)
   on_test = _federation(config, 'test', seed)
   _same_training_silos(on_val, on_test)
@@ -141,17 +150,20 @@ def run_grid(config, method: str, seed: int, log) -> dict:
           'nonfinite': nonfinite, 'wall_s': wall}
 
 
-def load_or_run(config, method, seed, parts_dir, log, parts_only=False):
+def load_or_run(config, method, seed, parts_dir, log, parts_only=False,
+                knob='own'):
   """The saved grid of ``(method, seed)``, else its run (saved); with
   ``parts_only``, None when it is not saved."""
-  path = os.path.join(parts_dir, f'{method}-s{seed}-r{config.rounds}.npz')
+  tag = '' if knob == 'own' else f'-{knob}'
+  path = os.path.join(parts_dir,
+                      f'{method}{tag}-s{seed}-r{config.rounds}.npz')
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
       part = {k: f[k] for k in f.files}
     return {**part, 'wall_s': float(part['wall_s'])}
   if parts_only:
     return None
-  part = run_grid(config, method, seed, log)
+  part = run_grid(config, method, seed, log, knob)
   with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
     np.savez(f, **part)
   os.replace(path + '.tmp', path)
@@ -187,13 +199,15 @@ def main(argv):
   get_config, known, reference = TASKS[_TASK.value]
   methods = clustered.checked_methods(_METHODS.value or known,
                                       dict.fromkeys(known))
+  suffix = '' if _KNOB.value == 'own' else f'_{_KNOB.value}'
   out = _OUT.value or os.path.join('experiments', 'results',
-                                   f'pfednet_power_{_TASK.value}')
+                                   f'pfednet_power_{_TASK.value}{suffix}')
   parts_dir, lines, log = clustered.parts_and_log(out)
   t0 = time.time()
   seeds = list(range(_SEEDS.value))
   by_seed = [{m: load_or_run(get_config(m, s), m, s, parts_dir, log,
-                             _PARTS_ONLY.value) for m in methods}
+                             _PARTS_ONLY.value, _KNOB.value)
+              for m in methods}
              for s in seeds]
   complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
   if not complete:
@@ -206,7 +220,7 @@ def main(argv):
   for m in methods:
     config = get_config(m, 0)
     summary['methods'][m].update({
-        'knob': KNOBS[config.algorithm], 'chosen': chosen[m]['value'],
+        'knob': knob_of(config, _KNOB.value), 'chosen': chosen[m]['value'],
         # At an end of the grid, a wider grid might have chosen further.
         'chosen_at_grid_edge': chosen[m]['index'] in (0, len(GRID_FACTORS) - 1),
         'grid': {'values': parts[m][0]['values'].tolist(),
@@ -220,7 +234,7 @@ def main(argv):
       'arm': _TASK.value, 'task': _TASK.value, 'seeds': complete,
       'endpoint': "accuracy on each silo's own test images, final state, "
                   'at the grid value chosen on validation',
-      'protocol': {'grid_factors': list(GRID_FACTORS),
+      'protocol': {'grid_factors': list(GRID_FACTORS), 'knob': _KNOB.value,
                    'selection': 'best mean validation accuracy over seeds; '
                                 'non-finite values ineligible; ties to the '
                                 'recipe value'},
@@ -252,8 +266,10 @@ def grid_markdown(summary: dict) -> str:
 
 def define_flags():
   """The command's flags (defined only when run as a command)."""
-  global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY
+  global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY, _KNOB
   _TASK = flags.DEFINE_enum('task', 'tabular', sorted(TASKS), 'Which task.')
+  _KNOB = flags.DEFINE_enum('knob', 'own', ['own', 'lr'],
+                            "The knob every method tunes: its own, or 'lr'.")
   _SEEDS = flags.DEFINE_integer('seeds', 10, 'Data seeds.')
   _METHODS = flags.DEFINE_list('methods', [], 'Methods (default: the '
                                "task's).")
