@@ -51,7 +51,9 @@ import numpy as np
 
 from experiments import fedhelp_power
 from experiments import pfednet_clustered_table as clustered
+from experiments.configs import pfednet_cls
 from experiments.configs import pfednet_tabular
+from fedhelp_jax import diagnostics
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
@@ -71,6 +73,18 @@ def _tabular_config(method: str, seed: int):
   return config
 
 
+def _cls_config(method: str, seed: int):
+  """``pfednet_cls`` with the recipe that trains (momentum 0, every
+  method alike: at 0.9 FedAvg's dense units die, see docs/pfednet.md) and
+  the library's per-silo label sketch (the committed cls tables keep the
+  paper's counts over the global total)."""
+  config = pfednet_cls.get_config(method)
+  config.seed = int(seed)
+  config.hparams.momentum = 0.0
+  config.pfednet.sketch_norm = 'per_silo'
+  return config
+
+
 def _clustered_config(arm: str):
   def get(method: str, seed: int):
     return clustered.method_config(method, arm, seed, None)
@@ -80,6 +94,7 @@ def _clustered_config(arm: str):
 # Task -> (config of (method, data seed), its methods, reference).
 TASKS = {
     'tabular': (_tabular_config, pfednet_tabular.METHODS, 'pfednet'),
+    'cls': (_cls_config, pfednet_cls.METHODS, 'pfednet'),
     'clustered_labels': (_clustered_config('labels'),
                          tuple(clustered.METHODS), 'pfednet'),
     'clustered_rotation': (_clustered_config('rotation'),
@@ -142,12 +157,25 @@ def run_grid(config, method: str, seed: int, log, knob: str = 'own') -> dict:
   test = np.stack([clustered.own_test_correct(program, r, on_test)
                    for r in results])
   nonfinite = np.asarray([bool(r.nonfinite) for r in results])
+  dead = np.asarray([_dead_fraction(program, r, on_val) for r in results])
   log(f'[{method}] seed {seed}: ' + ', '.join(
       f'{knob}={v:.3g} val {a:.3f}' + (' (non-finite)' if bad else '')
       for v, a, bad in zip(values, val.mean(1), nonfinite))
       + f' ({wall:.1f}s)')
   return {'values': np.asarray(values), 'val': val, 'test': test,
-          'nonfinite': nonfinite, 'wall_s': wall}
+          'nonfinite': nonfinite, 'dead_units': dead, 'wall_s': wall}
+
+
+def _dead_fraction(program, result, fed) -> float:
+  """The final state's dead dense units (mean over groups; NaN for a
+  model without a hidden layer), so a collapsed run is visible."""
+  dead = diagnostics.dead_units(
+      program.alg, fed.groups, result.state,
+      {g: {'x': d['x'], 'n': d['n']} for g, d in fed.fed.items()},
+      strategy=program.strategy.name, chunk_size=program.strategy.chunk_size,
+      num_real=fed.info.get('num_real_clients'))
+  return float(np.mean([v['mean'] for v in dead.values()])) if dead else (
+      float('nan'))
 
 
 def load_or_run(config, method, seed, parts_dir, log, parts_only=False,
@@ -229,6 +257,8 @@ def main(argv):
                  'eligible': chosen[m]['eligible']},
         'per_seed': [float(p['test'][chosen[m]['index']].mean())
                      for p in parts[m]],
+        'dead_units': [float(p['dead_units'][chosen[m]['index']])
+                       if 'dead_units' in p else None for p in parts[m]],
         'wall_s': sum(p['wall_s'] for p in parts[m])})
   summary.update({
       'arm': _TASK.value, 'task': _TASK.value, 'seeds': complete,
