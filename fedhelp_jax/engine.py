@@ -359,7 +359,7 @@ def sample_clients(base: jax.Array, round_index: jax.Array, group_index: int,
   key = jax.random.fold_in(
       jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
       _SAMPLING_TAG)
-  scores = jnp.where(weights > 0, jax.random.uniform(key, weights.shape),
+  scores = jnp.where(weights > 0, _silo_uniforms(key, weights.shape[0]),
                      -1.0)
   _, idx = lax.top_k(scores, num_sampled)
   return jnp.sort(idx).astype(jnp.int32)
@@ -373,8 +373,19 @@ def poisson_draw(base: jax.Array, round_index: jax.Array, group_index: int,
   key = jax.random.fold_in(
       jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
       _SAMPLING_TAG)
-  return (weights > 0) & (jax.random.uniform(key, weights.shape)
+  return (weights > 0) & (_silo_uniforms(key, weights.shape[0])
                           < _poisson_rate(weights, expected))
+
+
+def _silo_uniforms(key: jax.Array, num_silos: int) -> jax.Array:
+  """``[C]`` uniforms in [0, 1), silo ``i``'s from ``fold_in(key, i)``.
+
+  One draw of shape ``[C]`` would tie silo ``i``'s value to ``C`` unless
+  threefry is in partitionable mode, so the dummy silos that pad a group
+  to a mesh could change who is drawn; per-silo keys cannot.
+  """
+  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
+      jnp.arange(num_silos))
 
 
 def _poisson_rate(weights: jax.Array, expected: int) -> jax.Array:

@@ -127,14 +127,15 @@ def _algorithm(name):
   return alg, {k: jnp.float32(v) for k, v in hp.items()}
 
 
-def _single(alg, hp, data, weights, strategy):
+def _single(alg, hp, data, weights, strategy, **round_kw):
   """Single-device reference: ``run_rounds`` with no mesh."""
-  rf = engine.build_round(alg, GROUPS, strategy=strategy, chunk_size=2)
+  rf = engine.build_round(alg, GROUPS, strategy=strategy, chunk_size=2,
+                          **round_kw)
   state = engine.init_state(alg, data, seed=3)
   return engine.run_rounds(rf, ROUNDS)(state, data, weights, hp)
 
 
-def _sharded(alg, hp, data, weights, strategy, num_devices):
+def _sharded(alg, hp, data, weights, strategy, num_devices, **round_kw):
   """The same run with the client axis sharded over ``num_devices``.
 
   Pads the groups to a multiple of the mesh size as ``run_experiment`` does
@@ -144,7 +145,7 @@ def _sharded(alg, hp, data, weights, strategy, num_devices):
   data, weights, info = engine.pad_federation_for_mesh(data, weights, None,
                                                        mesh)
   rf = engine.build_round(alg, GROUPS, strategy=strategy, chunk_size=2,
-                          mesh=mesh)
+                          mesh=mesh, **round_kw)
   state = engine.shard_state(engine.init_state(alg, data, seed=3), mesh)
   state, metrics = engine.run_rounds(rf, ROUNDS)(
       state, engine.shard_clients(data, mesh),
@@ -187,21 +188,25 @@ def check_equivalence(name, strategy):
   }
 
 
-def check_padding(num_devices, name='fedavg'):
+def check_padding(num_devices, name='fedavg', **round_kw):
   """(b) Silo counts that the device count does not divide.
 
   FedAvg: 3 large + 5 small silos; pFedNet: 2 + 3 on its similarity graph.
   The padded, sharded run must equal the UNPADDED single-device run: so the
-  dummy silos (weight 0) move nothing on the server.
+  dummy silos (weight 0) move nothing on the server. ``round_kw`` go to
+  both ``build_round`` calls (e.g. Poisson client sampling: the padded
+  group must draw the same cohort).
   """
   sizes = (([12, 10, 9], [3, 5, 4, 2, 5]) if name.startswith('fedavg')
            else ([12, 10], [3, 5, 4]))
   data, weights = _federation(*sizes)
   num_real = {g: int(d['n'].shape[0]) for g, d in data.items()}
   alg, hp = _algorithm(name)
-  ref_state, ref_metrics = _single(alg, hp, data, weights, 'chunked')
+  ref_state, ref_metrics = _single(alg, hp, data, weights, 'chunked',
+                                   **round_kw)
   state, metrics, padded_w, info = _sharded(alg, hp, data, weights,
-                                            'chunked', num_devices)
+                                            'chunked', num_devices,
+                                            **round_kw)
   clients, real_metrics = _unpad(state, metrics, num_real)
   dummy_w = np.concatenate([np.asarray(padded_w[g])[num_real[g]:]
                             for g in GROUPS])
@@ -220,6 +225,9 @@ def check_padding(num_devices, name='fedavg'):
                               _trim_like(ref_state.server, state.server)),
       'clients': _max_abs_diff(ref_state.clients, clients),
       'metrics': _max_abs_diff(ref_metrics, real_metrics),
+      # Per round and group, how many real silos trained (the draw).
+      'sampled_counts': {g: np.asarray(real_metrics.sampled[g]).sum(
+          axis=1).tolist() for g in GROUPS},
   }
 
 
@@ -283,6 +291,8 @@ CHECKS = {
     'padding': lambda: check_padding(4),
     'pfednet_padding': lambda: check_padding(4, 'pfednet'),
     'dp_padding': lambda: check_padding(4, 'fedavg_dp'),
+    'poisson_padding': lambda: check_padding(
+        4, clients_per_round={'large': 2, 'small': 2}, sampling='poisson'),
     'experiment': check_experiment,
 }
 

@@ -164,3 +164,22 @@ def test_sampling_config_is_validated():
   pfednet.clients_per_round.small = 2
   with pytest.raises(validate.ConfigError, match="'pfednet' cannot sample"):
     validate.validate_config(pfednet)
+
+
+@pytest.mark.parametrize('partitionable', [True, False])
+def test_padding_a_group_with_dummy_silos_does_not_change_the_draw(
+    partitionable):
+  """A mesh pads a group with weight-0 silos; the real silos' draw (fixed
+  and Poisson) must not see them, in either threefry mode."""
+  base = jax.random.key(7)
+  real = jnp.asarray([3.0, 1.0, 2.0, 5.0, 4.0])
+  padded = jnp.concatenate([real, jnp.zeros(3)])
+  with jax.threefry_partitionable(partitionable):
+    for r in range(6):
+      np.testing.assert_array_equal(
+          engine.sample_clients(base, jnp.int32(r), 1, real, 2),
+          engine.sample_clients(base, jnp.int32(r), 1, padded, 2))
+      drawn = engine.poisson_draw(base, jnp.int32(r), 1, padded, 2)
+      np.testing.assert_array_equal(
+          engine.poisson_draw(base, jnp.int32(r), 1, real, 2), drawn[:5])
+      assert not drawn[5:].any()

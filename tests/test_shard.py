@@ -50,7 +50,7 @@ def shard_results():
   run_experiment on a mesh is pinned by the slow test below and, in the
   default run, by test_topology_resume.py (4 devices)."""
   return _run_worker('fedavg_vmap', 'fedhelp_chunked', 'padding',
-                     'pfednet_padding', 'dp_padding')
+                     'pfednet_padding', 'dp_padding', 'poisson_padding')
 
 
 def test_shard_worker_sees_eight_cpu_devices(shard_results):
@@ -118,6 +118,21 @@ def test_shard_dp_sgd_noise_is_the_same_on_4_devices_as_on_1(shard_results):
   assert r['server'] < _TOL, r
   assert r['clients'] < _TOL, r
   assert r['metrics'] < _TOL, r
+
+
+def test_shard_poisson_cohort_is_the_same_on_4_devices_as_on_1(shard_results):
+  """Poisson client sampling draws each real silo from the (seed, round,
+  group) key: the dummy silos that pad a group to the mesh neither shift
+  the draw nor the rate q = m / (real silos)."""
+  r = shard_results['poisson_padding']
+  assert r['padded_clients'] == {'large': 4, 'small': 8}
+  assert r['dummy_weights_max'] == 0.0, r
+  assert r['server'] < _TOL, r
+  assert r['clients'] < _TOL, r
+  assert r['metrics'] < _TOL, r
+  counts = r['sampled_counts']
+  # A Poisson cohort, not the fixed m = 2 of every round and group.
+  assert any(c != 2 for per_group in counts.values() for c in per_group), r
 
 
 @pytest.mark.slow
