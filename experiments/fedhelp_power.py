@@ -208,6 +208,34 @@ def markdown(summary: dict, group: str = 'small') -> str:
   return '\n'.join(lines)
 
 
+def figure(summary: dict, groups=('small', 'large')):
+  """Per group, each method's mean with its 95% interval (a
+  ``matplotlib.figure.Figure``, no pyplot state), titled with the seed pairs
+  and test images it rests on."""
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  methods = list(summary['methods'])
+  fig = mpl_figure.Figure(figsize=(5.0 * len(groups), 0.4 * len(methods) + 1.4),
+                          dpi=100)
+  for i, g in enumerate(groups):
+    ax = fig.add_subplot(1, len(groups), i + 1)
+    rows = [summary['methods'][m][g] for m in methods]
+    means = [r['mean'] for r in rows]
+    ax.barh(range(len(methods)), means,
+            xerr=[[r['mean'] - r['ci95'][0] for r in rows],
+                  [r['ci95'][1] - r['mean'] for r in rows]],
+            color=['tab:orange' if m.startswith('fedhelp') else 'tab:gray'
+                   for m in methods], capsize=3)
+    ax.set_yticks(range(len(methods)), methods if i == 0 else [''] * len(methods))
+    ax.set_xlim(min(r['ci95'][0] for r in rows) - 0.02,
+                max(r['ci95'][1] for r in rows) + 0.01)
+    ax.set_xlabel(f'{g} group: accuracy on the common test set (95% CI)')
+    ax.set_title(f"{rows[0]['n_seeds']} seed pairs x "
+                 f"{rows[0]['n_test_images']} images", fontsize=10)
+  fig.suptitle(summary.get('experiment', ''), fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
 def precondition(fm_test_accuracy: float, central: dict) -> dict:
   """Whether the FM knows the task better than the silos' pooled data can
   teach: its own test accuracy against ``central``'s 95% interval (both on
@@ -280,6 +308,7 @@ def main(argv):
                                            summary['methods']['central'])
     log(f"precondition: {summary['precondition']['reading']}")
   reporting.write_json(os.path.join(out, 'summary.json'), summary)
+  figure(summary).savefig(os.path.join(out, 'accuracy.png'))
   np.savez_compressed(os.path.join(out, 'scores.npz'),
                       **{f'{m}/{g}': v for m, by in scores.items()
                          for g, v in by.items()})
