@@ -356,11 +356,8 @@ def sample_clients(base: jax.Array, round_index: jax.Array, group_index: int,
   only on (seed, round, group), like ``client_keys``: a resumed run draws
   the same silos. Callers keep ``num_sampled`` <= the real silo count.
   """
-  key = jax.random.fold_in(
-      jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
-      _SAMPLING_TAG)
-  scores = jnp.where(weights > 0, _silo_uniforms(key, weights.shape[0]),
-                     -1.0)
+  scores = jnp.where(weights > 0, _silo_uniforms(base, round_index,
+                                                 group_index, weights), -1.0)
   _, idx = lax.top_k(scores, num_sampled)
   return jnp.sort(idx).astype(jnp.int32)
 
@@ -370,22 +367,25 @@ def poisson_draw(base: jax.Array, round_index: jax.Array, group_index: int,
   """bool ``[C]``: which silos of a group take part this round, each real
   silo (weight > 0) independently with probability ``expected / (real
   silos)``, from the same (seed, round, group) key as ``sample_clients``."""
-  key = jax.random.fold_in(
-      jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
-      _SAMPLING_TAG)
-  return (weights > 0) & (_silo_uniforms(key, weights.shape[0])
-                          < _poisson_rate(weights, expected))
+  return (weights > 0) & (
+      _silo_uniforms(base, round_index, group_index, weights)
+      < _poisson_rate(weights, expected))
 
 
-def _silo_uniforms(key: jax.Array, num_silos: int) -> jax.Array:
-  """``[C]`` uniforms in [0, 1), silo ``i``'s from ``fold_in(key, i)``.
+def _silo_uniforms(base: jax.Array, round_index: jax.Array, group_index: int,
+                   weights: jax.Array) -> jax.Array:
+  """``[C]`` uniforms in [0, 1) from the (seed, round, group) sampling key,
+  silo ``i``'s from ``fold_in(key, i)``.
 
   One draw of shape ``[C]`` would tie silo ``i``'s value to ``C`` unless
   threefry is in partitionable mode, so the dummy silos that pad a group
   to a mesh could change who is drawn; per-silo keys cannot.
   """
+  key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.fold_in(base, round_index), group_index),
+      _SAMPLING_TAG)
   return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
-      jnp.arange(num_silos))
+      jnp.arange(weights.shape[0]))
 
 
 def _poisson_rate(weights: jax.Array, expected: int) -> jax.Array:

@@ -712,7 +712,8 @@ SPECS = (
     types.AlgorithmSpec('fedavg_fm', build_fedavg_fm,
                         default_hparams('fedavg_fm'),
                         prepare=fm_prepare.prepare_fm, record_dp=True,
-                        reads_public=True, dp_releases=_DP_RELEASES, section=_SECTION,
+                        reads_public=True, dp_releases=_DP_RELEASES,
+                        section=_SECTION,
                         paper=("FedAvg plus FedHelp's FM soft labels "
                                '(ablation)')),
 )
