@@ -107,12 +107,19 @@ def grid(center: float) -> tuple[float, ...]:
   return tuple(float(center) * f for f in GRID_FACTORS)
 
 
-def _federation(config, evaluate_on: str, seed: int):
-  config = config.copy_and_resolve_references()
-  config.dataset.evaluate_on = evaluate_on
-  validate.validate_config(config)
-  raw = experiment.load_raw(config)
-  return experiment.prepare_federation(config, raw)._replace(seed=int(seed))
+def _federations(config, seed: int):
+  """``(on_val, on_test)``: ``config``'s federation scored on validation and
+  on test, from one load of the data (``experiment.evaluation_split``)."""
+  scored = {}
+  for evaluate_on in ('test', 'validation'):
+    scored[evaluate_on] = config.copy_and_resolve_references()
+    scored[evaluate_on].dataset.evaluate_on = evaluate_on
+    validate.validate_config(scored[evaluate_on])
+  raw = experiment.load_raw(scored['test'])
+  on_test = experiment.prepare_federation(scored['test'], raw)
+  on_val = experiment.prepare_federation(
+      scored['validation'], experiment.evaluation_split(raw, 'validation'))
+  return on_val._replace(seed=int(seed)), on_test._replace(seed=int(seed))
 
 
 def _same_training_silos(a, b) -> None:
@@ -137,8 +144,7 @@ def run_grid(config, method: str, seed: int, log, knob: str = 'own') -> dict:
     of the final state), 'nonfinite' [5] (bool), 'wall_s'}``.
   """
   knob = knob_of(config, knob)
-  on_val = _federation(config, 'validation', seed)
-  on_test = _federation(config, 'test', seed)
+  on_val, on_test = _federations(config, seed)
   _same_training_silos(on_val, on_test)
   values = grid(float(np.asarray(on_val.hparams[knob])))
   members = [on_val._replace(hparams={

@@ -43,7 +43,7 @@ def test_a_grid_member_scores_as_a_plain_run_at_its_value():
   config.rounds, config.eval_every = 2, 2
   part = pfednet_power.run_grid(config, 'fedprox', 1, log=lambda _: None)
   # Independently: one run at the 4th value, on the test-scored federation.
-  on_test = pfednet_power._federation(config, 'test', 1)
+  _, on_test = pfednet_power._federations(config, 1)
   value = part['values'][3]
   member = on_test._replace(hparams={**on_test.hparams, 'mu': np.float32(
       value)})
