@@ -154,17 +154,28 @@ def load_or_run(method, arm, seed, rounds, parts_dir, log,
                 record_bytes=False) -> dict | None:
   """The saved part of ``(method, seed)``, else its run (saved); with
   ``parts_only``, None when it is not saved."""
-  path = os.path.join(parts_dir, f'{method}-s{seed}-r{rounds}.npz')
+  part = saved_part(
+      os.path.join(parts_dir, f'{method}-s{seed}-r{rounds}.npz'),
+      lambda: run_one(method, arm, seed, rounds, log, table, record_bytes),
+      parts_only)
+  if part is None:
+    return None
+  return {**part, 'wall_s': float(part['wall_s']),
+          'dead_units': float(part['dead_units']),
+          'quality': str(part['quality'])}
+
+
+def saved_part(path: str, compute, parts_only: bool = False) -> dict | None:
+  """The arrays saved at ``path``, else ``compute()``'s, saved there whole
+  or not at all (written aside, then renamed); with ``parts_only``, None
+  when nothing is saved."""
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
-      part = {k: f[k] for k in f.files}
-    return {**part, 'wall_s': float(part['wall_s']),
-            'dead_units': float(part['dead_units']),
-            'quality': str(part['quality'])}
+      return {k: f[k] for k in f.files}
   if parts_only:
     return None
-  part = run_one(method, arm, seed, rounds, log, table, record_bytes)
-  with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
+  part = compute()
+  with open(path + '.tmp', 'wb') as f:
     np.savez(f, **part)
   os.replace(path + '.tmp', path)
   return part

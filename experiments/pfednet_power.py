@@ -189,19 +189,10 @@ def load_or_run(config, method, seed, parts_dir, log, parts_only=False,
   """The saved grid of ``(method, seed)``, else its run (saved); with
   ``parts_only``, None when it is not saved."""
   tag = '' if knob == 'own' else f'-{knob}'
-  path = os.path.join(parts_dir,
-                      f'{method}{tag}-s{seed}-r{config.rounds}.npz')
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      part = {k: f[k] for k in f.files}
-    return {**part, 'wall_s': float(part['wall_s'])}
-  if parts_only:
-    return None
-  part = run_grid(config, method, seed, log, knob)
-  with open(path + '.tmp', 'wb') as f:  # Whole or absent, if interrupted.
-    np.savez(f, **part)
-  os.replace(path + '.tmp', path)
-  return part
+  part = clustered.saved_part(
+      os.path.join(parts_dir, f'{method}{tag}-s{seed}-r{config.rounds}.npz'),
+      lambda: run_grid(config, method, seed, log, knob), parts_only)
+  return None if part is None else {**part, 'wall_s': float(part['wall_s'])}
 
 
 def select(parts: list[dict]) -> dict:
