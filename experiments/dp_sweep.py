@@ -30,7 +30,6 @@ import ml_collections
 import numpy as np
 from scipy import stats as sp_stats
 
-from experiments.configs import fedavg_cls
 from experiments.configs import fedhelp_cls
 from fedhelp_jax import experiment
 from fedhelp_jax import privacy
@@ -41,18 +40,19 @@ _DATASETS = {'pneumonia': ('pneumonia', 2), 'blood': ('blood', 8)}
 
 
 def base_config(dataset: str, method: str) -> ml_collections.ConfigDict:
-  """The default run's recipe (``fedavg_cls`` / ``fedhelp_cls``: 3 large +
-  20 small silos, 30 rounds) on ``dataset``, with DP-SGD switched on."""
-  get = fedhelp_cls.get_config if method == 'fedhelp' else \
-      fedavg_cls.get_config
-  c = get(method)
+  """The FedHelp table's recipe (``fedhelp_cls``: 3 large + 20 small silos,
+  10 rounds of 5 local steps of batch 16, SGD lr 0.05, uniform aggregation)
+  for EVERY method, so FedAvg and FedHelp differ only in the algorithm, on
+  ``dataset``, with DP-SGD switched on."""
+  c = fedhelp_cls.get_config(method)
   subset, classes = _DATASETS[dataset]
   c.dataset.subset = subset
   c.num_classes = classes
   c.num_devices = 1  # A sweep runs its config axis on one device.
   c.progress = False
   c.eval_every = 10
-  c.rounds = _ROUNDS.value
+  if _ROUNDS.value is not None:
+    c.rounds = _ROUNDS.value
   c.dp = ml_collections.ConfigDict({'level': 'record', 'clip_norm': 1.0,
                                     'noise_multiplier': 1.0})
   return c
@@ -102,14 +102,21 @@ def write_timing(base, targets) -> None:
   print(common.write_result('dp_sweep', record, common.RESULTS_DIR))
 
 
+def test_images(config) -> int:
+  """Test images one config is scored on: every silo's own draw."""
+  p = config.partition
+  return int(p.test_size) * (int(p.num_large) + int(p.num_small))
+
+
 def summarize(values) -> dict:
-  """Mean, sample SD and 95% t-interval over seeds."""
+  """Mean, sample SD and 95% t-interval over seeds, and the per-seed
+  values (in seed order, for paired comparisons across methods)."""
   v = np.asarray(values, np.float64)
   mean, sd = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
   half = (float(sp_stats.t.ppf(0.975, len(v) - 1)) * sd / np.sqrt(len(v))
           if len(v) > 1 else float('nan'))
   return {'mean': mean, 'sd': sd, 'ci95': [mean - half, mean + half],
-          'n_seeds': len(v)}
+          'n_seeds': len(v), 'values': v.tolist()}
 
 
 _MARKER = '<!-- generated below -->'
@@ -199,28 +206,38 @@ def main(argv):
       labels.append((e, s))
   print(f'[dp_sweep] calibrated noise multipliers: {sigmas} '
         f'({time.time() - t0:.0f}s)', flush=True)
-  for s in seeds:  # The non-private reference, same recipe.
-    c = base.copy_and_resolve_references()
-    c.seed = s
-    c.dp.level = 'none'
-    configs.append(c)
-    labels.append((float('inf'), s))
+  # Two references from the same recipe: clipping alone (DP-SGD with
+  # sigma = 0: no guarantee, but the same clipped steps) separates what the
+  # clip does from what the noise does; and the non-private run.
+  for kind in ('clip_only', 'non_private'):
+    for s in seeds:
+      c = base.copy_and_resolve_references()
+      c.seed = s
+      if kind == 'clip_only':
+        c.hparams.dp_noise_multiplier = 0.0
+      else:
+        c.dp.level = 'none'
+      configs.append(c)
+      labels.append((kind, s))
   t_sweep = time.time()
   results = sweep.run_sweep(configs, verbose=True)
   sweep_wall = time.time() - t_sweep
   rows = []
-  for e in targets + [float('inf')]:
+  for e in targets + ['clip_only', 'non_private']:
     got = [r for r, (le, _) in zip(results, labels) if le == e]
-    row = {'target_epsilon': e,
+    private = not isinstance(e, str)
+    row = {'kind': 'private' if private else e,
+           'target_epsilon': e if private else float('inf'),
            'noise_multiplier': [sigmas.get((e, s), 0.0) for s in seeds],
            'epsilon_spent': [r.get('privacy', {}).get('epsilon',
                                                       float('inf'))
                              for r in got],
-           'seeds': [r['seed'] for r in got]}
+           'seeds': [r['seed'] for r in got],
+           'n_test_images': test_images(base)}
     for g in ('small', 'large', 'all'):
       row[g] = summarize([r['final']['summary'][g]['accuracy'] for r in got])
     rows.append(row)
-    print(f"[dp_sweep] epsilon {e}: sigma {row['noise_multiplier']}, "
+    print(f"[dp_sweep] {e}: sigma {row['noise_multiplier']}, "
           f"small {row['small']['mean']:.4f}, large {row['large']['mean']:.4f}",
           flush=True)
   timing = {'sweep_wall_s': sweep_wall, 'configs': len(configs),
@@ -248,7 +265,8 @@ _METHOD = flags.DEFINE_enum('method', 'fedavg', ['fedavg', 'fedhelp'],
 _EPSILONS = flags.DEFINE_list('epsilons', ['0.5', '1', '2', '4', '8'],
                               'Target epsilons.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
-_ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per run.')
+_ROUNDS = flags.DEFINE_integer('rounds', None,
+                               "Rounds per run (default: the recipe's).")
 _TIME_SEQUENTIAL = flags.DEFINE_bool(
     'time_sequential', False, "Also run seed 0's configs one by one.")
 _TIMING_ONLY = flags.DEFINE_bool(
