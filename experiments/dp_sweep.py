@@ -122,41 +122,103 @@ def summarize(values) -> dict:
 _MARKER = '<!-- generated below -->'
 
 
+def _row_label(row) -> str:
+  kind = row.get('kind', 'private')
+  if kind == 'clip_only':
+    return 'clip only (sigma 0)'
+  if kind == 'non_private' or row['target_epsilon'] is None:
+    return 'non-private'
+  return f"{row['target_epsilon']:g}"
+
+
+def _interval(summary) -> str:
+  lo, hi = summary['ci95']
+  return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def method_table(d: dict, path: str) -> list[str]:
+  """One method's accuracy against epsilon, from its JSON."""
+  rows = d['rows']
+  n = rows[0]['small']['n_seeds']
+  images = rows[0].get('n_test_images')
+  out = [f"### {d['dataset']}, {d['method']} (`{path}`)", '',
+         f'Record-level DP-SGD, {n} seeds per row'
+         + (f', {images} test images per seed' if images else '')
+         + f"; accuracy on {d['accuracy_on']}; mean [95% t-interval over "
+         f"seeds]; delta = {d['delta']}.", '',
+         '| target epsilon | epsilon spent (per seed) | noise multiplier '
+         '| small | large | all |', '|---|---|---|---|---|---|']
+  for r in rows:
+    spent = ', '.join('inf' if v is None else f'{v:.3g}'
+                      for v in r['epsilon_spent'])
+    sigma = ', '.join(f'{v:.3g}' for v in np.atleast_1d(r['noise_multiplier']))
+    cells = [_interval(r[g]) for g in ('small', 'large', 'all')]
+    out.append(f'| {_row_label(r)} | {spent} | {sigma} | '
+               + ' | '.join(cells) + ' |')
+  t = d['timing']
+  out += ['', f"One `run_sweep` call: {t['configs']} configs in "
+          f"{t['programs']} programs, {t['sweep_wall_s']:.0f} s."]
+  if 'one_program_wall_s' in t:
+    out.append(f"Wall time, {t['timed_configs']} configs of seed 0: one "
+               f"program {t['one_program_wall_s']:.0f} s, one by one "
+               f"{t['one_by_one_wall_s']:.0f} s.")
+  return out + ['']
+
+
+def paired_seeds(a, b) -> dict:
+  """A minus B over seed pairs: mean, 95% t-interval, paired t-test p,
+  sign count; ``detectable`` is False when the interval holds 0."""
+  diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  s = summarize(diff)
+  p = (float(sp_stats.ttest_rel(a, b).pvalue)
+       if len(diff) > 1 and np.any(diff != diff[0]) else float('nan'))
+  return {'mean': s['mean'], 'ci95': s['ci95'], 'p_value': p,
+          'sign_count': [int(np.sum(diff > 0)), int(np.sum(diff < 0))],
+          'detectable': not s['ci95'][0] <= 0.0 <= s['ci95'][1]}
+
+
+def comparison_table(a: dict, b: dict) -> list[str]:
+  """``a``'s method minus ``b``'s, row by row (same dataset, recipe and
+  seeds: seed ``s`` of both is the same partition and test draw)."""
+  out = [f"### {a['dataset']}: {a['method']} minus {b['method']}", '',
+         'Paired by seed (each seed is its own partition and test draw, the '
+         'same for both methods); mean difference [95% t-interval over seed '
+         'pairs], paired t-test p, seeds won/lost. An interval holding 0 is '
+         '"n.d." (no detectable difference).', '',
+         '| target epsilon | small | large | all |', '|---|---|---|---|']
+  rows_b = {_row_label(r): r for r in b['rows']}
+  for ra in a['rows']:
+    rb = rows_b.get(_row_label(ra))
+    if rb is None or ra['seeds'] != rb['seeds']:
+      continue
+    cells = []
+    for g in ('small', 'large', 'all'):
+      c = paired_seeds(ra[g]['values'], rb[g]['values'])
+      cells.append(f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, "
+                   f"{c['ci95'][1]:+.3f}] p={c['p_value']:.2g} "
+                   f"{c['sign_count'][0]}/{c['sign_count'][1]}"
+                   + ('' if c['detectable'] else ' n.d.'))
+    out.append(f'| {_row_label(ra)} | ' + ' | '.join(cells) + ' |')
+  return out + ['']
+
+
 def markdown(results_root: str = os.path.join('experiments', 'results')
              ) -> str:
-  """Tables of every committed ``dp_*/<method>.json``, from the JSON alone."""
+  """Tables of every committed ``dp_*/<method>.json``, from the JSON alone,
+  and FedHelp minus FedAvg where both ran with per-seed values."""
   import glob  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   out = []
-  for path in sorted(glob.glob(os.path.join(results_root, 'dp_*', '*.json'))):
-    with open(path) as f:
-      d = json.load(f)
-    rows = d['rows']
-    n = rows[0]['small']['n_seeds']
-    out += [f"### {d['dataset']}, {d['method']} "
-            f"(`{os.path.relpath(path)}`)", '',
-            f'Record-level DP-SGD, {n} seeds per row; accuracy on '
-            f"{d['accuracy_on']}; mean [95% t-interval over seeds]; "
-            f"delta = {d['delta']}.", '',
-            '| target epsilon | epsilon spent (per seed) | noise multiplier '
-            '| small | large | all |', '|---|---|---|---|---|---|']
-    for r in rows:
-      e = r['target_epsilon']
-      label = 'non-private' if e is None else f'{e:g}'
-      spent = ', '.join('inf' if v is None else f'{v:.3g}'
-                        for v in r['epsilon_spent'])
-      sigma = ', '.join(f'{v:.3g}' for v in np.atleast_1d(
-          r['noise_multiplier']))
-      cells = [f"{r[g]['mean']:.3f} [{r[g]['ci95'][0]:.3f}, "
-               f"{r[g]['ci95'][1]:.3f}]" for g in ('small', 'large', 'all')]
-      out.append(f'| {label} | {spent} | {sigma} | ' + ' | '.join(cells)
-                 + ' |')
-    t = d['timing']
-    if 'one_program_wall_s' in t:
-      out += ['', f"Wall time, {t['timed_configs']} configs of seed 0: one "
-              f"program {t['one_program_wall_s']:.0f} s, one by one "
-              f"{t['one_by_one_wall_s']:.0f} s."]
-    out.append('')
+  for folder in sorted(glob.glob(os.path.join(results_root, 'dp_*'))):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
+      with open(path) as f:
+        runs[os.path.basename(path)[:-5]] = d = json.load(f)
+      out += method_table(d, os.path.relpath(path))
+    if ('fedhelp' in runs and 'fedavg' in runs and
+        'values' in runs['fedhelp']['rows'][0]['small'] and
+        'values' in runs['fedavg']['rows'][0]['small']):
+      out += comparison_table(runs['fedhelp'], runs['fedavg'])
   for path in sorted(glob.glob(os.path.join('benchmarks', 'results',
                                             'dp_sweep-*.json'))):
     with open(path) as f:
