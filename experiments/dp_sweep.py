@@ -9,16 +9,20 @@ host (``privacy.calibrate_noise``, dp-accounting, the worst silo of that
 seed's federation at delta = 1 / its largest silo), then ONE ``sweep.run_sweep``
 call runs every (noise multiplier, seed) config; configs of one seed share
 a program (a seed draws the small silos' sizes, so seeds differ in shapes).
-Every config reports the epsilon its own federation spends. The
-non-private runs (the same recipe, ``dp.level='none'``) come from the same
-call. ``--time_sequential`` also runs seed 0's configs one by one and
+Every config reports the epsilon its own federation spends. Two
+references come from the same call and recipe: clip only (DP-SGD at sigma
+0: the same clipped steps, no guarantee) and non-private
+(``dp.level='none'``). Every method runs the FedHelp table's recipe
+(``fedhelp_cls``), so methods differ only in the algorithm, and seed ``s``
+of two methods is the same partition and test draw (``--markdown_only``
+pairs them). ``--time_sequential`` also runs seed 0's configs one by one and
 records both wall times. ``--timing_only`` runs just that comparison (on a
 quiet machine; e.g. ``--rounds=2``) and writes it, with the device, to
-``benchmarks/results/dp_sweep-<backend>.json``.
+``benchmarks/results/dp_sweep_<method>-<backend>.json``.
 
 Writes ``<out>/<method>.json``: per target epsilon, the calibrated sigma,
 the epsilons spent, and per group (small, large, all) the mean accuracy
-over seeds with its sample SD and 95% t-interval over seeds.
+over seeds with its sample SD, 95% t-interval and per-seed values.
 """
 
 import os
@@ -99,7 +103,8 @@ def write_timing(base, targets) -> None:
                 note='wall seconds include compilation; one program is one '
                      'run_sweep call, one by one is one call per config')
   print(record, flush=True)
-  print(common.write_result('dp_sweep', record, common.RESULTS_DIR))
+  print(common.write_result(f'dp_sweep_{_METHOD.value}', record,
+                            common.RESULTS_DIR))
 
 
 def test_images(config) -> int:
@@ -220,7 +225,7 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
         'values' in runs['fedavg']['rows'][0]['small']):
       out += comparison_table(runs['fedhelp'], runs['fedavg'])
   for path in sorted(glob.glob(os.path.join('benchmarks', 'results',
-                                            'dp_sweep-*.json'))):
+                                            'dp_sweep_*-*.json'))):
     with open(path) as f:
       t = json.load(f)
     out += [f'### One program against one by one (`{path}`)', '',
@@ -333,7 +338,7 @@ _TIME_SEQUENTIAL = flags.DEFINE_bool(
     'time_sequential', False, "Also run seed 0's configs one by one.")
 _TIMING_ONLY = flags.DEFINE_bool(
     'timing_only', False, "Only time seed 0's private configs as one "
-    'program against one by one (benchmarks/results/dp_sweep-*.json).')
+    'program against one by one (benchmarks/results/dp_sweep_*.json).')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _MARKDOWN_ONLY = flags.DEFINE_bool(
     'markdown_only', False, 'Only regenerate the tables of docs/privacy.md '
