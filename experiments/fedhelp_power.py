@@ -208,29 +208,53 @@ def markdown(summary: dict, group: str = 'small') -> str:
   return '\n'.join(lines)
 
 
-def figure(summary: dict, groups=('small', 'large')):
-  """Per group, each method's mean with its 95% interval (a
-  ``matplotlib.figure.Figure``, no pyplot state), titled with the seed pairs
-  and test images it rests on."""
+def interval_bars_figure(summary: dict, groups, *,
+                         highlight: str, xlabel: str, title: str,
+                         best_on_top: bool = False):
+  """Per group, each method's mean with its 95% interval, one bar a method.
+
+  Args:
+    summary: a powered summary (``summary['methods'][m][group]`` holds
+      ``mean`` and ``ci95``).
+    groups: one panel per group, side by side.
+    highlight: methods whose name starts with it are coloured.
+    xlabel: format string of each panel's x label (``{group}`` fills in).
+    title: each panel's title.
+    best_on_top: order the methods by the last group's mean.
+  """
   from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
   methods = list(summary['methods'])
-  fig = mpl_figure.Figure(figsize=(5.0 * len(groups), 0.4 * len(methods) + 1.4),
-                          dpi=100)
+  if best_on_top:
+    methods.sort(key=lambda m: summary['methods'][m][groups[-1]]['mean'])
+  fig = mpl_figure.Figure(
+      figsize=(max(6.5, 5.0 * len(groups)), 0.4 * len(methods) + 1.4),
+      dpi=100)
   for i, g in enumerate(groups):
     ax = fig.add_subplot(1, len(groups), i + 1)
     rows = [summary['methods'][m][g] for m in methods]
-    means = [r['mean'] for r in rows]
-    ax.barh(range(len(methods)), means,
+    ax.barh(range(len(methods)), [r['mean'] for r in rows],
             xerr=[[r['mean'] - r['ci95'][0] for r in rows],
                   [r['ci95'][1] - r['mean'] for r in rows]],
-            color=['tab:orange' if m.startswith('fedhelp') else 'tab:gray'
+            color=['tab:orange' if m.startswith(highlight) else 'tab:gray'
                    for m in methods], capsize=3)
-    ax.set_yticks(range(len(methods)), methods if i == 0 else [''] * len(methods))
+    ax.set_yticks(range(len(methods)),
+                  methods if i == 0 else [''] * len(methods))
     ax.set_xlim(min(r['ci95'][0] for r in rows) - 0.02,
                 max(r['ci95'][1] for r in rows) + 0.01)
-    ax.set_xlabel(f'{g} group: accuracy on the common test set (95% CI)')
-    ax.set_title(f"{rows[0]['n_seeds']} seed pairs x "
-                 f"{rows[0]['n_test_images']} images", fontsize=10)
+    ax.set_xlabel(xlabel.format(group=g))
+    ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def figure(summary: dict, groups=('small', 'large')):
+  """Per group, each method's mean with its 95% interval, titled with the
+  seed pairs and test images it rests on."""
+  n = next(iter(summary['methods'].values()))[groups[0]]
+  fig = interval_bars_figure(
+      summary, groups, highlight='fedhelp',
+      xlabel='{group} group: accuracy on the common test set (95% CI)',
+      title=f"{n['n_seeds']} seed pairs x {n['n_test_images']} images")
   fig.suptitle(summary.get('experiment', ''), fontsize=10)
   fig.tight_layout()
   return fig

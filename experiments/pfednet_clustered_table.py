@@ -247,26 +247,13 @@ def graph_markdown(summary: dict, method: str = 'pfednet',
 
 
 def accuracy_figure(summary: dict):
-  """Each method's accuracy with its 95% interval, best at the top (a
-  ``matplotlib.figure.Figure``, no pyplot state)."""
-  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
-  rows = sorted(summary['methods'].items(), key=lambda kv: kv[1]['all']['mean'])
-  fig = mpl_figure.Figure(figsize=(6.0, 0.35 * len(rows) + 1.2), dpi=100)
-  ax = fig.add_subplot()
-  means = [r['all']['mean'] for _, r in rows]
-  lo = [r['all']['mean'] - r['all']['ci95'][0] for _, r in rows]
-  hi = [r['all']['ci95'][1] - r['all']['mean'] for _, r in rows]
-  ax.barh(range(len(rows)), means, xerr=[lo, hi], color=[
-      'tab:orange' if m.startswith('pfednet') else 'tab:gray'
-      for m, _ in rows], capsize=3)
-  ax.set_yticks(range(len(rows)), [m for m, _ in rows])
-  n = rows[0][1]['all']
-  ax.set_xlabel("accuracy on the silos' own test images (95% CI)")
-  ax.set_title(f"clustered benchmark, arm '{summary['arm']}': "
-               f"{n['n_seeds']} seeds x {n['n_test_images']} images",
-               fontsize=10)
-  fig.tight_layout()
-  return fig
+  """Each method's accuracy with its 95% interval, best at the top."""
+  n = next(iter(summary['methods'].values()))['all']
+  return fedhelp_power.interval_bars_figure(
+      summary, ('all',), highlight='pfednet', best_on_top=True,
+      xlabel="accuracy on the silos' own test images (95% CI)",
+      title=(f"clustered benchmark, arm '{summary['arm']}': "
+             f"{n['n_seeds']} seeds x {n['n_test_images']} images"))
 
 
 def main(argv):
