@@ -123,3 +123,25 @@ def test_markdown_table_states_intervals_and_readings():
   assert '| fedhelp_vs_fedavg |' in text and '| 4 | 30 |' in text
   assert 'no detectable difference' in text  # fedhelp vs local: 0.01 apart.
   assert '| detectable |' in text
+
+
+def test_interval_bars_figure_draws_each_group_and_orders_best_on_top():
+  def cell(mean):
+    return {'mean': mean, 'ci95': [mean - 0.02, mean + 0.03], 'n_seeds': 10,
+            'n_test_images': 99}
+  summary = {'methods': {m: {'small': cell(v), 'large': cell(v / 2)}
+                         for m, v in (('fedavg', 0.7), ('fedhelp', 0.9),
+                                      ('local', 0.5))}}
+  fig = fedhelp_power.interval_bars_figure(
+      summary, ('small', 'large'), highlight='fedhelp', xlabel='{group} acc',
+      title='t', best_on_top=True)
+  axes = fig.get_axes()
+  assert [a.get_xlabel() for a in axes] == ['small acc', 'large acc']
+  bars = axes[0].patches
+  # Sorted ascending by the last group: the best method is the top bar.
+  assert [round(b.get_width(), 6) for b in bars] == [0.5, 0.7, 0.9]
+  assert [t.get_text() for t in axes[0].get_yticklabels()] == [
+      'local', 'fedavg', 'fedhelp']
+  assert bars[2].get_facecolor() != bars[0].get_facecolor()  # Highlighted.
+  lo, hi = axes[0].get_xlim()
+  assert lo <= 0.5 - 0.02 and hi >= 0.9 + 0.03  # Every interval shows.
