@@ -43,7 +43,8 @@ from fedhelp_jax import sweep
 _DATASETS = {'pneumonia': ('pneumonia', 2), 'blood': ('blood', 8)}
 
 
-def base_config(dataset: str, method: str) -> ml_collections.ConfigDict:
+def base_config(dataset: str, method: str, rounds: int | None = None
+                ) -> ml_collections.ConfigDict:
   """The FedHelp table's recipe (``fedhelp_cls``: 3 large + 20 small silos,
   10 rounds of 5 local steps of batch 16, SGD lr 0.05, uniform aggregation)
   for EVERY method, so FedAvg and FedHelp differ only in the algorithm, on
@@ -55,8 +56,8 @@ def base_config(dataset: str, method: str) -> ml_collections.ConfigDict:
   c.num_devices = 1  # A sweep runs its config axis on one device.
   c.progress = False
   c.eval_every = 10
-  if _ROUNDS.value is not None:
-    c.rounds = _ROUNDS.value
+  if rounds is not None:
+    c.rounds = rounds
   c.dp = ml_collections.ConfigDict({'level': 'record', 'clip_norm': 1.0,
                                     'noise_multiplier': 1.0})
   return c
@@ -87,7 +88,7 @@ def time_one_program(configs) -> dict:
           'one_by_one_wall_s': time.time() - t1}
 
 
-def write_timing(base, targets) -> None:
+def write_timing(base, targets, dataset: str, method: str) -> None:
   """``time_one_program`` on seed 0's private configs, with the device."""
   from benchmarks import common  # pylint: disable=g-import-not-at-top
   record = common.device_record()
@@ -97,13 +98,13 @@ def write_timing(base, targets) -> None:
     c.seed = 0
     c.hparams.dp_noise_multiplier = calibrate(c, e)
     configs.append(c)
-  record.update(time_one_program(configs), dataset=_DATASET.value,
-                method=_METHOD.value, target_epsilons=targets,
+  record.update(time_one_program(configs), dataset=dataset,
+                method=method, target_epsilons=targets,
                 rounds=int(base.rounds),
                 note='wall seconds include compilation; one program is one '
                      'run_sweep call, one by one is one call per config')
   print(record, flush=True)
-  print(common.write_result(f'dp_sweep_{_METHOD.value}', record,
+  print(common.write_result(f'dp_sweep_{method}', record,
                             common.RESULTS_DIR))
 
 
@@ -254,9 +255,10 @@ def main(argv):
   if _MARKDOWN_ONLY.value:
     write_markdown()
     return
-  base = base_config(_DATASET.value, _METHOD.value)
+  base = base_config(_DATASET.value, _METHOD.value, _ROUNDS.value)
   if _TIMING_ONLY.value:
-    write_timing(base, [float(e) for e in _EPSILONS.value])
+    write_timing(base, [float(e) for e in _EPSILONS.value], _DATASET.value,
+                 _METHOD.value)
     return
   targets = [float(e) for e in _EPSILONS.value]
   seeds = list(range(_SEEDS.value))
@@ -325,24 +327,31 @@ def main(argv):
       'wall_time_s': time.time() - t0})
 
 
-_DATASET = flags.DEFINE_enum('dataset', 'pneumonia', list(_DATASETS),
-                             'MedMNIST subset.')
-_METHOD = flags.DEFINE_enum('method', 'fedavg', ['fedavg', 'fedhelp'],
-                            'Algorithm.')
-_EPSILONS = flags.DEFINE_list('epsilons', ['0.5', '1', '2', '4', '8'],
-                              'Target epsilons.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
-_ROUNDS = flags.DEFINE_integer('rounds', None,
-                               "Rounds per run (default: the recipe's).")
-_TIME_SEQUENTIAL = flags.DEFINE_bool(
-    'time_sequential', False, "Also run seed 0's configs one by one.")
-_TIMING_ONLY = flags.DEFINE_bool(
-    'timing_only', False, "Only time seed 0's private configs as one "
-    'program against one by one (benchmarks/results/dp_sweep_*.json).')
-_OUT = flags.DEFINE_string('out', None, 'Output directory.')
-_MARKDOWN_ONLY = flags.DEFINE_bool(
-    'markdown_only', False, 'Only regenerate the tables of docs/privacy.md '
-    'from the committed JSON.')
+def define_flags():
+  """The command's flags (defined only when run as a command, so importing
+  the module next to other experiment scripts defines none)."""
+  global _DATASET, _METHOD, _EPSILONS, _SEEDS, _ROUNDS, _TIME_SEQUENTIAL
+  global _TIMING_ONLY, _OUT, _MARKDOWN_ONLY
+  _DATASET = flags.DEFINE_enum('dataset', 'pneumonia', list(_DATASETS),
+                               'MedMNIST subset.')
+  _METHOD = flags.DEFINE_enum('method', 'fedavg', ['fedavg', 'fedhelp'],
+                              'Algorithm.')
+  _EPSILONS = flags.DEFINE_list('epsilons', ['0.5', '1', '2', '4', '8'],
+                                'Target epsilons.')
+  _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
+  _ROUNDS = flags.DEFINE_integer('rounds', None,
+                                 "Rounds per run (default: the recipe's).")
+  _TIME_SEQUENTIAL = flags.DEFINE_bool(
+      'time_sequential', False, "Also run seed 0's configs one by one.")
+  _TIMING_ONLY = flags.DEFINE_bool(
+      'timing_only', False, "Only time seed 0's private configs as one "
+      'program against one by one (benchmarks/results/dp_sweep_*.json).')
+  _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+  _MARKDOWN_ONLY = flags.DEFINE_bool(
+      'markdown_only', False, 'Only regenerate the tables of docs/privacy.md '
+      'from the committed JSON.')
+
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
