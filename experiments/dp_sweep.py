@@ -208,6 +208,29 @@ def comparison_table(a: dict, b: dict) -> list[str]:
   return out + ['']
 
 
+def noise_cost_table(d: dict) -> list[str]:
+  """Each private row minus the clip-only row of the same method, paired
+  by seed: what the noise costs once the clipping is held fixed."""
+  ref = next((r for r in d['rows'] if r.get('kind') == 'clip_only'), None)
+  if ref is None:
+    return []
+  out = [f"### {d['dataset']}, {d['method']}: private minus clip only", '',
+         'What the noise alone costs (the same clipped steps at sigma 0 is '
+         'the reference); paired by seed, as above.', '',
+         '| target epsilon | small | large | all |', '|---|---|---|---|']
+  for r in d['rows']:
+    if r.get('kind', 'private') != 'private':
+      continue
+    cells = []
+    for g in ('small', 'large', 'all'):
+      c = paired_seeds(r[g]['values'], ref[g]['values'])
+      cells.append(f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, "
+                   f"{c['ci95'][1]:+.3f}]"
+                   + ('' if c['detectable'] else ' n.d.'))
+    out.append(f'| {_row_label(r)} | ' + ' | '.join(cells) + ' |')
+  return out + ['']
+
+
 def markdown(results_root: str = os.path.join('experiments', 'results')
              ) -> str:
   """Tables of every committed ``dp_*/<method>.json``, from the JSON alone,
@@ -221,6 +244,7 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
       with open(path) as f:
         runs[os.path.basename(path)[:-5]] = d = json.load(f)
       out += method_table(d, os.path.relpath(path))
+      out += noise_cost_table(d)
     if ('fedhelp' in runs and 'fedavg' in runs and
         'values' in runs['fedhelp']['rows'][0]['small'] and
         'values' in runs['fedavg']['rows'][0]['small']):

@@ -83,3 +83,14 @@ def test_committed_results_render(name):
   if not os.path.isdir(os.path.join(root, name)):
     pytest.skip(f'{name} not committed')
   assert '| non-private |' in dp_sweep.markdown(root)
+
+
+def test_noise_cost_is_each_private_row_minus_clip_only():
+  d = _result('fedhelp', [0.7, 0.72, 0.75])  # clip only = private + 0.01.
+  table = dp_sweep.noise_cost_table(d)
+  assert table[0] == '### pneumonia, fedhelp: private minus clip only'
+  rows = [l for l in table if l.startswith('| ') and '---' not in l][1:]
+  assert len(rows) == 1 and rows[0].startswith('| 1 | -0.010 [-0.010, -0.010]')
+  assert 'n.d.' not in rows[0]  # A constant -0.01 on every seed.
+  d['rows'] = [r for r in d['rows'] if r['kind'] != 'clip_only']
+  assert not dp_sweep.noise_cost_table(d)  # No reference, no table.
