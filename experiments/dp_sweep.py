@@ -43,8 +43,8 @@ from fedhelp_jax import sweep
 _DATASETS = {'pneumonia': ('pneumonia', 2), 'blood': ('blood', 8)}
 
 
-def base_config(dataset: str, method: str, rounds: int | None = None
-                ) -> ml_collections.ConfigDict:
+def base_config(dataset: str, method: str, rounds: int | None = None,
+                lr: float | None = None) -> ml_collections.ConfigDict:
   """The FedHelp table's recipe (``fedhelp_cls``: 3 large + 20 small silos,
   10 rounds of 5 local steps of batch 16, SGD lr 0.05, uniform aggregation)
   for EVERY method, so FedAvg and FedHelp differ only in the algorithm, on
@@ -58,6 +58,10 @@ def base_config(dataset: str, method: str, rounds: int | None = None
   c.eval_every = 10
   if rounds is not None:
     c.rounds = rounds
+  if lr is not None:  # Every model's learning rate (S, and FedHelp's L_k).
+    for name in ('lr', 'lr_large'):
+      if name in c.hparams:
+        c.hparams[name] = lr
   c.dp = ml_collections.ConfigDict({'level': 'record', 'clip_norm': 1.0,
                                     'noise_multiplier': 1.0})
   return c
@@ -279,7 +283,8 @@ def main(argv):
   if _MARKDOWN_ONLY.value:
     write_markdown()
     return
-  base = base_config(_DATASET.value, _METHOD.value, _ROUNDS.value)
+  base = base_config(_DATASET.value, _METHOD.value, _ROUNDS.value,
+                     _LR.value)
   if _TIMING_ONLY.value:
     write_timing(base, [float(e) for e in _EPSILONS.value], _DATASET.value,
                  _METHOD.value)
@@ -355,7 +360,7 @@ def define_flags():
   """The command's flags (defined only when run as a command, so importing
   the module next to other experiment scripts defines none)."""
   global _DATASET, _METHOD, _EPSILONS, _SEEDS, _ROUNDS, _TIME_SEQUENTIAL
-  global _TIMING_ONLY, _OUT, _MARKDOWN_ONLY
+  global _TIMING_ONLY, _OUT, _MARKDOWN_ONLY, _LR
   _DATASET = flags.DEFINE_enum('dataset', 'pneumonia', list(_DATASETS),
                                'MedMNIST subset.')
   _METHOD = flags.DEFINE_enum('method', 'fedavg', ['fedavg', 'fedhelp'],
@@ -365,6 +370,9 @@ def define_flags():
   _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per epsilon.')
   _ROUNDS = flags.DEFINE_integer('rounds', None,
                                  "Rounds per run (default: the recipe's).")
+  _LR = flags.DEFINE_float(
+      'lr', None, "Every model's learning rate, for every method (default: "
+      "the recipe's 0.05).")
   _TIME_SEQUENTIAL = flags.DEFINE_bool(
       'time_sequential', False, "Also run seed 0's configs one by one.")
   _TIMING_ONLY = flags.DEFINE_bool(
