@@ -141,6 +141,12 @@ def _row_label(row) -> str:
   return f"{row['target_epsilon']:g}"
 
 
+def _recipe(d: dict) -> str:
+  """The recipe's distinguishing settings, for headings."""
+  hp = d.get('recipe', {}).get('hparams', {})
+  return f"lr {hp['lr']:g}" if 'lr' in hp else 'recipe lr'
+
+
 def _interval(summary) -> str:
   lo, hi = summary['ci95']
   return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -151,7 +157,7 @@ def method_table(d: dict, path: str) -> list[str]:
   rows = d['rows']
   n = rows[0]['small']['n_seeds']
   images = rows[0].get('n_test_images')
-  out = [f"### {d['dataset']}, {d['method']} (`{path}`)", '',
+  out = [f"### {d['dataset']}, {d['method']}, {_recipe(d)} (`{path}`)", '',
          f'Record-level DP-SGD, {n} seeds per row'
          + (f', {images} test images per seed' if images else '')
          + f"; accuracy on {d['accuracy_on']}; mean [95% t-interval over "
@@ -190,7 +196,8 @@ def paired_seeds(a, b) -> dict:
 def comparison_table(a: dict, b: dict) -> list[str]:
   """``a``'s method minus ``b``'s, row by row (same dataset, recipe and
   seeds: seed ``s`` of both is the same partition and test draw)."""
-  out = [f"### {a['dataset']}: {a['method']} minus {b['method']}", '',
+  out = [f"### {a['dataset']}, {_recipe(a)}: {a['method']} minus "
+         f"{b['method']}", '',
          'Paired by seed (each seed is its own partition and test draw, the '
          'same for both methods); mean difference [95% t-interval over seed '
          'pairs], paired t-test p, seeds won/lost. An interval holding 0 is '
@@ -218,7 +225,8 @@ def noise_cost_table(d: dict) -> list[str]:
   ref = next((r for r in d['rows'] if r.get('kind') == 'clip_only'), None)
   if ref is None:
     return []
-  out = [f"### {d['dataset']}, {d['method']}: private minus clip only", '',
+  out = [f"### {d['dataset']}, {d['method']}, {_recipe(d)}: private minus "
+         'clip only', '',
          'What the noise alone costs (the same clipped steps at sigma 0 is '
          'the reference); paired by seed, as above.', '',
          '| target epsilon | small | large | all |', '|---|---|---|---|']
@@ -235,6 +243,60 @@ def noise_cost_table(d: dict) -> list[str]:
   return out + ['']
 
 
+def epsilon_figure(runs: dict, group: str = 'small'):
+  """Accuracy against epsilon per method, 95% t-band over seeds, with its
+  clip-only (dotted) and non-private (dashed) levels (a
+  ``matplotlib.figure.Figure``, no pyplot state)."""
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  fig = mpl_figure.Figure(figsize=(6.0, 4.0), dpi=100)
+  ax = fig.add_subplot()
+  for i, (method, d) in enumerate(sorted(runs.items())):
+    color = f'C{i}'
+    private = [r for r in d['rows'] if r.get('kind', 'private') == 'private']
+    eps = [r['target_epsilon'] for r in private]
+    ax.plot(eps, [r[group]['mean'] for r in private], 'o-', color=color,
+            label=method)
+    ax.fill_between(eps, [r[group]['ci95'][0] for r in private],
+                    [r[group]['ci95'][1] for r in private], color=color,
+                    alpha=0.15)
+    for r in d['rows']:
+      style = {'clip_only': ':', 'non_private': '--'}.get(r.get('kind'))
+      if style:
+        ax.axhline(r[group]['mean'], color=color, linestyle=style,
+                   linewidth=1)
+  ax.set_xscale('log')
+  ax.set_xlabel('target epsilon (record level)')
+  ax.set_ylabel(f'{group} silos: accuracy')
+  d = next(iter(runs.values()))
+  ax.set_title(f"{d['dataset']}, {_recipe(d)}: dotted = clip only, dashed "
+               f"= non-private; {d['rows'][0][group]['n_seeds']} seeds",
+               fontsize=9)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return fig
+
+
+_FIGURE = 'accuracy_vs_epsilon.png'
+
+
+def _plottable(runs: dict) -> bool:
+  return bool(runs) and all('values' in d['rows'][0]['small']
+                            for d in runs.values())
+
+
+def _load_folders(results_root: str) -> dict:
+  """``{folder: {method: result}}`` of every ``dp_*`` folder."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  folders = {}
+  for folder in sorted(glob.glob(os.path.join(results_root, 'dp_*'))):
+    folders[folder] = {}
+    for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
+      with open(path) as f:
+        folders[folder][os.path.basename(path)[:-5]] = json.load(f)
+  return folders
+
+
 def markdown(results_root: str = os.path.join('experiments', 'results')
              ) -> str:
   """Tables of every committed ``dp_*/<method>.json``, from the JSON alone,
@@ -242,16 +304,16 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
   import glob  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   out = []
-  for folder in sorted(glob.glob(os.path.join(results_root, 'dp_*'))):
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
-      with open(path) as f:
-        runs[os.path.basename(path)[:-5]] = d = json.load(f)
-      out += method_table(d, os.path.relpath(path))
+  for folder, runs in _load_folders(results_root).items():
+    for method, d in runs.items():
+      out += method_table(d, os.path.relpath(
+          os.path.join(folder, f'{method}.json')))
       out += noise_cost_table(d)
-    if ('fedhelp' in runs and 'fedavg' in runs and
-        'values' in runs['fedhelp']['rows'][0]['small'] and
-        'values' in runs['fedavg']['rows'][0]['small']):
+    if _plottable(runs):  # write_markdown draws it.
+      png = os.path.join(folder, _FIGURE)
+      out += [f'![accuracy against epsilon]({os.path.relpath(png, "docs")})',
+              '']
+    if 'fedhelp' in runs and 'fedavg' in runs and _plottable(runs):
       out += comparison_table(runs['fedhelp'], runs['fedavg'])
   for path in sorted(glob.glob(os.path.join('benchmarks', 'results',
                                             'dp_sweep_*-*.json'))):
@@ -269,13 +331,19 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
   return '\n'.join(out)
 
 
-def write_markdown(doc: str = os.path.join('docs', 'privacy.md')) -> None:
-  """Replaces what follows the marker in ``doc`` by ``markdown()``."""
+def write_markdown(doc: str = os.path.join('docs', 'privacy.md'),
+                   results_root: str = os.path.join('experiments', 'results')
+                   ) -> None:
+  """Replaces what follows the marker in ``doc`` by ``markdown()``, and
+  draws each folder's ``accuracy_vs_epsilon.png``."""
+  for folder, runs in _load_folders(results_root).items():
+    if _plottable(runs):
+      epsilon_figure(runs).savefig(os.path.join(folder, _FIGURE))
   with open(doc) as f:
     text = f.read()
   head = text.split(_MARKER)[0].rstrip('\n')
   with open(doc, 'w') as f:
-    f.write(f'{head}\n\n{_MARKER}\n\n{markdown()}')
+    f.write(f"{head}\n\n{_MARKER}\n\n{markdown(results_root)}")
 
 
 def main(argv):

@@ -42,6 +42,7 @@ def _result(method, small_values, kinds=('private', 'clip_only',
                  'seeds': [0, 1, 2], 'n_test_images': 2300,
                  'small': summary, 'large': summary, 'all': summary})
   return {'dataset': 'pneumonia', 'method': method, 'rows': rows,
+          'recipe': {'hparams': {'lr': 0.01}},
           'accuracy_on': 'own draws', 'delta': '1/n',
           'timing': {'configs': 9, 'programs': 1, 'sweep_wall_s': 12.0}}
 
@@ -54,10 +55,11 @@ def test_markdown_has_both_methods_and_their_paired_difference(tmp_path):
     with open(folder / f'{method}.json', 'w') as f:
       json.dump(_result(method, values), f)
   text = dp_sweep.markdown(str(tmp_path))
-  assert '### pneumonia, fedavg' in text and '### pneumonia, fedhelp' in text
-  assert '### pneumonia: fedhelp minus fedavg' in text
+  assert '### pneumonia, fedavg, lr 0.01' in text
+  assert '### pneumonia, fedhelp, lr 0.01' in text
+  assert '### pneumonia, lr 0.01: fedhelp minus fedavg' in text
   lines = text.splitlines()
-  section = lines[lines.index('### pneumonia: fedhelp minus fedavg'):]
+  section = lines[lines.index('### pneumonia, lr 0.01: fedhelp minus fedavg'):]
   rows = [l for l in section if l.startswith('| ') and '---' not in l][1:4]
   assert [r.split(' | ')[0] for r in rows] == [
       '| 1', '| clip only (sigma 0)', '| non-private']
@@ -88,9 +90,30 @@ def test_committed_results_render(name):
 def test_noise_cost_is_each_private_row_minus_clip_only():
   d = _result('fedhelp', [0.7, 0.72, 0.75])  # clip only = private + 0.01.
   table = dp_sweep.noise_cost_table(d)
-  assert table[0] == '### pneumonia, fedhelp: private minus clip only'
+  assert table[0] == '### pneumonia, fedhelp, lr 0.01: private minus clip only'
   rows = [l for l in table if l.startswith('| ') and '---' not in l][1:]
   assert len(rows) == 1 and rows[0].startswith('| 1 | -0.010 [-0.010, -0.010]')
   assert 'n.d.' not in rows[0]  # A constant -0.01 on every seed.
   d['rows'] = [r for r in d['rows'] if r['kind'] != 'clip_only']
   assert not dp_sweep.noise_cost_table(d)  # No reference, no table.
+
+
+def test_write_markdown_draws_each_folder_and_links_it(tmp_path):
+  folder = tmp_path / 'results' / 'dp_pneumonia'
+  folder.mkdir(parents=True)
+  for method, values in (('fedavg', [0.6, 0.7, 0.65]),
+                         ('fedhelp', [0.7, 0.7, 0.75])):
+    with open(folder / f'{method}.json', 'w') as f:
+      json.dump(_result(method, values), f)
+  doc = tmp_path / 'privacy.md'
+  doc.write_text('# Privacy\n\nprose\n\n<!-- generated below -->\n\nSTALE\n')
+  dp_sweep.write_markdown(str(doc), str(tmp_path / 'results'))
+  text = doc.read_text()
+  assert text.startswith('# Privacy\n\nprose\n\n<!-- generated below -->')
+  assert 'STALE' not in text and 'accuracy_vs_epsilon.png)' in text
+  assert (folder / 'accuracy_vs_epsilon.png').stat().st_size > 1000
+  fig = dp_sweep.epsilon_figure({'fedavg': _result('fedavg', [0.6] * 3)})
+  ax = fig.get_axes()[0]
+  assert ax.get_xscale() == 'log'
+  # One curve, and its clip-only and non-private levels.
+  assert len(ax.get_lines()) == 3
