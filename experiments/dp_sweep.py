@@ -265,6 +265,10 @@ def epsilon_figure(runs: dict, group: str = 'small'):
         ax.axhline(r[group]['mean'], color=color, linestyle=style,
                    linewidth=1)
   ax.set_xscale('log')
+  ticks = sorted({r['target_epsilon'] for d in runs.values()
+                  for r in d['rows'] if r.get('kind', 'private') == 'private'})
+  ax.set_xticks(ticks, [f'{e:g}' for e in ticks])
+  ax.minorticks_off()
   ax.set_xlabel('target epsilon (record level)')
   ax.set_ylabel(f'{group} silos: accuracy')
   d = next(iter(runs.values()))
