@@ -193,6 +193,20 @@ def paired_seeds(a, b) -> dict:
           'detectable': not s['ci95'][0] <= 0.0 <= s['ci95'][1]}
 
 
+def _difference_cells(row_a, row_b, tests: bool) -> str:
+  """Table cells of ``row_a`` minus ``row_b`` per group, paired by seed;
+  ``tests`` adds the paired t-test p and the sign count."""
+  cells = []
+  for g in ('small', 'large', 'all'):
+    c = paired_seeds(row_a[g]['values'], row_b[g]['values'])
+    cell = f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+    if tests:
+      cell += (f" p={c['p_value']:.2g} "
+               f"{c['sign_count'][0]}/{c['sign_count'][1]}")
+    cells.append(cell + ('' if c['detectable'] else ' n.d.'))
+  return ' | '.join(cells)
+
+
 def comparison_table(a: dict, b: dict) -> list[str]:
   """``a``'s method minus ``b``'s, row by row (same dataset, recipe and
   seeds: seed ``s`` of both is the same partition and test draw)."""
@@ -208,14 +222,7 @@ def comparison_table(a: dict, b: dict) -> list[str]:
     rb = rows_b.get(_row_label(ra))
     if rb is None or ra['seeds'] != rb['seeds']:
       continue
-    cells = []
-    for g in ('small', 'large', 'all'):
-      c = paired_seeds(ra[g]['values'], rb[g]['values'])
-      cells.append(f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, "
-                   f"{c['ci95'][1]:+.3f}] p={c['p_value']:.2g} "
-                   f"{c['sign_count'][0]}/{c['sign_count'][1]}"
-                   + ('' if c['detectable'] else ' n.d.'))
-    out.append(f'| {_row_label(ra)} | ' + ' | '.join(cells) + ' |')
+    out.append(f'| {_row_label(ra)} | {_difference_cells(ra, rb, True)} |')
   return out + ['']
 
 
@@ -233,13 +240,7 @@ def noise_cost_table(d: dict) -> list[str]:
   for r in d['rows']:
     if r.get('kind', 'private') != 'private':
       continue
-    cells = []
-    for g in ('small', 'large', 'all'):
-      c = paired_seeds(r[g]['values'], ref[g]['values'])
-      cells.append(f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, "
-                   f"{c['ci95'][1]:+.3f}]"
-                   + ('' if c['detectable'] else ' n.d.'))
-    out.append(f'| {_row_label(r)} | ' + ' | '.join(cells) + ' |')
+    out.append(f'| {_row_label(r)} | {_difference_cells(r, ref, False)} |')
   return out + ['']
 
 
