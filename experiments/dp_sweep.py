@@ -351,6 +351,40 @@ def write_markdown(doc: str = os.path.join('docs', 'privacy.md'),
     f.write(f"{head}\n\n{_MARKER}\n\n{markdown(results_root)}")
 
 
+def sweep_configs(base, sigmas: dict, seeds) -> tuple[list, list]:
+  """Every config of one sweep call, and its ``(label, seed)``.
+
+  Args:
+    base: the recipe (``base_config``).
+    sigmas: ``{(target_epsilon, seed): noise multiplier}``.
+    seeds: the seeds of the two references.
+
+  Returns:
+    The private configs (label: the target epsilon), then two references
+    from the same recipe: clipping alone (label 'clip_only': DP-SGD at sigma
+    0, no guarantee, the same clipped steps), which separates what the clip
+    does from what the noise does, and the non-private run ('non_private').
+  """
+  configs, labels = [], []
+  for (e, s), sigma in sigmas.items():
+    c = base.copy_and_resolve_references()
+    c.seed = s
+    c.hparams.dp_noise_multiplier = sigma
+    configs.append(c)
+    labels.append((e, s))
+  for kind in ('clip_only', 'non_private'):
+    for s in seeds:
+      c = base.copy_and_resolve_references()
+      c.seed = s
+      if kind == 'clip_only':
+        c.hparams.dp_noise_multiplier = 0.0
+      else:
+        c.dp.level = 'none'
+      configs.append(c)
+      labels.append((kind, s))
+  return configs, labels
+
+
 def main(argv):
   del argv
   if _MARKDOWN_ONLY.value:
@@ -365,31 +399,16 @@ def main(argv):
   targets = [float(e) for e in _EPSILONS.value]
   seeds = list(range(_SEEDS.value))
   t0 = time.time()
-  configs, labels, sigmas = [], [], {}
+  sigmas = {}
   for e in targets:
     for s in seeds:
       c = base.copy_and_resolve_references()
       c.seed = s
       # Each seed's own federation (its small silos' sizes) sets sigma.
       sigmas[(e, s)] = calibrate(c, e)
-      c.hparams.dp_noise_multiplier = sigmas[(e, s)]
-      configs.append(c)
-      labels.append((e, s))
   print(f'[dp_sweep] calibrated noise multipliers: {sigmas} '
         f'({time.time() - t0:.0f}s)', flush=True)
-  # Two references from the same recipe: clipping alone (DP-SGD with
-  # sigma = 0: no guarantee, but the same clipped steps) separates what the
-  # clip does from what the noise does; and the non-private run.
-  for kind in ('clip_only', 'non_private'):
-    for s in seeds:
-      c = base.copy_and_resolve_references()
-      c.seed = s
-      if kind == 'clip_only':
-        c.hparams.dp_noise_multiplier = 0.0
-      else:
-        c.dp.level = 'none'
-      configs.append(c)
-      labels.append((kind, s))
+  configs, labels = sweep_configs(base, sigmas, seeds)
   t_sweep = time.time()
   results = sweep.run_sweep(configs, verbose=True)
   sweep_wall = time.time() - t_sweep
@@ -417,7 +436,7 @@ def main(argv):
     # Seed 0's private configs: one program, against one by one.
     timing.update(time_one_program(
         [c for c, (e, s) in zip(configs, labels)
-         if s == 0 and e != float('inf')]))
+         if s == 0 and not isinstance(e, str)]))
   out = _OUT.value or os.path.join('experiments', 'results',
                                    f'dp_{_DATASET.value}')
   os.makedirs(out, exist_ok=True)

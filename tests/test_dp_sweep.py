@@ -117,3 +117,22 @@ def test_write_markdown_draws_each_folder_and_links_it(tmp_path):
   assert ax.get_xscale() == 'log'
   # One curve, and its clip-only and non-private levels.
   assert len(ax.get_lines()) == 3
+
+
+def test_sweep_configs_are_the_private_runs_then_both_references():
+  base = dp_sweep.base_config('pneumonia', 'fedhelp', rounds=2, lr=0.01)
+  assert base.rounds == 2
+  assert base.hparams.lr == base.hparams.lr_large == 0.01
+  sigmas = {(1.0, 0): 9.0, (1.0, 1): 9.5, (8.0, 0): 1.8, (8.0, 1): 1.9}
+  configs, labels = dp_sweep.sweep_configs(base, sigmas, [0, 1])
+  assert labels == [(1.0, 0), (1.0, 1), (8.0, 0), (8.0, 1),
+                    ('clip_only', 0), ('clip_only', 1),
+                    ('non_private', 0), ('non_private', 1)]
+  assert [c.seed for c in configs] == [l[1] for l in labels]
+  assert [c.hparams.dp_noise_multiplier for c in configs[:4]] == [
+      9.0, 9.5, 1.8, 1.9]
+  for c, (kind, _) in zip(configs[4:], labels[4:]):
+    # Clip only keeps the DP steps (level 'record', the clip) at sigma 0.
+    assert c.dp.level == ('record' if kind == 'clip_only' else 'none')
+  assert configs[4].hparams.dp_noise_multiplier == 0.0
+  assert configs[4].dp.clip_norm == base.dp.clip_norm == 1.0
