@@ -67,17 +67,19 @@ def base_config(dataset: str, method: str, rounds: int | None = None,
   return c
 
 
-def calibrate(config, target: float) -> float:
-  """Sigma for ``target`` epsilon over the config's rounds."""
+def calibrate(config, targets) -> list[float]:
+  """Sigma for each of ``targets`` (epsilons) over the config's rounds; the
+  federation (its silos' sizes) is built once for all of them."""
   raw = experiment.load_raw(config)
   fed, _ = experiment.build_federation(config, raw)
   local = config.local
   silos = experiment.silo_budgets(config, fed)
-  return privacy.calibrate_noise(
+  return [privacy.calibrate_noise(
       silos, rounds=int(config.rounds), target_epsilon=target,
       batch_size=int(local.batch_size),
       max_batch=2 * int(local.batch_size), sampling='poisson',
       delta=1.0 / max(s.n for s in silos), accountant='pld')
+          for target in targets]
 
 
 def time_one_program(configs) -> dict:
@@ -96,11 +98,12 @@ def write_timing(base, targets, dataset: str, method: str) -> None:
   """``time_one_program`` on seed 0's private configs, with the device."""
   from benchmarks import common  # pylint: disable=g-import-not-at-top
   record = common.device_record()
+  seed0 = base.copy_and_resolve_references()
+  seed0.seed = 0
   configs = []
-  for e in targets:
-    c = base.copy_and_resolve_references()
-    c.seed = 0
-    c.hparams.dp_noise_multiplier = calibrate(c, e)
+  for sigma in calibrate(seed0, targets):
+    c = seed0.copy_and_resolve_references()
+    c.hparams.dp_noise_multiplier = sigma
     configs.append(c)
   record.update(time_one_program(configs), dataset=dataset,
                 method=method, target_epsilons=targets,
@@ -284,7 +287,7 @@ def epsilon_figure(runs: dict, group: str = 'small'):
 _FIGURE = 'accuracy_vs_epsilon.png'
 
 
-def _plottable(runs: dict) -> bool:
+def _has_seed_values(runs: dict) -> bool:
   return bool(runs) and all('values' in d['rows'][0]['small']
                             for d in runs.values())
 
@@ -314,11 +317,11 @@ def markdown(results_root: str = os.path.join('experiments', 'results')
       out += method_table(d, os.path.relpath(
           os.path.join(folder, f'{method}.json')))
       out += noise_cost_table(d)
-    if _plottable(runs):  # write_markdown draws it.
+    if _has_seed_values(runs):  # write_markdown draws it.
       png = os.path.join(folder, _FIGURE)
       out += [f'![accuracy against epsilon]({os.path.relpath(png, "docs")})',
               '']
-    if 'fedhelp' in runs and 'fedavg' in runs and _plottable(runs):
+    if 'fedhelp' in runs and 'fedavg' in runs and _has_seed_values(runs):
       out += comparison_table(runs['fedhelp'], runs['fedavg'])
   for path in sorted(glob.glob(os.path.join('benchmarks', 'results',
                                             'dp_sweep_*-*.json'))):
@@ -342,7 +345,7 @@ def write_markdown(doc: str = os.path.join('docs', 'privacy.md'),
   """Replaces what follows the marker in ``doc`` by ``markdown()``, and
   draws each folder's ``accuracy_vs_epsilon.png``."""
   for folder, runs in _load_folders(results_root).items():
-    if _plottable(runs):
+    if _has_seed_values(runs):
       epsilon_figure(runs).savefig(os.path.join(folder, _FIGURE))
   with open(doc) as f:
     text = f.read()
@@ -399,13 +402,15 @@ def main(argv):
   targets = [float(e) for e in _EPSILONS.value]
   seeds = list(range(_SEEDS.value))
   t0 = time.time()
-  sigmas = {}
-  for e in targets:
-    for s in seeds:
-      c = base.copy_and_resolve_references()
-      c.seed = s
-      # Each seed's own federation (its small silos' sizes) sets sigma.
-      sigmas[(e, s)] = calibrate(c, e)
+  by_seed = {}
+  for s in seeds:
+    c = base.copy_and_resolve_references()
+    c.seed = s
+    # Each seed's own federation (its small silos' sizes) sets sigma.
+    by_seed[s] = calibrate(c, targets)
+  # In sweep order: target epsilon outer, seed inner.
+  sigmas = {(e, s): by_seed[s][i] for i, e in enumerate(targets)
+            for s in seeds}
   print(f'[dp_sweep] calibrated noise multipliers: {sigmas} '
         f'({time.time() - t0:.0f}s)', flush=True)
   configs, labels = sweep_configs(base, sigmas, seeds)
