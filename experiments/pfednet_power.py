@@ -221,6 +221,9 @@ def select(parts: list[dict]) -> dict:
 
 def main(argv):
   del argv
+  if _OVERVIEW.value:
+    print(overview_markdown())
+    return
   get_config, known, reference = TASKS[_TASK.value]
   methods = clustered.checked_methods(_METHODS.value or known,
                                       dict.fromkeys(known))
@@ -291,9 +294,67 @@ def grid_markdown(summary: dict) -> str:
   return '\n'.join(lines)
 
 
+# The result sets the overview reads, in order: (folder, what it is).
+OVERVIEW_SETS = (
+    ('pfednet_power_tabular', 'tabular, own knob, tuned'),
+    ('pfednet_power_tabular_lr', 'tabular, lr knob, tuned'),
+    ('pfednet_power_cls', 'PneumoniaMNIST CNN, tuned'),
+    ('pfednet_power_clustered_labels', 'clustered labels, tuned'),
+    ('pfednet_power_clustered_rotation', 'clustered rotation, tuned'),
+    ('pfednet_clustered/labels', 'clustered labels, recipe values'),
+    ('pfednet_clustered/rotation', 'clustered rotation, recipe values'),
+)
+
+
+def _difference_cell(summary: dict, a: str, b: str) -> str:
+  pair = summary['paired'].get(f'{a}_vs_{b}')
+  if pair is None:
+    return ''
+  r = pair['all']
+  reading = '' if r['detectable'] else ' n.d.'
+  return (f"{r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
+          f'{reading}')
+
+
+def overview_row(label: str, summary: dict, reference: str = 'pfednet'
+                 ) -> str:
+  """One result set: ``reference``'s accuracy, the best baseline (the best
+  mean among methods that are not ``reference`` or its graph ablations)
+  and ``reference`` minus that baseline, FedAvg and Local (paired; 'n.d.'
+  when the interval holds 0)."""
+  methods = summary['methods']
+  ref = methods[reference]['all']
+  baselines = [m for m in methods if not m.startswith(reference)]
+  best = max(baselines, key=lambda m: methods[m]['all']['mean'])
+  cells = [label, f"{ref['n_seeds']} x {ref['n_test_images']}",
+           f"{ref['mean']:.3f} [{ref['ci95'][0]:.3f}, {ref['ci95'][1]:.3f}]",
+           f"{best} {methods[best]['all']['mean']:.3f}",
+           _difference_cell(summary, reference, best),
+           _difference_cell(summary, reference, 'fedavg'),
+           _difference_cell(summary, reference, 'local'),
+           _difference_cell(summary, reference, f'{reference}_oracle')]
+  return '| ' + ' | '.join(cells) + ' |'
+
+
+def overview_markdown(results_root: str = os.path.join('experiments',
+                                                       'results')) -> str:
+  """The pFedNet summary table of every committed result set of
+  ``OVERVIEW_SETS`` (a set without ``summary.json`` is left out)."""
+  lines = ['| result set | seeds x test images | pFedNet (95% CI) | best '
+           'baseline | pFedNet - best baseline | pFedNet - FedAvg | '
+           'pFedNet - Local | pFedNet - oracle graph |',
+           '|---|---|---|---|---|---|---|---|']
+  for folder, label in OVERVIEW_SETS:
+    path = os.path.join(results_root, folder, 'summary.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        lines.append(overview_row(label, json.load(f)))
+  return '\n'.join(lines)
+
+
 def define_flags():
   """The command's flags (defined only when run as a command)."""
-  global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY, _KNOB
+  global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY, _KNOB, _OVERVIEW
   _TASK = flags.DEFINE_enum('task', 'tabular', sorted(TASKS), 'Which task.')
   _KNOB = flags.DEFINE_enum('knob', 'own', ['own', 'lr'],
                             "The knob every method tunes: its own, or 'lr'.")
@@ -303,6 +364,9 @@ def define_flags():
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
   _PARTS_ONLY = flags.DEFINE_bool('parts_only', False,
                                   'Summarize the saved parts; run nothing.')
+  _OVERVIEW = flags.DEFINE_bool('overview', False, 'Print the summary '
+                                'table of every committed pFedNet result '
+                                'set; run nothing.')
 
 
 if __name__ == '__main__':

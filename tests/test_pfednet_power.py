@@ -2,6 +2,8 @@
 """The equal-budget, validation-selected pFedNet table
 (``experiments/pfednet_power.py``)."""
 
+import json
+
 import numpy as np
 
 from experiments import pfednet_clustered_table as clustered
@@ -53,3 +55,40 @@ def test_a_grid_member_scores_as_a_plain_run_at_its_value():
   np.testing.assert_array_equal(
       part['test'][3], clustered.own_test_correct(program, result, on_test))
   assert part['val'].shape[0] == 5 and not part['nonfinite'].any()
+
+
+def _interval(mean, lo, hi, detectable=True):
+  return {'all': {'mean': mean, 'ci95': [lo, hi], 'detectable': detectable,
+                  'n_seeds': 10, 'n_test_images': 320}}
+
+
+def test_overview_row_names_the_best_baseline_and_marks_ties():
+  summary = {
+      'methods': {'pfednet': _interval(0.80, 0.78, 0.82),
+                  'pfednet_oracle': _interval(0.95, 0.93, 0.97),
+                  'fedavg': _interval(0.60, 0.58, 0.62),
+                  'local': _interval(0.81, 0.79, 0.83)},
+      'paired': {'pfednet_vs_local': _interval(-0.01, -0.03, 0.01, False),
+                 'pfednet_vs_fedavg': _interval(0.2, 0.18, 0.22),
+                 'pfednet_vs_pfednet_oracle': _interval(-0.15, -0.17,
+                                                        -0.13)}}
+  cells = [c.strip() for c in
+           pfednet_power.overview_row('set', summary).split('|')[1:-1]]
+  # The oracle graph is an ablation of pFedNet, not a baseline: Local is
+  # the best baseline, and its difference holds 0.
+  assert cells == ['set', '10 x 320', '0.800 [0.780, 0.820]', 'local 0.810',
+                   '-0.010 [-0.030, +0.010] n.d.',
+                   '+0.200 [+0.180, +0.220]',
+                   '-0.010 [-0.030, +0.010] n.d.',
+                   '-0.150 [-0.170, -0.130]']
+
+
+def test_overview_reads_every_committed_set(tmp_path):
+  summary = {'methods': {'pfednet': _interval(0.8, 0.7, 0.9),
+                         'fedavg': _interval(0.6, 0.5, 0.7)},
+             'paired': {}}
+  folder, label = pfednet_power.OVERVIEW_SETS[3]
+  (tmp_path / folder).mkdir(parents=True)
+  (tmp_path / folder / 'summary.json').write_text(json.dumps(summary))
+  lines = pfednet_power.overview_markdown(str(tmp_path)).splitlines()
+  assert len(lines) == 3 and lines[2].startswith(f'| {label} |')
