@@ -45,6 +45,7 @@ from experiments.configs import pfednet_clustered
 from fedhelp_jax import diagnostics
 from fedhelp_jax import engine
 from fedhelp_jax import experiment
+from fedhelp_jax import metrics
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
 from fedhelp_jax import validate
@@ -81,9 +82,11 @@ def method_config(method: str, arm: str, seed: int, rounds, table=None):
   return config
 
 
-def own_test_correct(program, result, fed) -> np.ndarray:
-  """``[silos x test images]`` per-image correctness of the final state on
-  each real silo's own test set, silo after silo (the slots of a seed)."""
+def own_test_scores(program, result, fed) -> np.ndarray:
+  """``[silos x test images]`` per-image scores of the final state on each
+  real silo's own test set, silo after silo (the slots of a seed): 1/0
+  correctness for classification, the image's Dice (foreground mean,
+  ``metrics.segmentation_metrics``) for segmentation."""
   inputs = {g: {'test_x': d['test_x']} for g, d in fed.fed.items()}
   probs = engine.fetch(program.predict_fn(result.state, inputs))
   rows = []
@@ -91,7 +94,13 @@ def own_test_correct(program, result, fed) -> np.ndarray:
     d = fed.fed[g]
     for c in range(int(np.sum(d['n'] > 0))):
       nt = int(d['test_n'][c])
-      rows.append(np.argmax(probs[g][c, :nt], -1) == d['test_y'][c, :nt])
+      pred, truth = np.argmax(probs[g][c, :nt], -1), d['test_y'][c, :nt]
+      if fed.task.name == 'segmentation':
+        rows.append([metrics.segmentation_metrics(
+            p, t, num_classes=probs[g].shape[-1])['dice']
+                     for p, t in zip(pred, truth)])
+      else:
+        rows.append(pred == truth)
   return np.concatenate(rows).astype(np.float32)
 
 
@@ -125,7 +134,7 @@ def run_one(method: str, arm: str, seed: int, rounds, log, table=None,
                          keep_metrics=record_bytes,
                          labels=[f'{method} {arm} seed {seed}'])
   wall = time.time() - t0
-  correct = own_test_correct(program, result, fed)
+  correct = own_test_scores(program, result, fed)
   # The per-image record and the run's own summary are one computation:
   # equal-size test sets make the silo mean the image mean.
   reported = result.final['summary']['all']['accuracy']
@@ -249,11 +258,13 @@ def graph_markdown(summary: dict, method: str = 'pfednet',
 def accuracy_figure(summary: dict):
   """Each method's accuracy with its 95% interval, best at the top."""
   n = next(iter(summary['methods'].values()))['all']
+  metric = summary.get('metric', 'accuracy')
   return fedhelp_power.interval_bars_figure(
       summary, ('all',), highlight='pfednet', best_on_top=True,
-      xlabel="accuracy on the silos' own test images (95% CI)",
-      title=(f"clustered benchmark, arm '{summary['arm']}': "
-             f"{n['n_seeds']} seeds x {n['n_test_images']} images"))
+      xlabel=f"{metric} on the silos' own test images (95% CI)",
+      title=(f"{summary.get('title', 'clustered benchmark')}, arm "
+             f"'{summary['arm']}': {n['n_seeds']} seeds x "
+             f"{n['n_test_images']} images"))
 
 
 def main(argv):

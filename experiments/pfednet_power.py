@@ -5,6 +5,7 @@ r"""pFedNet and its baselines on an equal tuning budget, chosen on validation.
       --out=experiments/results/pfednet_power_tabular
   python -m experiments.pfednet_power --task=clustered_rotation --seeds=10 \
       --out=experiments/results/pfednet_power_rotation
+  python -m experiments.pfednet_power --task=seg --seeds=10
 
 The protocol, fixed before any run:
 
@@ -19,9 +20,10 @@ The protocol, fixed before any run:
   data seed) trains once. The final state is scored on each silo's draw
   from the held-out validation split (``config.dataset.evaluate_on=
   'validation'``: the breast-cancer table's set-aside rows, MedMNIST's
-  official val split) and on its draw from the test split; the two
-  federations train on the same silos, bit for bit (checked). Per method,
-  the value with the best mean validation accuracy over the seeds is
+  official val split, each brain-slice silo's own validation slices) and
+  on its draw from the test split; the two federations train on the same
+  silos, bit for bit (checked). Per method, the value with the best mean
+  validation score (accuracy; Dice for ``seg``) over the seeds is
   chosen (a value that went non-finite on any seed is not eligible), and
   only that value's TEST scores are reported. The test scores of the other
   values are kept (``grid``) to show how much choosing on test would have
@@ -52,6 +54,7 @@ import numpy as np
 from experiments import fedhelp_power
 from experiments import pfednet_clustered_table as clustered
 from experiments.configs import pfednet_cls
+from experiments.configs import pfednet_seg
 from experiments.configs import pfednet_tabular
 from fedhelp_jax import diagnostics
 from fedhelp_jax import experiment
@@ -85,6 +88,15 @@ def _cls_config(method: str, seed: int):
   return config
 
 
+def _seg_config(method: str, seed: int):
+  """``pfednet_seg`` with a fifth of each silo's slices held out (from its
+  training slices) as its validation set; its test slices are unchanged."""
+  config = pfednet_seg.get_config(method)
+  config.seed = int(seed)
+  config.partition.validation_fraction = 0.2
+  return config
+
+
 def _clustered_config(arm: str):
   def get(method: str, seed: int):
     return clustered.method_config(method, arm, seed, None)
@@ -99,7 +111,11 @@ TASKS = {
                          tuple(clustered.METHODS), 'pfednet'),
     'clustered_rotation': (_clustered_config('rotation'),
                            tuple(clustered.METHODS), 'pfednet'),
+    'seg': (_seg_config, pfednet_seg.METHODS, 'pfednet'),
 }
+# The per-image score of a task (its silos' own test images): Dice for
+# segmentation, 1/0 correctness otherwise (``clustered.own_test_scores``).
+METRICS = {'seg': 'Dice'}
 
 
 def grid(center: float) -> tuple[float, ...]:
@@ -158,9 +174,9 @@ def run_grid(config, method: str, seed: int, log, knob: str = 'own') -> dict:
                        labels=[f'{method} {knob}={v:g} seed {seed}'
                                for v in values])
   wall = time.time() - t0
-  val = np.stack([clustered.own_test_correct(program, r, on_val)
+  val = np.stack([clustered.own_test_scores(program, r, on_val)
                   for r in results])
-  test = np.stack([clustered.own_test_correct(program, r, on_test)
+  test = np.stack([clustered.own_test_scores(program, r, on_test)
                    for r in results])
   nonfinite = np.asarray([bool(r.nonfinite) for r in results])
   dead = np.asarray([_dead_fraction(program, r, on_val) for r in results])
@@ -225,6 +241,7 @@ def main(argv):
     print(overview_markdown())
     return
   get_config, known, reference = TASKS[_TASK.value]
+  metric = METRICS.get(_TASK.value, 'accuracy')
   methods = clustered.checked_methods(_METHODS.value or known,
                                       dict.fromkeys(known))
   suffix = '' if _KNOB.value == 'own' else f'_{_KNOB.value}'
@@ -262,7 +279,8 @@ def main(argv):
         'wall_s': sum(p['wall_s'] for p in parts[m])})
   summary.update({
       'arm': _TASK.value, 'task': _TASK.value, 'seeds': complete,
-      'endpoint': "accuracy on each silo's own test images, final state, "
+      'metric': metric, 'title': 'pFedNet, tuned on validation',
+      'endpoint': f"{metric} of each silo's own test images, final state, "
                   'at the grid value chosen on validation',
       'protocol': {'grid_factors': list(GRID_FACTORS), 'knob': _KNOB.value,
                    'selection': 'best mean validation accuracy over seeds; '

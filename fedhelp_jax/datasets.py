@@ -56,9 +56,13 @@ class Sites(NamedTuple):
     silos: group name -> packed ``GroupData`` (``data.pack_group``).
     info: ``{'groups': {group: [global silo ids]}, 'train_sizes': [...],
       'label_counts': [...]}`` plus any dataset-specific records.
+    validation: optional group name -> ``{'test_x', 'test_y', 'test_n'}``:
+      each silo's held-out validation set, packed like its test set; with
+      it, ``config.dataset.evaluate_on='validation'`` scores on these.
   """
   silos: Mapping[str, types.GroupData]
   info: Mapping[str, Any]
+  validation: Optional[Mapping[str, types.GroupData]] = None
 
 
 class DatasetSpec(NamedTuple):
@@ -80,7 +84,10 @@ def to_raw(loaded: Union[Splits, Sites]) -> dict[str, Any]:
   """The host's raw dict of a ``load`` result: the ``Splits`` fields that
   are set, or ``{'silos', 'info'}`` for ``Sites``."""
   if isinstance(loaded, Sites):
-    return {'silos': dict(loaded.silos), 'info': dict(loaded.info)}
+    raw = {'silos': dict(loaded.silos), 'info': dict(loaded.info)}
+    if loaded.validation is not None:
+      raw['validation'] = dict(loaded.validation)
+    return raw
   if not isinstance(loaded, Splits):
     raise TypeError(f'a DatasetSpec.load returned {type(loaded).__name__}, '
                     'not datasets.Splits or datasets.Sites.')
@@ -102,7 +109,7 @@ def _medmnist(config) -> Splits:
 def _brain_slices(config) -> Sites:
   from fedhelp_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   raw = data_lib.brain_federation_raw(config)
-  return Sites(raw['silos'], raw['info'])
+  return Sites(raw['silos'], raw['info'], raw.get('validation'))
 
 
 def _breast_cancer(config) -> Splits:

@@ -91,12 +91,7 @@ def _load_raw(config) -> dict[str, Any]:
   raw = datasets.to_raw(datasets.get(ds.name).load(config))
   evaluate_on = ds.get('evaluate_on') or 'test'
   if 'silos' in raw:  # The dataset's own sites: nothing to cut.
-    if evaluate_on != 'test':
-      raise validate.ConfigError(
-          f"config.dataset.evaluate_on={evaluate_on!r}: dataset "
-          f"{ds.name!r} brings its own sites and test sets, with no held-out "
-          "validation split. Fix: use 'test'.")
-    return raw
+    return evaluation_split(raw, evaluate_on)
   # Any pooled dataset can be thinned or have an FM reserve cut from it.
   raw = subsample_train(raw, float(ds.get('train_fraction') or 1.0),
                         seed=int(ds.get('reserve_seed') or 0))
@@ -107,7 +102,8 @@ def _load_raw(config) -> dict[str, Any]:
 
 def evaluation_split(raw, evaluate_on: str) -> dict[str, Any]:
   """``raw`` scored on its test split, or on its held-out validation split
-  (``public_*``: MedMNIST's official val split, the tabular set-aside).
+  (``public_*``: MedMNIST's official val split, the tabular set-aside; for
+  a dataset of its own sites, each silo's ``validation`` set).
 
   With 'validation' every silo's test set is drawn from the validation
   split instead, by the same rule, and the training split is untouched:
@@ -121,6 +117,15 @@ def evaluation_split(raw, evaluate_on: str) -> dict[str, Any]:
     raise validate.ConfigError(
         f'config.dataset.evaluate_on: unknown {evaluate_on!r}; expected one '
         f'of {datasets.EVALUATE_ON}.')
+  if 'silos' in raw:  # Sites: each silo's own validation set, if held out.
+    if 'validation' not in raw:
+      raise validate.ConfigError(
+          "config.dataset.evaluate_on='validation': this dataset brings its "
+          'own sites and test sets and was loaded without validation sets. '
+          "Fix: use 'test', or hold some out (brain_slices: "
+          'partition.validation_fraction).')
+    return {**raw, 'silos': {g: {**d, **raw['validation'][g]}
+                             for g, d in raw['silos'].items()}}
   if 'public_x' not in raw:
     raise validate.ConfigError(
         "config.dataset.evaluate_on='validation': this dataset has no "

@@ -226,6 +226,21 @@ def _check_devices(config) -> None:
           'jax is imported.')
 
 
+def _check_validation_fraction(part) -> None:
+  """``partition.validation_fraction`` (sites datasets): what is held out
+  for validation must leave training slices beside the test fraction."""
+  fraction = part.get('validation_fraction') or 0.0
+  test_fraction = part.get('test_fraction', 0.25)
+  if not isinstance(test_fraction, (int, float)):
+    return  # Checked by the loader, which reads it.
+  if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+      or not 0 <= fraction < 1 - test_fraction):
+    _fail('partition.validation_fraction', f'must be in [0, 1 - '
+          f'test_fraction) = [0, {1 - test_fraction:g}), got '
+          f'{_show(fraction)}.', 'hold out less, or lower '
+          'partition.test_fraction.')
+
+
 def _check_partition(config) -> None:
   """The ``partition`` section, when there is one."""
   if config.get('partition') is None:
@@ -255,6 +270,7 @@ def _check_partition(config) -> None:
       _fail('partition.small_size', f'expected (min, max), got {_show(small)}.',
             'write a pair with min <= max.')
     _int(config, 'partition.test_size', minimum=1)
+    _check_validation_fraction(part)
     alpha = part.get('label_skew_alpha')
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(
         alpha, (int, float)) or not 0 < alpha < math.inf):

@@ -3,8 +3,10 @@
 (``experiments/pfednet_power.py``)."""
 
 import json
+import types
 
 import numpy as np
+import pytest
 
 from experiments import pfednet_clustered_table as clustered
 from experiments import pfednet_power
@@ -53,7 +55,7 @@ def test_a_grid_member_scores_as_a_plain_run_at_its_value():
                                  on_test.info)
   (result,) = runner.run(program, [member], rounds=2, eval_every=2)
   np.testing.assert_array_equal(
-      part['test'][3], clustered.own_test_correct(program, result, on_test))
+      part['test'][3], clustered.own_test_scores(program, result, on_test))
   assert part['val'].shape[0] == 5 and not part['nonfinite'].any()
 
 
@@ -92,3 +94,46 @@ def test_overview_reads_every_committed_set(tmp_path):
   (tmp_path / folder / 'summary.json').write_text(json.dumps(summary))
   lines = pfednet_power.overview_markdown(str(tmp_path)).splitlines()
   assert len(lines) == 3 and lines[2].startswith(f'| {label} |')
+
+
+def _hand_dice(pred, truth, classes=(1, 2)):
+  """Foreground-mean Dice of one image, written out."""
+  out = []
+  for c in classes:
+    p, t = pred == c, truth == c
+    total = p.sum() + t.sum()
+    out.append(1.0 if total == 0 else 2.0 * (p & t).sum() / total)
+  return float(np.mean(out))
+
+
+def test_segmentation_scores_are_each_images_dice():
+  rng = np.random.default_rng(0)
+  # One group of 2 real silos and one padding silo; 3 and 2 test images.
+  truth = rng.integers(0, 3, size=(3, 3, 4, 4))
+  probs = rng.random((3, 3, 4, 4, 3)).astype(np.float32)
+  fed = types.SimpleNamespace(
+      task=types.SimpleNamespace(name='segmentation'), groups=('small',),
+      fed={'small': {'test_x': np.zeros((3, 3, 4, 4, 1)), 'test_y': truth,
+                     'test_n': np.asarray([3, 2, 0]),
+                     'n': np.asarray([5, 4, 0])}})
+  program = types.SimpleNamespace(predict_fn=lambda state, inputs: {
+      'small': probs})
+  got = clustered.own_test_scores(program, types.SimpleNamespace(state=None),
+                                  fed)
+  pred = probs.argmax(-1)
+  want = [_hand_dice(pred[c, i], truth[c, i]) for c, n in ((0, 3), (1, 2))
+          for i in range(n)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_seg_task_scores_validation_and_test_dice():
+  config = pfednet_power._seg_config('fedavg', 0)
+  config.rounds, config.eval_every = 1, 1
+  config.local.local_steps = 1
+  part = pfednet_power.run_grid(config, 'fedavg', 0, log=lambda _: None)
+  _, on_test = pfednet_power._federations(config, 0)
+  n_test = sum(int(d['test_n'].sum()) for d in on_test.fed.values())
+  assert part['test'].shape == (5, n_test)
+  assert part['val'].shape[0] == 5 and part['val'].shape[1] > 0
+  assert ((part['test'] >= 0) & (part['test'] <= 1)).all()

@@ -205,6 +205,7 @@ def brain_silo_indices(axis: np.ndarray, slice_index: np.ndarray,
 def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
                 num_small: int, large_size: int,
                 small_size: partition.SizeSpec, test_fraction: float = 0.25,
+                validation_fraction: float = 0.0,
                 seed: int = 0, shift_large: bool = True,
                 gamma_range: tuple[float, float] = (0.7, 1.4),
                 noise_range: tuple[float, float] = (0.0, 0.04),
@@ -226,6 +227,9 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
     large_size: slices per large silo (train + test).
     small_size: slices per small silo, an int or inclusive (min, max).
     test_fraction: fraction of each silo's slices held out for its test set.
+    validation_fraction: fraction of each silo's slices held out, from its
+      training slices, as its validation set (0: none, and the federation
+      is the same as without the argument).
     seed: random seed (sizes, gaps, splits, shifts).
     shift_large: False leaves the large silos unshifted (a reference site).
     gamma_range: see ``sample_site_shifts``.
@@ -237,7 +241,10 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
     group without silos is left out), 'info': {'groups', 'train_sizes',
     'label_counts' (pixels per class), 'axes', 'slice_ranges', 'shifts',
     'train_indices', 'test_indices' (rows of ``data``), 'note'},
-    'public_x': float32 [P, 64, 64, 1], 'public_y': int32 [P, 64, 64]}``.
+    'public_x': float32 [P, 64, 64, 1], 'public_y': int32 [P, 64, 64]}``;
+    with ``validation_fraction`` also ``'validation': {group: {'test_x',
+    'test_y', 'test_n'}}`` (each silo's validation slices, packed like its
+    test set, under the same scanner) and ``info['validation_indices']``.
 
   Raises:
     ValueError: bad sizes or silos that do not fit the slices.
@@ -259,6 +266,13 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
       data['axis'], data['slice_index'], sizes, seed=seed + 1)
   train_idx, test_idx = partition.train_test_split_per_client(
       silos, test_fraction, seed=seed + 2)
+  val_idx = None
+  if validation_fraction:
+    # Cut from the training slices with a seed of its own, so the test
+    # slices do not depend on whether a validation set is held out.
+    train_idx, val_idx = partition.train_test_split_per_client(
+        train_idx, validation_fraction / (1.0 - test_fraction),
+        seed=seed + 4)
   shifts = sample_site_shifts(len(sizes), seed=seed + 3,
                               gamma_range=gamma_range,
                               noise_range=noise_range, bias_range=bias_range)
@@ -269,25 +283,9 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
   masks = np.asarray(data['mask'], np.int32)
   groups = {'large': range(0, num_large),
             'small': range(num_large, num_large + num_small)}
-  fed = {}
-  for g, members in groups.items():
-    if not members:
-      continue
-    x, y, tx, ty, ranges, tranges = [], [], [], [], [], []
-    offset = t_offset = 0
-    for i in members:
-      x.append(apply_site_shift(images[train_idx[i]], shifts[i]))
-      y.append(masks[train_idx[i]])
-      tx.append(apply_site_shift(images[test_idx[i]], shifts[i]))
-      ty.append(masks[test_idx[i]])
-      ranges.append(np.arange(offset, offset + len(train_idx[i])))
-      tranges.append(np.arange(t_offset, t_offset + len(test_idx[i])))
-      offset += len(train_idx[i])
-      t_offset += len(test_idx[i])
-    fed[g] = pack.pack_group(
-        np.concatenate(x), np.concatenate(y), ranges,
-        test_x=np.concatenate(tx), test_y=np.concatenate(ty),
-        test_indices=tranges)
+  pack_silos = lambda members, held_out: _pack_shifted(
+      images, masks, members, train_idx, held_out, shifts)
+  fed = {g: pack_silos(m, test_idx) for g, m in groups.items() if m}
   slice_index = np.asarray(data['slice_index'])
   info = {
       'groups': {g: list(m) for g, m in groups.items() if m},
@@ -302,8 +300,34 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
       'test_indices': [t.tolist() for t in test_idx],
       'note': SIMULATION_NOTE,
   }
-  return {'silos': fed, 'info': info, 'public_x': images[unused],
-          'public_y': masks[unused]}
+  out = {'silos': fed, 'info': info, 'public_x': images[unused],
+         'public_y': masks[unused]}
+  if val_idx is not None:
+    info['validation_indices'] = [t.tolist() for t in val_idx]
+    out['validation'] = {
+        g: {k: v for k, v in pack_silos(m, val_idx).items()
+            if k.startswith('test_')} for g, m in groups.items() if m}
+  return out
+
+
+def _pack_shifted(images, masks, members, train_idx, held_out_idx, shifts):
+  """One group's silos packed: training slices and held-out slices (test
+  or validation), each silo's under its own scanner."""
+  x, y, tx, ty, ranges, tranges = [], [], [], [], [], []
+  offset = t_offset = 0
+  for i in members:
+    x.append(apply_site_shift(images[train_idx[i]], shifts[i]))
+    y.append(masks[train_idx[i]])
+    tx.append(apply_site_shift(images[held_out_idx[i]], shifts[i]))
+    ty.append(masks[held_out_idx[i]])
+    ranges.append(np.arange(offset, offset + len(train_idx[i])))
+    tranges.append(np.arange(t_offset, t_offset + len(held_out_idx[i])))
+    offset += len(train_idx[i])
+    t_offset += len(held_out_idx[i])
+  return pack.pack_group(
+      np.concatenate(x), np.concatenate(y), ranges,
+      test_x=np.concatenate(tx), test_y=np.concatenate(ty),
+      test_indices=tranges)
 
 
 def brain_federation_raw(config) -> dict[str, Any]:
@@ -311,7 +335,8 @@ def brain_federation_raw(config) -> dict[str, Any]:
 
   Reads ``config.dataset.{data_dir, manual_dir}``, ``config.partition.
   {num_large, num_small, large_size, small_size, test_fraction (default
-  0.25), shift_large (default True)}`` and ``config.seed``.
+  0.25), validation_fraction (default 0), shift_large (default True)}`` and
+  ``config.seed``.
 
   Returns:
     The ``brain_silos`` dict (its ``'silos'`` and ``'info'`` are used as the
@@ -329,4 +354,5 @@ def brain_federation_raw(config) -> dict[str, Any]:
       data, num_large=int(part.num_large), num_small=int(part.num_small),
       large_size=int(part.large_size), small_size=small,
       test_fraction=float(part.get('test_fraction', 0.25)),
+      validation_fraction=float(part.get('validation_fraction') or 0.0),
       seed=int(config.seed), shift_large=bool(part.get('shift_large', True)))
