@@ -34,6 +34,7 @@ import ml_collections
 import numpy as np
 from scipy import stats as sp_stats
 
+from experiments import fedhelp_power
 from experiments.configs import fedhelp_cls
 from fedhelp_jax import experiment
 from fedhelp_jax import privacy
@@ -202,11 +203,9 @@ def _difference_cells(row_a, row_b, tests: bool) -> str:
   cells = []
   for g in ('small', 'large', 'all'):
     c = paired_seeds(row_a[g]['values'], row_b[g]['values'])
-    cell = f"{c['mean']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
-    if tests:
-      cell += (f" p={c['p_value']:.2g} "
-               f"{c['sign_count'][0]}/{c['sign_count'][1]}")
-    cells.append(cell + ('' if c['detectable'] else ' n.d.'))
+    extra = (f" p={c['p_value']:.2g} {c['sign_count'][0]}/"
+             f"{c['sign_count'][1]}") if tests else ''
+    cells.append(fedhelp_power.difference_text(c, extra))
   return ' | '.join(cells)
 
 

@@ -186,6 +186,14 @@ def summarize(scores: dict[str, dict[str, np.ndarray]],
   return summary
 
 
+def difference_text(r: dict, extra: str = '') -> str:
+  """A paired difference ``r`` (``mean``, ``ci95``, ``detectable``) as
+  ``+m [+lo, +hi]``, then ``extra``, then ' n.d.' when its interval holds
+  0 (no detectable difference)."""
+  return (f"{r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
+          f"{extra}{'' if r['detectable'] else ' n.d.'}")
+
+
 def markdown(summary: dict, group: str = 'small') -> str:
   """The table of a ``summary.json``: per method the mean, SD and 95%
   interval of ``group``, then FedHelp minus each method (paired)."""

@@ -326,12 +326,7 @@ OVERVIEW_SETS = (
 
 def _difference_cell(summary: dict, a: str, b: str) -> str:
   pair = summary['paired'].get(f'{a}_vs_{b}')
-  if pair is None:
-    return ''
-  r = pair['all']
-  reading = '' if r['detectable'] else ' n.d.'
-  return (f"{r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
-          f'{reading}')
+  return '' if pair is None else fedhelp_power.difference_text(pair['all'])
 
 
 def overview_row(label: str, summary: dict, reference: str = 'pfednet'

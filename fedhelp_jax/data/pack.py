@@ -112,6 +112,20 @@ def pack_group(x, y, client_indices: Sequence[np.ndarray], *,
                      f'client_indices has {len(client_indices)}; give one '
                      'test index array per silo.')
   xs, ys, n = _stack(x, y, client_indices, pad_to, dtype, 'training')
-  txs, tys, tn = _stack(test_x, test_y, test_indices, None, dtype, 'test')
-  return {'x': xs, 'y': ys, 'n': n, 'test_x': txs, 'test_y': tys,
-          'test_n': tn}
+  return {'x': xs, 'y': ys, 'n': n,
+          **pack_held_out(test_x, test_y, test_indices, dtype=dtype,
+                          what='test')}
+
+
+def pack_held_out(x, y, indices: Sequence[np.ndarray], *, dtype=np.float32,
+                  what: str = 'held-out') -> dict[str, np.ndarray]:
+  """Held-out sets of ``C`` silos (test or validation), stacked and padded
+  as ``pack_group`` stacks its test part.
+
+  Returns:
+    ``{'test_x': [C, Nt, ...], 'test_y': [C, Nt, ...] int32, 'test_n': [C]
+    int32}``.
+  """
+  xs, ys, n = _stack(np.asarray(x), np.asarray(y), indices, None,
+                     np.dtype(dtype).type, what)
+  return {'test_x': xs, 'test_y': ys, 'test_n': n}

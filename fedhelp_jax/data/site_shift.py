@@ -283,9 +283,15 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
   masks = np.asarray(data['mask'], np.int32)
   groups = {'large': range(0, num_large),
             'small': range(num_large, num_large + num_small)}
-  pack_silos = lambda members, held_out: _pack_shifted(
-      images, masks, members, train_idx, held_out, shifts)
-  fed = {g: pack_silos(m, test_idx) for g, m in groups.items() if m}
+  shifted = lambda members, idx: _shifted(images, masks, members, idx,
+                                          shifts)
+  fed = {}
+  for g, members in groups.items():
+    if members:
+      x, y, ranges = shifted(members, train_idx)
+      tx, ty, tranges = shifted(members, test_idx)
+      fed[g] = pack.pack_group(x, y, ranges, test_x=tx, test_y=ty,
+                               test_indices=tranges)
   slice_index = np.asarray(data['slice_index'])
   info = {
       'groups': {g: list(m) for g, m in groups.items() if m},
@@ -304,30 +310,21 @@ def brain_silos(data: dict[str, np.ndarray], *, num_large: int,
          'public_y': masks[unused]}
   if val_idx is not None:
     info['validation_indices'] = [t.tolist() for t in val_idx]
-    out['validation'] = {
-        g: {k: v for k, v in pack_silos(m, val_idx).items()
-            if k.startswith('test_')} for g, m in groups.items() if m}
+    out['validation'] = {g: pack.pack_held_out(*shifted(m, val_idx))
+                         for g, m in groups.items() if m}
   return out
 
 
-def _pack_shifted(images, masks, members, train_idx, held_out_idx, shifts):
-  """One group's silos packed: training slices and held-out slices (test
-  or validation), each silo's under its own scanner."""
-  x, y, tx, ty, ranges, tranges = [], [], [], [], [], []
-  offset = t_offset = 0
-  for i in members:
-    x.append(apply_site_shift(images[train_idx[i]], shifts[i]))
-    y.append(masks[train_idx[i]])
-    tx.append(apply_site_shift(images[held_out_idx[i]], shifts[i]))
-    ty.append(masks[held_out_idx[i]])
-    ranges.append(np.arange(offset, offset + len(train_idx[i])))
-    tranges.append(np.arange(t_offset, t_offset + len(held_out_idx[i])))
-    offset += len(train_idx[i])
-    t_offset += len(held_out_idx[i])
-  return pack.pack_group(
-      np.concatenate(x), np.concatenate(y), ranges,
-      test_x=np.concatenate(tx), test_y=np.concatenate(ty),
-      test_indices=tranges)
+def _shifted(images, masks, members, idx, shifts):
+  """Slices ``idx[i]`` of each silo ``i`` of ``members``, each under its
+  silo's scanner, concatenated; and each silo's rows in the result."""
+  x = np.concatenate([apply_site_shift(images[idx[i]], shifts[i])
+                      for i in members])
+  y = np.concatenate([masks[idx[i]] for i in members])
+  ends = np.cumsum([len(idx[i]) for i in members])
+  ranges = [np.arange(end - len(idx[i]), end)
+            for end, i in zip(ends, members)]
+  return x, y, ranges
 
 
 def brain_federation_raw(config) -> dict[str, Any]:
