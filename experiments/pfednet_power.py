@@ -317,6 +317,7 @@ OVERVIEW_SETS = (
     ('pfednet_power_tabular', 'tabular, own knob, tuned'),
     ('pfednet_power_tabular_lr', 'tabular, lr knob, tuned'),
     ('pfednet_power_cls', 'PneumoniaMNIST CNN, tuned'),
+    ('pfednet_power_seg', 'brain-slice UNet (Dice), tuned'),
     ('pfednet_power_clustered_labels', 'clustered labels, tuned'),
     ('pfednet_power_clustered_rotation', 'clustered rotation, tuned'),
     ('pfednet_clustered/labels', 'clustered labels, recipe values'),
@@ -352,7 +353,8 @@ def overview_row(label: str, summary: dict, reference: str = 'pfednet'
 def overview_markdown(results_root: str = os.path.join('experiments',
                                                        'results')) -> str:
   """The pFedNet summary table of every committed result set of
-  ``OVERVIEW_SETS`` (a set without ``summary.json`` is left out)."""
+  ``OVERVIEW_SETS`` (a set without ``summary.json`` is left out). Scores
+  are accuracy, except Dice where the label says so."""
   lines = ['| result set | seeds x test images | pFedNet (95% CI) | best '
            'baseline | pFedNet - best baseline | pFedNet - FedAvg | '
            'pFedNet - Local | pFedNet - oracle graph |',
