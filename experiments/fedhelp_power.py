@@ -194,6 +194,15 @@ def difference_text(r: dict, extra: str = '') -> str:
           f"{extra}{'' if r['detectable'] else ' n.d.'}")
 
 
+def images_text(r: dict) -> str:
+  """Test images per seed of an interval ``r``: ``N``, or ``lo-hi`` where
+  each data seed drew its own test set of a different size."""
+  counts = r.get('n_test_images_per_seed')
+  if counts and min(counts) != max(counts):
+    return f'{min(counts)}-{max(counts)}'
+  return str(r['n_test_images'])
+
+
 def markdown(summary: dict, group: str = 'small') -> str:
   """The table of a ``summary.json``: per method the mean, SD and 95%
   interval of ``group``, then FedHelp minus each method (paired)."""
@@ -203,7 +212,7 @@ def markdown(summary: dict, group: str = 'small') -> str:
     r = by_group[group]
     lines.append(f"| {m} | {r['mean']:.4f} | {r['sd']:.4f} | "
                  f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | {r['n_seeds']} "
-                 f"| {r['n_test_images']} |")
+                 f"| {images_text(r)} |")
   lines += ['', '| comparison | mean difference | 95% CI | paired t p | '
             'sign (+/-) | reading |', '|---|---|---|---|---|---|']
   for name, by_group in summary['paired'].items():

@@ -60,6 +60,7 @@ from fedhelp_jax import diagnostics
 from fedhelp_jax import experiment
 from fedhelp_jax import reporting
 from fedhelp_jax import runner
+from fedhelp_jax import stats
 from fedhelp_jax import validate
 
 # The knob each algorithm tunes: its defining regularizer, else the lr.
@@ -259,8 +260,10 @@ def main(argv):
     raise app.UsageError(f'no seed has every method saved in {parts_dir}.')
   parts = {m: [by_seed[s][m] for s in complete] for m in methods}
   chosen = {m: select(parts[m]) for m in methods}
-  scores = {m: {'all': np.stack([p['test'][chosen[m]['index']]
-                                 for p in parts[m]])} for m in methods}
+  # Seg silos hold a seed-dependent number of test slices: NaN-padded rows.
+  scores = {m: {'all': stats.ragged_rows([p['test'][chosen[m]['index']]
+                                          for p in parts[m]])}
+            for m in methods}
   summary = fedhelp_power.summarize(scores, reference)
   for m in methods:
     config = get_config(m, 0)
@@ -340,7 +343,7 @@ def overview_row(label: str, summary: dict, reference: str = 'pfednet'
   ref = methods[reference]['all']
   baselines = [m for m in methods if not m.startswith(reference)]
   best = max(baselines, key=lambda m: methods[m]['all']['mean'])
-  cells = [label, f"{ref['n_seeds']} x {ref['n_test_images']}",
+  cells = [label, f"{ref['n_seeds']} x {fedhelp_power.images_text(ref)}",
            f"{ref['mean']:.3f} [{ref['ci95'][0]:.3f}, {ref['ci95'][1]:.3f}]",
            f"{best} {methods[best]['all']['mean']:.3f}",
            _difference_cell(summary, reference, best),

@@ -85,6 +85,16 @@ def test_overview_row_names_the_best_baseline_and_marks_ties():
                    '-0.150 [-0.170, -0.130]']
 
 
+def test_overview_row_shows_the_range_of_seed_dependent_test_sets():
+  """Seg seeds draw test sets of different sizes: the cell says so."""
+  ragged = _interval(0.8, 0.7, 0.9)
+  ragged['all'].update(n_test_images=65, n_test_images_per_seed=[67, 65, 68])
+  summary = {'methods': {'pfednet': ragged,
+                         'fedavg': _interval(0.6, 0.5, 0.7)}, 'paired': {}}
+  cells = pfednet_power.overview_row('set', summary).split('|')
+  assert cells[2].strip() == '10 x 65-68'
+
+
 def test_overview_reads_every_committed_set(tmp_path):
   summary = {'methods': {'pfednet': _interval(0.8, 0.7, 0.9),
                          'fedavg': _interval(0.6, 0.5, 0.7)},

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from fedhelp_jax import stats
 
@@ -68,3 +69,51 @@ def test_stats_paired_comparison_says_when_no_difference_is_detectable():
   assert len(out['mcnemar']['per_seed_p_values']) == 10
   with pytest.raises(ValueError, match='share one'):
     stats.paired_comparison(truth, truth[:, :10])
+
+
+def test_stats_ragged_bootstrap_resamples_each_seeds_own_images():
+  """Seeds with their own test sets of different sizes (NaN-padded): the
+  mean is the mean of the seeds' own means, and one padded seed's interval
+  is the binomial one of its real images, not of the padded width."""
+  rng = np.random.default_rng(4)
+  n = 500
+  one = np.full((1, 2 * n), np.nan)
+  one[0, :n] = rng.random(n) < 0.7
+  out = stats.hierarchical_bootstrap(one, num_resamples=4000)
+  p = np.nanmean(one)
+  half = 1.96 * math.sqrt(p * (1 - p) / n)
+  assert out['ci95'][0] == pytest.approx(p - half, abs=0.006)
+  assert out['ci95'][1] == pytest.approx(p + half, abs=0.006)
+  assert out['n_test_images'] == n and out['n_test_images_per_seed'] == [n]
+  ragged = np.array([[1.0, 0.0, 1.0, 1.0], [0.5, 0.25, np.nan, np.nan]])
+  out = stats.hierarchical_bootstrap(ragged)
+  assert out['mean'] == pytest.approx((0.75 + 0.375) / 2)
+  assert out['sd'] == pytest.approx(np.std([0.75, 0.375], ddof=1))
+  assert out['n_test_images_per_seed'] == [4, 2]
+  # The lowest draw takes seed 2 twice, each time its 0.25 twice.
+  assert 0.25 - 1e-12 <= out['ci95'][0] < out['ci95'][1] <= 1.0
+  with pytest.raises(ValueError, match='trailing NaN'):
+    stats.hierarchical_bootstrap(np.array([[1.0, np.nan, 0.0]]))
+
+
+def test_stats_ragged_paired_comparison_uses_each_seeds_own_mean():
+  a = np.array([[0.9, 0.8, 0.7], [0.6, 0.4, np.nan], [0.5, np.nan, np.nan]])
+  b = a - np.array([[0.1], [0.3], [0.0]])
+  out = stats.paired_comparison(a, b, correct=False)
+  hand = [0.1, 0.3, 0.0]
+  assert out['mean'] == pytest.approx(np.mean(hand))
+  assert out['sign_count'] == [2, 0]
+  assert out['n_test_images_per_seed'] == [3, 2, 1]
+  t = np.mean(hand) / (np.std(hand, ddof=1) / math.sqrt(3))
+  assert out['p_value'] == pytest.approx(2 * scipy_stats.t.sf(t, df=2))
+  shifted = b.copy()
+  shifted[2, 1] = 0.0
+  with pytest.raises(ValueError, match='same entries'):
+    stats.paired_comparison(a, shifted)
+
+
+def test_stats_ragged_rows_pads_short_seeds_and_keeps_equal_ones_exact():
+  padded = stats.ragged_rows([np.array([1, 0, 1]), np.array([0.5])])
+  np.testing.assert_array_equal(padded, [[1, 0, 1], [0.5, np.nan, np.nan]])
+  equal = stats.ragged_rows([np.array([0.25, 1.0])] * 2)
+  assert not np.isnan(equal).any() and equal.shape == (2, 2)
