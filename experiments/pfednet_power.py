@@ -31,7 +31,9 @@ The protocol, fixed before any run:
 * **Seeds and statistics.** Seed ``s`` draws the pools, the partition, the
   test and validation draws and the training randomness alike, for every
   method. Intervals resample seeds and test-image slots
-  (``stats.hierarchical_bootstrap``); each method is paired with pFedNet
+  (``stats.hierarchical_bootstrap``; where seeds draw test sets of
+  different sizes, as the brain-slice silos do, each drawn seed resamples
+  its own images); each method is paired with pFedNet
   per seed (``fedhelp_power.summarize``: bootstrap interval, paired t, sign
   count).
 
