@@ -271,7 +271,7 @@ def figure(summary: dict, groups=('small', 'large')):
   fig = interval_bars_figure(
       summary, groups, highlight='fedhelp',
       xlabel='{group} group: accuracy on the common test set (95% CI)',
-      title=f"{n['n_seeds']} seed pairs x {n['n_test_images']} images")
+      title=f"{n['n_seeds']} seed pairs x {images_text(n)} images")
   fig.suptitle(summary.get('experiment', ''), fontsize=10)
   fig.tight_layout()
   return fig

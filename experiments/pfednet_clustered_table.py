@@ -264,7 +264,7 @@ def accuracy_figure(summary: dict):
       xlabel=f"{metric} on the silos' own test images (95% CI)",
       title=(f"{summary.get('title', 'clustered benchmark')}, arm "
              f"'{summary['arm']}': {n['n_seeds']} seeds x "
-             f"{n['n_test_images']} images"))
+             f"{fedhelp_power.images_text(n)} images"))
 
 
 def main(argv):

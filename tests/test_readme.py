@@ -72,3 +72,24 @@ def test_algorithm_table_columns_follow_the_specs():
   assert row == ('| `zz_probe` | Doe et al. 2030, [arXiv 3001.00001]'
                  '(https://arxiv.org/abs/3001.00001) | (outside the package) '
                  '| yes (all of it) | no | yes / no |')
+
+
+def _github_anchor(heading: str) -> str:
+  """GitHub's id of a markdown heading: lower case, punctuation dropped,
+  spaces to hyphens."""
+  return re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+
+
+def test_readme_links_to_docs_sections_and_files_resolve():
+  with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    links = re.findall(r'\]\(((?:docs|experiments)/[^)#\s]+)(?:#([^)\s]+))?\)',
+                       f.read())
+  assert links, 'README.md links to no docs'
+  for path, anchor in links:
+    full = os.path.join(ROOT, path)
+    assert os.path.exists(full), f'README links to missing {path}'
+    if anchor:
+      with open(full, encoding='utf-8') as f:
+        ids = {_github_anchor(h) for h in
+               re.findall(r'^#+ (.*)$', f.read(), re.M)}
+      assert anchor in ids, f'README links to missing {path}#{anchor}'
