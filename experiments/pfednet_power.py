@@ -39,7 +39,9 @@ The protocol, fixed before any run:
 
 A method's 5 grid values run as one program (``runner.run`` with 5 members:
 one compile). Each (method, seed) is saved in ``<out>/parts`` as it
-finishes and reused, so an interrupted table continues. Writes
+finishes and reused, so an interrupted table continues; under
+``--knob=lr`` the methods whose own knob is the lr share the own-knob
+table's parts (``part_path``). Writes
 ``<out>/summary.json`` (powered format plus per method the knob, grid,
 chosen value, per-value validation and test means) and
 ``<out>/scores.npz``, ``<out>/accuracy.png``.
@@ -203,13 +205,26 @@ def _dead_fraction(program, result, fed) -> float:
       float('nan'))
 
 
-def load_or_run(config, method, seed, parts_dir, log, parts_only=False,
-                knob='own'):
-  """The saved grid of ``(method, seed)``, else its run (saved); with
-  ``parts_only``, None when it is not saved."""
+def part_path(config, method: str, seed: int, parts_dir: str,
+              knob: str = 'own', own_parts_dir: str | None = None) -> str:
+  """Where the grid of ``(method, seed)`` is saved. Under ``knob='lr'`` a
+  method whose own knob is the learning rate runs the very grid of the
+  own-knob table (checked bit for bit on the tabular parts), so, given
+  ``own_parts_dir``, it shares that table's part instead of running twice.
+  """
+  if (knob != 'own' and own_parts_dir
+      and knob_of(config, knob) == knob_of(config)):
+    parts_dir, knob = own_parts_dir, 'own'
   tag = '' if knob == 'own' else f'-{knob}'
+  return os.path.join(parts_dir, f'{method}{tag}-s{seed}-r{config.rounds}.npz')
+
+
+def load_or_run(config, method, seed, parts_dir, log, parts_only=False,
+                knob='own', own_parts_dir=None):
+  """The saved grid of ``(method, seed)`` (``part_path``), else its run
+  (saved); with ``parts_only``, None when it is not saved."""
   part = clustered.saved_part(
-      os.path.join(parts_dir, f'{method}{tag}-s{seed}-r{config.rounds}.npz'),
+      part_path(config, method, seed, parts_dir, knob, own_parts_dir),
       lambda: run_grid(config, method, seed, log, knob), parts_only)
   return None if part is None else {**part, 'wall_s': float(part['wall_s'])}
 
@@ -251,10 +266,13 @@ def main(argv):
   out = _OUT.value or os.path.join('experiments', 'results',
                                    f'pfednet_power_{_TASK.value}{suffix}')
   parts_dir, lines, log = clustered.parts_and_log(out)
+  own_parts_dir = _OWN_PARTS_DIR.value or (
+      None if _OUT.value else os.path.join(
+          'experiments', 'results', f'pfednet_power_{_TASK.value}', 'parts'))
   t0 = time.time()
   seeds = list(range(_SEEDS.value))
   by_seed = [{m: load_or_run(get_config(m, s), m, s, parts_dir, log,
-                             _PARTS_ONLY.value, _KNOB.value)
+                             _PARTS_ONLY.value, _KNOB.value, own_parts_dir)
               for m in methods}
              for s in seeds]
   complete = [s for s, got in zip(seeds, by_seed) if all(got.values())]
@@ -375,6 +393,7 @@ def overview_markdown(results_root: str = os.path.join('experiments',
 def define_flags():
   """The command's flags (defined only when run as a command)."""
   global _TASK, _SEEDS, _METHODS, _OUT, _PARTS_ONLY, _KNOB, _OVERVIEW
+  global _OWN_PARTS_DIR
   _TASK = flags.DEFINE_enum('task', 'tabular', sorted(TASKS), 'Which task.')
   _KNOB = flags.DEFINE_enum('knob', 'own', ['own', 'lr'],
                             "The knob every method tunes: its own, or 'lr'.")
@@ -382,6 +401,10 @@ def define_flags():
   _METHODS = flags.DEFINE_list('methods', [], 'Methods (default: the '
                                "task's).")
   _OUT = flags.DEFINE_string('out', None, 'Output directory.')
+  _OWN_PARTS_DIR = flags.DEFINE_string(
+      'own_parts_dir', None, "With --knob=lr: the own-knob table's parts, "
+      'shared by the methods whose own knob is the lr (default: that '
+      "table's folder when --out is not set).")
   _PARTS_ONLY = flags.DEFINE_bool('parts_only', False,
                                   'Summarize the saved parts; run nothing.')
   _OVERVIEW = flags.DEFINE_bool('overview', False, 'Print the summary '

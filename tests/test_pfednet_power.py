@@ -147,3 +147,17 @@ def test_the_seg_task_scores_validation_and_test_dice():
   assert part['test'].shape == (5, n_test)
   assert part['val'].shape[0] == 5 and part['val'].shape[1] > 0
   assert ((part['test'] >= 0) & (part['test'] <= 1)).all()
+
+
+def test_the_lr_arm_shares_the_own_arm_parts_of_lr_tuned_methods():
+  """Local tunes the lr under both knobs (one grid): its lr-arm part is the
+  own-arm part; pFedNet's (lam vs lr) is its own."""
+  local = pfednet_power.TASKS['tabular'][0]('local', 3)
+  pfednet = pfednet_power.TASKS['tabular'][0]('pfednet', 3)
+  r = local.rounds
+  path = lambda c, m, own: pfednet_power.part_path(c, m, 3, 'lr', 'lr', own)
+  assert path(local, 'local', 'own') == f'own/local-s3-r{r}.npz'
+  assert path(pfednet, 'pfednet', 'own') == f'lr/pfednet-lr-s3-r{r}.npz'
+  assert path(local, 'local', None) == f'lr/local-lr-s3-r{r}.npz'
+  assert (pfednet_power.part_path(local, 'local', 3, 'own', 'own', 'x')
+          == f'own/local-s3-r{r}.npz')
