@@ -205,6 +205,12 @@ def _dead_fraction(program, result, fed) -> float:
       float('nan'))
 
 
+def default_out(task: str, knob: str = 'own') -> str:
+  """The committed result folder of ``task`` under ``knob``."""
+  suffix = '' if knob == 'own' else f'_{knob}'
+  return os.path.join('experiments', 'results', f'pfednet_power_{task}{suffix}')
+
+
 def part_path(config, method: str, seed: int, parts_dir: str,
               knob: str = 'own', own_parts_dir: str | None = None) -> str:
   """Where the grid of ``(method, seed)`` is saved. Under ``knob='lr'`` a
@@ -262,13 +268,10 @@ def main(argv):
   metric = METRICS.get(_TASK.value, 'accuracy')
   methods = clustered.checked_methods(_METHODS.value or known,
                                       dict.fromkeys(known))
-  suffix = '' if _KNOB.value == 'own' else f'_{_KNOB.value}'
-  out = _OUT.value or os.path.join('experiments', 'results',
-                                   f'pfednet_power_{_TASK.value}{suffix}')
+  out = _OUT.value or default_out(_TASK.value, _KNOB.value)
   parts_dir, lines, log = clustered.parts_and_log(out)
   own_parts_dir = _OWN_PARTS_DIR.value or (
-      None if _OUT.value else os.path.join(
-          'experiments', 'results', f'pfednet_power_{_TASK.value}', 'parts'))
+      None if _OUT.value else os.path.join(default_out(_TASK.value), 'parts'))
   t0 = time.time()
   seeds = list(range(_SEEDS.value))
   by_seed = [{m: load_or_run(get_config(m, s), m, s, parts_dir, log,

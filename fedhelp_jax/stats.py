@@ -163,10 +163,10 @@ def paired_comparison(scores_a, scores_b, *, num_resamples: int = 2000,
   if not np.array_equal(np.isnan(a), np.isnan(b)):
     raise ValueError('paired ragged scores must pad the same entries.')
   diff = hierarchical_bootstrap(a - b, num_resamples=num_resamples, seed=seed)
-  per_seed = seed_means(a) - seed_means(b)
+  mean_a, mean_b = seed_means(a), seed_means(b)
+  per_seed = mean_a - mean_b
   if a.shape[0] > 1 and np.any(per_seed != per_seed[0]):
-    p_value = float(scipy_stats.ttest_rel(seed_means(a),
-                                          seed_means(b)).pvalue)
+    p_value = float(scipy_stats.ttest_rel(mean_a, mean_b).pvalue)
   else:  # One seed, or a constant difference: the t-test is undefined.
     p_value = float('nan')
   out = {'mean': diff['mean'], 'ci95': diff['ci95'], 'p_value': p_value,
